@@ -1,0 +1,41 @@
+# The two commands of the README: `make run` and `make test`.
+# The Dockerfile runs `make setup` too, so the image is built by these same steps.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PORT ?= 8501
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup run serve test precompute demo-model clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt
+	@$(PYTHON) -c "import ensurepip, venv" 2>/dev/null || { \
+		echo "Installing python3-venv with apt"; \
+		$(SUDO) apt-get update && $(SUDO) apt-get install -y python3-venv; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+run: setup serve
+
+serve:
+	@echo "ViT Attention Explorer on http://localhost:$(PORT)"
+	$(BIN)/streamlit run app.py --server.port $(PORT) --server.address 0.0.0.0
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+precompute: setup
+	$(BIN)/python -m core.precompute --model demo --images demo
+
+demo-model: setup
+	@[ -d /usr/share/datasets/fashion-mnist ] || { $(SUDO) apt-get update && \
+		$(SUDO) apt-get install -y dataset-fashion-mnist; }
+	$(BIN)/python -m core.demo_train
+
+clean:
+	rm -rf $(VENV) cache

@@ -1,0 +1,73 @@
+"""ViT Attention Explorer: the Streamlit entry point and the shared sidebar."""
+from __future__ import annotations
+
+import streamlit as st
+
+from ui import resources
+from ui.state import bind, from_widget, selection, write_url
+
+st.set_page_config(page_title="ViT Attention Explorer", page_icon=":eye:", layout="wide")
+
+PAGES = [
+    st.Page("pages/overview_page.py", title="Overview", url_path="overview", default=True),
+    st.Page("pages/importance_page.py", title="Importance", url_path="importance"),
+    st.Page("pages/strength_page.py", title="Strength", url_path="strength"),
+    st.Page("pages/patterns_page.py", title="Patterns", url_path="patterns"),
+    st.Page("pages/rollout_page.py", title="Rollout", url_path="rollout"),
+]
+
+
+def sidebar() -> None:
+    sel = selection()
+    with st.sidebar:
+        st.header("ViT Attention Explorer")
+        with st.form("source"):
+            model = st.text_input("Model", sel["model"],
+                                  help="'demo', or a timm model name such as deit_tiny_patch16_224")
+            checkpoint = st.text_input("Checkpoint file (optional)", sel["checkpoint"],
+                                       help="A local .safetensors, .pth or .bin for the model")
+            images = st.text_input("Images", sel["images"],
+                                   help="'demo', or a folder (class subfolders, or flat "
+                                        "with an optional labels.csv)")
+            if st.form_submit_button("Load"):
+                sel.update(model=model.strip(), checkpoint=checkpoint.strip(),
+                           images=images.strip(), image="")
+        try:
+            lm, ds = resources.current()
+        except resources.Unavailable as err:
+            st.error(str(err))
+            return
+        ids = [r.id for r in ds.records]
+        if sel["image"] not in ids:
+            sel["image"] = ids[0]
+        sel["layer"] = min(max(int(sel["layer"]), 0), lm.num_layers - 1)
+        sel["head"] = min(max(int(sel["head"]), 0), lm.num_heads - 1)
+        for key, name in (("w_image", "image"), ("w_layer", "layer"), ("w_head", "head")):
+            bind(key, name)
+
+        def describe(image_id: str) -> str:
+            label = ds.records[ds.index_of(image_id)].label
+            return image_id if label is None else f"{image_id} ({lm.class_names[label]})"
+
+        st.selectbox("Image", ids, key="w_image", format_func=describe,
+                     on_change=from_widget, args=("w_image", "image"))
+        st.slider("Layer (0 = first block)", 0, lm.num_layers - 1, key="w_layer",
+                  on_change=from_widget, args=("w_layer", "layer"))
+        st.slider("Head", 0, lm.num_heads - 1, key="w_head",
+                  on_change=from_widget, args=("w_head", "head"))
+        st.caption(f"{lm.name}: {lm.num_layers} layers x {lm.num_heads} heads, "
+                   f"{lm.grid[0]}x{lm.grid[1]} patches of {lm.patch_size[0]} px, "
+                   f"{lm.num_prefix_tokens} prefix token(s), on {lm.device}. "
+                   f"{len(ds)} images.")
+        if ds.skipped:
+            with st.expander(f"{len(ds.skipped)} file(s) skipped"):
+                for name, reason in ds.skipped:
+                    st.write(f"**{name}**: {reason}")
+        if resources.cache().warning:
+            st.warning(resources.cache().warning)
+    write_url()
+
+
+navigation = st.navigation(PAGES)
+sidebar()
+navigation.run()

@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.NAME`; headline figures last, as `name: value`."""

@@ -1,0 +1,35 @@
+"""Attention as maps over the image (SPEC "Notation", "Attention aggregation").
+
+A map is a vector over the G patch tokens reshaped to the gh x gw grid, then
+upsampled to the model's input size so it can be overlaid on the image.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.models import LoadedModel
+
+
+def cls_attention(attention: torch.Tensor, num_prefix_tokens: int) -> torch.Tensor:
+    """CLS row over the patch tokens: (..., T, T) -> (..., G)."""
+    return attention[..., 0, num_prefix_tokens:]
+
+
+def to_grid(values: np.ndarray | torch.Tensor, lm: LoadedModel) -> np.ndarray:
+    """(..., G) -> (..., gh, gw), row-major like timm's patch order."""
+    values = np.asarray(values)
+    return values.reshape(*values.shape[:-1], *lm.grid)
+
+
+def upsample(grid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A gh x gw map -> H x W by bilinear interpolation (align_corners=False)."""
+    t = torch.as_tensor(np.asarray(grid, dtype=np.float32))[None, None]
+    return F.interpolate(t, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
+def normalise(values: np.ndarray) -> np.ndarray:
+    """Scale to [0, 1] (a constant map becomes all zeros)."""
+    lo, hi = float(values.min()), float(values.max())
+    return (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)

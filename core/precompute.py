@@ -1,0 +1,62 @@
+"""Batch precompute: fill the cache with every analysis for a whole image set.
+
+    python -m core.precompute --model demo --images demo
+    python -m core.precompute --model vit_base_patch16_224 --checkpoint vit.safetensors \
+        --images ./my_images
+
+Ends with a one-line summary: images done, skipped (with reasons above it), time.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from tqdm import tqdm
+
+from core.cache import ArrayCache
+from core.datasets import load_dataset
+from core.engine import Analysis, run
+from core.forward_summary import FORWARD
+from core.models import ModelLoadError, load_model
+
+ANALYSES: list[Analysis] = [FORWARD]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Fill the ViT Attention Explorer cache.")
+    parser.add_argument("--model", default="demo", help="'demo' or a timm model name")
+    parser.add_argument("--checkpoint", default=None, help="local .safetensors/.pth/.bin")
+    parser.add_argument("--images", default="demo", help="'demo' or an image folder")
+    parser.add_argument("--cache", default=None, help="cache folder (default: cache/ or "
+                        "$VIT_EXPLORER_CACHE)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: auto)")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    try:
+        lm = load_model(args.model, args.checkpoint, args.device)
+        ds = load_dataset(args.images, lm.class_names)
+    except (ModelLoadError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    cache = ArrayCache(args.cache)
+    if cache.warning:
+        print(f"warning: {cache.warning}", file=sys.stderr)
+    skipped = dict(ds.skipped)
+    done: set[int] = set(range(len(ds)))
+    for analysis in ANALYSES:
+        with tqdm(total=len(ds), desc=analysis.name, unit="img", file=sys.stderr) as bar:
+            result = run(lm, ds, list(range(len(ds))), analysis, cache=cache,
+                         progress=lambda n, total: bar.update(n - bar.n))
+        skipped.update(result.skipped)
+        done &= set(result.arrays)
+    for name, reason in skipped.items():
+        print(f"skipped {name}: {reason}")
+    print(f"precompute: {len(done)} images done, {len(skipped)} skipped, "
+          f"{time.perf_counter() - start:.1f} s ({lm.name} on {lm.device}, "
+          f"cache {cache.directory if cache.enabled else 'off'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Streamlit-side helpers: the shared selection, cached resources, charts and views."""

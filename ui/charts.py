@@ -1,0 +1,34 @@
+"""Drawing helpers: Altair charts and image overlays. They draw what the
+engine computed; nothing here computes an analysis."""
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+
+from core.predictions import Prediction
+
+
+def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blend an H x W x C image in [0, 1] with an H x W heat map in [0, 1] (inferno)."""
+    rgb = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
+    colour = colormaps["inferno"](heat)[..., :3]
+    return (255 * ((1 - alpha) * rgb + alpha * colour)).clip(0, 255).astype(np.uint8)
+
+
+def predictions_chart(predictions: list[Prediction], true_label: str | None) -> alt.Chart:
+    """Horizontal bars of the top-k probabilities (%), the true class marked."""
+    df = pd.DataFrame({
+        "class": [p.class_name for p in predictions],
+        "probability": [100 * p.probability for p in predictions],
+        "is true label": [p.class_name == true_label for p in predictions],
+    })
+    return alt.Chart(df).mark_bar().encode(
+        x=alt.X("probability:Q", title="Predicted probability (%)",
+                scale=alt.Scale(domain=[0, 100])),
+        y=alt.Y("class:N", sort=None, title=None),
+        color=alt.Color("is true label:N", title="True label",
+                        scale=alt.Scale(domain=[True, False], range=["#2ca02c", "#8c8c8c"])),
+        tooltip=["class", alt.Tooltip("probability:Q", format=".1f", title="probability (%)")],
+    ).properties(height=160)

@@ -1,0 +1,58 @@
+"""Views shared by the pages: the intro, and the selected image with its top-5
+predictions and the attention of the selected layer and head."""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from core.datasets import load_batch
+from core.forward_summary import FORWARD
+from core.maps import normalise, to_grid, upsample
+from core.predictions import top_k
+from ui import resources
+from ui.charts import overlay, predictions_chart
+from ui.state import selection
+
+DISPLAY_SIZE = 280  # pixels: small inputs (28 x 28 demo) are enlarged to this
+
+
+def intro(title: str, what: str, how: str) -> None:
+    """Page title and its two plain sentences: what it shows, how to read it."""
+    st.title(title)
+    st.markdown(f"{what} {how}")
+
+
+def selected_image() -> None:
+    """The selected image, its top-5 predictions and one head's CLS attention."""
+    try:
+        lm, ds = resources.current()
+    except resources.Unavailable as err:
+        st.error(str(err))
+        st.stop()
+    sel = selection()
+    index = ds.index_of(sel["image"])
+    if index is None:
+        index = 0
+    layer, head = int(sel["layer"]), int(sel["head"])
+    result = resources.analyse(lm, ds, [index], FORWARD)
+    if index not in result.arrays:
+        st.error(f"Image {ds.records[index].id} could not be used: {result.skipped[0][1]}")
+        return
+    arrays = result.arrays[index]
+    batch, _, _ = load_batch(lm, ds, [index])
+    image = lm.to_display(batch[0])
+    scale = max(1, DISPLAY_SIZE // max(image.shape[:2]))
+    big = np.kron(image, np.ones((scale, scale, 1)))
+    heat = normalise(upsample(to_grid(arrays["cls_attention"][layer, head], lm), big.shape[:2]))
+    label = ds.records[index].label
+    true_name = None if label is None else lm.class_names[label]
+    left, middle, right = st.columns([1, 1, 1.4])
+    left.image((255 * big).astype(np.uint8), caption=f"Image {ds.records[index].id}"
+               + (f", true label: {true_name}" if true_name else ", no label"),
+               clamp=True)
+    middle.image(overlay(big, heat), caption=f"Attention of CLS to each patch, layer {layer}, "
+                 f"head {head} (bright = more attention; scaled to the image's max)")
+    with right:
+        st.markdown("**Top-5 predictions**")
+        st.altair_chart(predictions_chart(top_k(arrays["logits"], lm.class_names), true_name),
+                        width="stretch")
