@@ -18,6 +18,7 @@ from PIL import Image
 
 from core.decode import ImageDecodeError, decode_image
 from core.models import DEMO_DIR, LoadedModel
+from core.paths import allowed_path
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
 
@@ -131,7 +132,7 @@ def load_dataset(spec: str, class_names: list[str]) -> Dataset:
     """``demo`` or a folder path."""
     if spec.strip() == "demo":
         return demo_dataset()
-    root = Path(spec).expanduser()
+    root = allowed_path(spec)
     if not root.is_dir():
         raise ValueError(f"Image folder {spec!r} does not exist or is not a folder; give "
                          "'demo' or a folder of images (class subfolders, or flat with "
