@@ -11,7 +11,7 @@ from core import capture, precompute
 from core.cache import ArrayCache
 from core.datasets import demo_dataset, load_batch
 from core.engine import run
-from core.strength import STRENGTH, hop_distance, ring_sizes, strength
+from core.strength import STRENGTH, density, hop_distance, layer_trend, ring_sizes, strength
 from tests.conftest import random_input, random_vit
 
 
@@ -110,3 +110,20 @@ def test_demo_strength_is_cached_and_part_of_the_precompute(demo, tmp_path):
         assert ((result.arrays[i]["entropy"] >= 0) & (result.arrays[i]["entropy"] <= 1)).all()
         np.testing.assert_allclose(result.arrays[i]["s"], direct[b]["s"], rtol=1e-5)
     assert run(demo, ds, [0, 11], STRENGTH, cache=ArrayCache(tmp_path)).from_cache == 2
+
+
+def test_layer_trend_pools_images_and_heads_per_layer():
+    values = np.zeros((3, 2, 2))  # images x layers x heads
+    values[:, 1, :] = np.arange(12).reshape(3, 2, 2)[:, 1, :]  # layer 1: 2, 3, 6, 7, 10, 11
+    values[0, 0, 0] = np.nan  # ignored
+    trend = layer_trend(values)
+    assert trend["layer"].tolist() == [0, 1]
+    assert trend["median"].tolist() == [0, 6.5]
+    assert trend["q25"][1] == pytest.approx(np.percentile([2, 3, 6, 7, 10, 11], 25))
+
+
+def test_density_is_a_normalised_peak_at_the_values():
+    x, y = density(np.array([0.3, 0.3, 0.31, np.nan]))
+    assert x[0] == 0 and x[-1] == 1 and abs(x[y.argmax()] - 0.3) <= 0.01
+    assert np.trapezoid(y, x) == pytest.approx(1, abs=1e-3)
+    assert not density(np.array([np.nan]))[1].any()
