@@ -59,7 +59,8 @@ def entropy_density(x: np.ndarray, density: np.ndarray, current: float) -> alt.C
 def layer_trend_chart(trend: pd.DataFrame, title: str) -> alt.Chart:
     """Median per layer (line), 25-75% (dark band) and 5-95% (light band)."""
     base = alt.Chart(trend).encode(
-        x=alt.X("layer:Q", title="Layer (0 = first block)", axis=alt.Axis(tickMinStep=1, format="d")))
+        x=alt.X("layer:Q", title="Layer (0 = first block)",
+                axis=alt.Axis(tickMinStep=1, format="d")))
     outer = base.mark_area(opacity=0.15).encode(y=alt.Y("q05:Q", title=title), y2="q95:Q")
     inner = base.mark_area(opacity=0.35).encode(y="q25:Q", y2="q75:Q")
     line = base.mark_line(point=True, color="black").encode(
