@@ -19,8 +19,9 @@ from core.datasets import load_dataset
 from core.engine import Analysis, run
 from core.forward_summary import FORWARD
 from core.models import ModelLoadError, load_model
+from core.strength import STRENGTH
 
-ANALYSES: list[Analysis] = [FORWARD]
+ANALYSES: list[Analysis] = [FORWARD, STRENGTH]
 
 
 def main(argv: list[str] | None = None) -> int:
