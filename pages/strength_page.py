@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from core.strength import STRENGTH, density, layer_trend, stack
-from ui import resources
+from ui import downloads, resources
 from ui.state import new_chart_pick, select, selection
 from ui.strength_charts import entropy_density, heads_scatter, layer_trend_chart, strength_bars
 from ui.views import intro, selected_image
@@ -32,15 +32,15 @@ heads = pd.DataFrame({"layer": np.repeat(np.arange(lm.num_layers), lm.num_heads)
 left, right = st.columns([1.4, 1])
 with left:
     st.subheader("All heads of this image")
-    event = st.altair_chart(heads_scatter(heads, layer, head), width="stretch",
-                            on_select="rerun", key="strength_scatter")
+    event = downloads.chart(heads_scatter(heads, layer, head), "strength_scatter",
+                            on_select="rerun")
     pick = new_chart_pick("strength_scatter", event)
     if pick and "layer" in pick and "head" in pick:
         select(layer=int(pick["layer"]), head=int(pick["head"]))
         st.rerun()
 with right:
     st.subheader(f"Layer {layer}, head {head}: strength by hop")
-    st.altair_chart(strength_bars(one["s"][layer, head]), width="stretch")
+    downloads.chart(strength_bars(one["s"][layer, head]), "strength_by_hop")
     distance = float(one["mean_distance"][layer, head])
     st.caption(f"Entropy {one['entropy'][layer, head]:.3f}. Mean attention distance "
                f"{distance:.1f} px ({distance / float(np.mean(lm.patch_size)):.2f} patches): "
@@ -51,16 +51,18 @@ everything = resources.analyse(lm, ds, list(range(len(ds))), STRENGTH)
 entropy = stack(everything.arrays, "entropy")  # images x layers x heads
 st.subheader(f"Layer {layer}, head {head} over all {len(entropy)} images")
 x, y = density(entropy[:, layer, head])
-st.altair_chart(entropy_density(x, y, float(one["entropy"][layer, head])), width="stretch")
+downloads.chart(entropy_density(x, y, float(one["entropy"][layer, head])), "entropy_density")
 st.caption("How this head's entropy varies between images; the red line is the selected image. "
            "One narrow peak means the head behaves the same way on every image.")
 
 st.subheader("Do later layers attend more globally?")
 trend_left, trend_right = st.columns(2)
-trend_left.altair_chart(layer_trend_chart(layer_trend(entropy), "Strength entropy"),
-                        width="stretch")
-trend_right.altair_chart(layer_trend_chart(layer_trend(stack(everything.arrays, "mean_distance")),
-                                           "Mean attention distance (px)"), width="stretch")
+with trend_left:
+    downloads.chart(layer_trend_chart(layer_trend(entropy), "Strength entropy"),
+                    "entropy_by_layer")
+with trend_right:
+    downloads.chart(layer_trend_chart(layer_trend(stack(everything.arrays, "mean_distance")),
+                                      "Mean attention distance (px)"), "distance_by_layer")
 st.caption(f"Per layer, over all heads and all {len(entropy)} images: the black line is the "
            "median, the dark band holds the middle half of the heads, the light band 90%. "
            "Rising lines mean later layers spread their attention further.")

@@ -19,15 +19,23 @@ PAGES = ["pages/overview_page.py", "pages/importance_page.py", "pages/strength_p
          "pages/patterns_page.py", "pages/rollout_page.py"]
 
 
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("VIT_EXPLORER_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("VIT_EXPLORER_DEVICE", "cpu")
+# Dataset-level views compute over all 1,000 demo images on first use; the app's
+# cache (st.cache_resource) is shared by every AppTest in this process anyway.
+TIMEOUT = 600
+
+
+@pytest.fixture(scope="module", autouse=True)
+def isolated_cache(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("VIT_EXPLORER_CACHE", str(tmp_path_factory.mktemp("app_cache")))
+    mp.setenv("VIT_EXPLORER_DEVICE", "cpu")
+    yield
+    mp.undo()
 
 
 @pytest.mark.parametrize("page", PAGES)
 def test_page_shows_the_demo_image(page):
-    at = AppTest.from_file(APP, default_timeout=120)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
     at.switch_page(page).run()
     assert not at.exception, at.exception
@@ -39,7 +47,7 @@ def test_page_shows_the_demo_image(page):
 
 
 def test_sidebar_selection_reaches_the_page_and_the_url():
-    at = AppTest.from_file(APP, default_timeout=120)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
     at.slider(key="w_layer").set_value(3).run()  # layer
     at.slider(key="w_head").set_value(2).run()  # head
@@ -52,7 +60,7 @@ def test_sidebar_selection_reaches_the_page_and_the_url():
 
 def test_a_shared_link_opens_the_same_selection():
     image_id = demo_dataset().records[50].id
-    at = AppTest.from_file(APP, default_timeout=120)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params.update({"image": image_id, "layer": "4", "head": "1"})
     at.run()
     assert not at.exception
@@ -62,7 +70,7 @@ def test_a_shared_link_opens_the_same_selection():
 
 
 def test_a_bad_model_gives_a_message_not_a_crash():
-    at = AppTest.from_file(APP, default_timeout=120)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params.update({"model": "resnet18", "checkpoint": "/no/such.pth"})
     at.run()
     assert not at.exception
@@ -75,7 +83,7 @@ def chart_data(chart) -> pd.DataFrame:
 
 
 def test_strength_page_shows_the_selected_heads_strength():
-    at = AppTest.from_file(APP, default_timeout=120)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params.update({"layer": "2", "head": "3"})
     at.run()
     at.switch_page("pages/strength_page.py").run()

@@ -19,8 +19,8 @@ def chart_png(chart: alt.TopLevelMixin) -> bytes:
 
 
 def chart(chart: alt.TopLevelMixin, name: str, **kwargs: Any) -> Any:
-    """`st.altair_chart` plus a "Download PNG" button; returns the chart's event."""
-    event = st.altair_chart(chart, width="stretch", key=f"chart_{name}", **kwargs)
+    """`st.altair_chart` (widget key `name`) plus a "Download PNG" button; returns its event."""
+    event = st.altair_chart(chart, width="stretch", key=name, **kwargs)
     st.download_button("Download chart (PNG)", data=lambda: chart_png(chart),
                        file_name=f"{name}.png", mime="image/png", key=f"png_{name}",
                        on_click="ignore", type="tertiary", icon=":material/download:")
