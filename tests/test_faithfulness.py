@@ -21,25 +21,28 @@ def images(demo):
     return batch
 
 
+@pytest.fixture(scope="module")
+def out(demo, images):
+    return compute(demo, images, {})
+
+
 def naive_curve(lm, image, order, counts, start, fill, cls):
     """Probability and top-1 flag of `cls` after taking the first `k` patches of
     `order` from `fill` into `start`, one explicit patch loop per step."""
     (gh, gw), (ph, pw) = lm.grid, lm.patch_size
-    probs, top1 = [], []
+    inputs = []
     for k in counts:
         x = start.clone()
         for patch in order[:k]:
             r, c = divmod(int(patch), gw)
             x[:, r * ph:(r + 1) * ph, c * pw:(c + 1) * pw] = fill[:, r * ph:(r + 1) * ph,
                                                                  c * pw:(c + 1) * pw]
-        logits = capture.forward(lm, x[None]).logits[0]
-        probs.append(logits.softmax(-1)[cls].item())
-        top1.append(float(logits.argmax().item() == cls))
-    return np.array(probs), np.array(top1)
+        inputs.append(x)
+    logits = capture.forward(lm, torch.stack(inputs)).logits  # explicit attention path
+    return logits.softmax(-1)[:, cls].numpy(), (logits.argmax(-1) == cls).float().numpy()
 
 
-def test_curves_match_a_naive_patch_loop(demo, images):
-    out = compute(demo, images, {})
+def test_curves_match_a_naive_patch_loop(demo, images, out):
     g = 49
     for b in range(2):
         cls = int(out[b]["class"])
@@ -49,7 +52,7 @@ def test_curves_match_a_naive_patch_loop(demo, images):
             most_first = sorted(range(g), key=lambda j: (-maps[j], j))
             least_first = sorted(range(g), key=lambda j: (maps[j], j))
             x, zeros = images[b], torch.zeros_like(images[b])
-            deletion, positive = naive_curve(demo, x, most_first, deletion_counts(g), x, zeros, cls)
+            deletion, _ = naive_curve(demo, x, most_first, deletion_counts(g), x, zeros, cls)
             np.testing.assert_allclose(out[b]["deletion_curve"][m], deletion, atol=2e-4, err_msg=name)
             _, positive = naive_curve(demo, x, most_first, perturbation_counts(g), x, zeros, cls)
             np.testing.assert_array_equal(out[b]["positive_curve"][m], positive)
@@ -93,8 +96,7 @@ def test_object_patches_are_the_non_background_pixels(demo, images):
     assert 0 < on.sum() < on.numel()
 
 
-def test_dataset_table_means_per_method_and_hides_localisation_without_masks(demo, images):
-    out = compute(demo, images, {})
+def test_dataset_table_means_per_method_and_hides_localisation_without_masks(out):
     table = dataset_table(out, localisation_too=True)
     assert set(table) == set(METRICS)
     np.testing.assert_allclose(table["deletion"], (out[0]["deletion"] + out[1]["deletion"]) / 2)
@@ -102,11 +104,10 @@ def test_dataset_table_means_per_method_and_hides_localisation_without_masks(dem
     assert "pointing" not in dataset_table(out, localisation_too=False)
 
 
-def test_batched_equals_one_image_at_a_time(demo, images):
-    both = compute(demo, images, {})
+def test_batched_equals_one_image_at_a_time(demo, images, out):
     alone = compute(demo, images[1:2], {})[0]
     for key, value in alone.items():
-        np.testing.assert_allclose(both[1][key], value, atol=2e-4, err_msg=key)
+        np.testing.assert_allclose(out[1][key], value, atol=2e-4, err_msg=key)
 
 
 def test_precompute_caches_faithfulness_for_a_folder(tmp_path, capsys):
