@@ -28,21 +28,21 @@ def layer_grid_chart(lm: LoadedModel, layer_cls: np.ndarray, layer_score: np.nda
     gh, gw = lm.grid
     rows, cols = np.divmod(np.arange(gh * gw), gw)
     frames = []
-    for kind, maps in (("CLS attention (mean of heads)", layer_cls),
-                       ("Score map (max received, mean of heads)", layer_score)):
+    for kind, maps in (("CLS attention", layer_cls), ("Score map", layer_score)):
         for layer, values in enumerate(maps):
             frames.append(pd.DataFrame({"kind": kind, "layer": layer, "row": rows, "col": cols,
                                         "value": normalise(values), "raw": values}))
-    size = max(50, min(110, 660 // lm.num_layers))
+    size = max(40, min(100, 640 // lm.num_layers))
     return alt.Chart(pd.concat(frames)).mark_rect().encode(
         x=alt.X("col:O", axis=None), y=alt.Y("row:O", axis=None),
         color=alt.Color("value:Q", scale=alt.Scale(scheme="inferno", domain=[0, 1]),
-                        title="Share of the map's maximum"),
+                        title="Share of map max"),
         tooltip=[alt.Tooltip("layer:O", title="layer"), alt.Tooltip("row:O", title="patch row"),
                  alt.Tooltip("col:O", title="patch column"),
                  alt.Tooltip("raw:Q", format=".4f", title="attention")],
     ).properties(width=size, height=size * gh / gw).facet(
-        row=alt.Row("kind:N", title=None, header=alt.Header(labelOrient="top", labelAngle=0)),
+        row=alt.Row("kind:N", title=None, sort=["CLS attention", "Score map"],
+                    header=alt.Header(labelOrient="left", labelAngle=0, labelAlign="right")),
         column=alt.Column("layer:O", title="Layer (0 = first block)"),
     )
 
@@ -50,7 +50,7 @@ def layer_grid_chart(lm: LoadedModel, layer_cls: np.ndarray, layer_score: np.nda
 def faithfulness_frame(table: dict[str, np.ndarray], labels: list[str],
                        metrics: dict[str, tuple[str, bool]]) -> pd.DataFrame:
     """Methods as rows, metrics as columns, each header saying which way is better."""
-    return pd.DataFrame({f"{metrics[m][0]} ({'higher' if metrics[m][1] else 'lower'} is better)":
+    return pd.DataFrame({f"{metrics[m][0]} ({'↑' if metrics[m][1] else '↓'} better)":
                          values for m, values in table.items()}, index=labels)
 
 
