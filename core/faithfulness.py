@@ -103,20 +103,21 @@ def blurred(lm: LoadedModel, x: torch.Tensor) -> torch.Tensor:
     return gaussian_blur(x, kernel_size=2 * math.ceil(3 * sigma) + 1, sigma=sigma)
 
 
-def perturbed_logits(lm: LoadedModel, x: torch.Tensor, start: torch.Tensor,
+def perturbed_logits(lm: LoadedModel, fill: torch.Tensor, start: torch.Tensor,
                      patch_ranks: torch.Tensor, counts: list[int]) -> torch.Tensor:
-    """B x S x classes: logits of `start` with the `counts[s]` first-ranked patches
-    taken from `x` instead (start = zeros: deletion; start = blur: insertion)."""
-    b = len(x)
-    counts_t = torch.as_tensor(counts, device=x.device)
-    taken = patch_pixels(lm, patch_ranks[:, None, :] < counts_t[None, :, None]).to(x.dtype)
-    chunk = max(1, PIXELS_PER_CHUNK // x[0].numel())
+    """B x S x classes: logits of `start` with its `counts[s]` first-ranked patches
+    taken from `fill` (deletion: start = the image, fill = zeros; insertion:
+    start = the blurred image, fill = the image)."""
+    b = len(start)
+    counts_t = torch.as_tensor(counts, device=start.device)
+    taken = patch_pixels(lm, patch_ranks[:, None, :] < counts_t[None, :, None]).to(start.dtype)
+    chunk = max(1, PIXELS_PER_CHUNK // start[0].numel())
     flat_index = [(i, s) for i in range(b) for s in range(len(counts))]
     outputs = []
     for begin in range(0, len(flat_index), chunk):
-        idx = torch.as_tensor(flat_index[begin:begin + chunk], device=x.device)
+        idx = torch.as_tensor(flat_index[begin:begin + chunk], device=start.device)
         mask = taken[idx[:, 0], idx[:, 1]]
-        inputs = start[idx[:, 0]] * (1 - mask) + x[idx[:, 0]] * mask
+        inputs = start[idx[:, 0]] * (1 - mask) + fill[idx[:, 0]] * mask
         outputs.append(capture.logits(lm, inputs))
     return torch.cat(outputs).reshape(b, len(counts), -1)
 
@@ -152,7 +153,7 @@ def evaluate(lm: LoadedModel, x: torch.Tensor, maps: torch.Tensor, classes: torc
     shared = sorted(set(del_counts) | set(pert_counts))
     order = ranks(maps)
     zeros = torch.zeros_like(x)
-    removed = perturbed_logits(lm, zeros, x, order, shared)  # top patches taken from zeros
+    removed = perturbed_logits(lm, zeros, x, order, shared)
     inserted = perturbed_logits(lm, x, blurred(lm, x), order, del_counts)
     kept_least = perturbed_logits(lm, zeros, x, ranks(-maps), pert_counts)
 

@@ -54,7 +54,7 @@ def show_maps(model, params: dict, title: str) -> dict | None:
     batch, _, _ = load_batch(model, ds, [index])
     image = enlarged(model.to_display(batch[0]))
     class_name = model.class_names[int(arrays["class"])]
-    captions = [f"{METHODS[m].label}" + (f" for {class_name}" if METHODS[m].class_specific
+    captions = [METHODS[m].label + (f" for {class_name}" if METHODS[m].class_specific
                                          else "") for m in MAP_METHODS]
     st.markdown(f"**{title}**: {model.name}, {model.num_layers} layers")
     map_row(model, image, arrays["maps"], captions)
@@ -71,7 +71,8 @@ if arrays is not None:
                     width="content")
 
 st.subheader("How faithful is each map?")
-mine = resources.analyse(lm, ds, [index], FAITHFULNESS).arrays.get(index)
+with st.spinner("Scoring this image's maps (a few hundred forward passes)..."):
+    mine = resources.analyse(lm, ds, [index], FAITHFULNESS).arrays.get(index)
 all_indices = list(range(len(ds)))
 done = resources.cached_only(lm, ds, all_indices, FAITHFULNESS)
 missing = len(ds) - len(done)

@@ -68,6 +68,12 @@ def test_curves_match_a_naive_patch_loop(demo, images, out):
                 np.trapezoid(negative, np.arange(10) / 10), abs=1e-6)
 
 
+def test_fast_logits_match_the_capture_forward(demo, images):
+    got = capture.logits(demo, images)
+    torch.testing.assert_close(got, capture.forward(demo, images).logits, rtol=1e-5, atol=1e-5)
+    assert not any(attn.fused_attn for attn in demo.attention_modules)  # switched back off
+
+
 def test_step_counts_and_trapezoid():
     assert deletion_counts(49)[:4] == [0, 2, 5, 7] and deletion_counts(49)[-1] == 49
     assert deletion_counts(4) == [0, 1, 2, 3, 4]  # small grids: every patch
