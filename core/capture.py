@@ -133,3 +133,18 @@ def head_mask(lm: LoadedModel, heads: Sequence[int], mode: int = 1) -> torch.Ten
     for h in heads:
         mask[h] = pruned
     return mask
+
+
+def logits(lm: LoadedModel, x: torch.Tensor) -> torch.Tensor:
+    """Logits only, no capture, with timm's fused attention switched back on for
+    the call (faster; agrees with :func:`forward` to float rounding). For the many
+    forward passes of perturbation tests, where no attention is needed."""
+    with _LOCK, torch.no_grad():
+        modules = lm.attention_modules
+        try:
+            for attn in modules:
+                attn.fused_attn = True
+            return lm.model(x.to(lm.device))
+        finally:
+            for attn in modules:
+                attn.fused_attn = False

@@ -17,11 +17,12 @@ from tqdm import tqdm
 from core.cache import ArrayCache
 from core.datasets import load_dataset
 from core.engine import Analysis, run
+from core.faithfulness import FAITHFULNESS, faithfulness_report
 from core.forward_summary import FORWARD
 from core.models import ModelLoadError, load_model
 from core.strength import STRENGTH
 
-ANALYSES: list[Analysis] = [FORWARD, STRENGTH]
+ANALYSES: list[Analysis] = [FORWARD, STRENGTH, FAITHFULNESS]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
                          progress=lambda n, total: bar.update(n - bar.n))
         skipped.update(result.skipped)
         done &= set(result.arrays)
+    if FAITHFULNESS in ANALYSES and done:
+        print(faithfulness_report(lm, ds, sorted(done), cache))
     for name, reason in skipped.items():
         print(f"skipped {name}: {reason}")
     print(f"precompute: {len(done)} images done, {len(skipped)} skipped, "

@@ -98,3 +98,40 @@ def test_strength_page_shows_the_selected_heads_strength():
     batch, _, _ = load_batch(lm, demo_dataset(), [0])
     expected = STRENGTH.compute(lm, batch, {})[0]["s"][2, 3]
     np.testing.assert_allclose(chart_data(bars)["strength"], expected, rtol=1e-5)
+
+
+def rollout_page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page("pages/rollout_page.py").run()
+    return at
+
+
+def test_rollout_page_shows_every_method_layers_curves_and_a_comparison():
+    at = rollout_page()
+    captions = [c for img in at.get("image") for c in img.captions]
+    for label in ("Attention rollout", "Gradient rollout for", "Gradient-weighted relevance for",
+                  "Last-layer raw attention"):
+        assert sum(c.startswith(label) for c in captions) == 1, (label, captions)
+    charts = [c.proto.spec for c in at.get("vega_lite_chart")]
+    assert any("Layer (0 = first block)" in spec for spec in charts)
+    assert any("Patches removed (deletion)" in spec for spec in charts)
+    # the selected image is scored on the way; the other 999 wait for the button
+    assert any(b.label.startswith("Compute the scores for the 999") for b in at.button)
+    table = at.dataframe[0].value
+    assert len(table) == 5 and any("Pointing game" in c for c in table.columns)
+    assert any("1 of 1000 images scored" in m.value for m in at.markdown)
+    at.radio(key="ro_class").set_value("true label").run()
+    assert any(c.startswith("Gradient rollout for Ankle boot") for img in at.get("image")
+               for c in img.captions)
+    at.text_input(key="ro_model").input("demo")
+    at.button[[b.label for b in at.button].index("Compare")].click().run()
+    assert not at.exception and not at.error
+    captions = [c for img in at.get("image") for c in img.captions]
+    assert sum(c == "Attention rollout" for c in captions) == 3  # selected, selected, second
+    at.text_input(key="ro_model").input("vit_tiny_patch16_224")
+    at.text_input(key="ro_checkpoint").input("/no/such.safetensors")
+    at.button[[b.label for b in at.button].index("Compare")].click().run()
+    assert not at.exception
+    assert any("second model could not be loaded" in e.value and "does not exist" in e.value
+               for e in at.error)

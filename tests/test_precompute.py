@@ -23,7 +23,10 @@ def test_forward_analysis_matches_a_direct_capture(demo, tmp_path):
     assert again.from_cache == 2
 
 
-def test_precompute_fills_the_cache_for_the_demo_set(tmp_path, capsys):
+def test_precompute_fills_the_cache_for_the_demo_set(tmp_path, capsys, monkeypatch):
+    # the forward analysis only: the slower analyses are run by the precompute on
+    # a few images in their own tests (tests/test_faithfulness.py)
+    monkeypatch.setattr(precompute, "ANALYSES", [FORWARD])
     assert precompute.main(["--model", "demo", "--images", "demo", "--cache", str(tmp_path),
                             "--device", "cpu"]) == 0
     summary = capsys.readouterr().out.strip().splitlines()[-1]
