@@ -15,6 +15,8 @@ automatic pattern label.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -68,6 +70,26 @@ def unpack(packed: np.ndarray, num_patches: int) -> np.ndarray:
     """Inverse of :func:`pack`: (..., bytes) -> uint8 (..., G, G)."""
     bits = np.unpackbits(packed, axis=-1, count=num_patches * num_patches)
     return bits.reshape(*packed.shape[:-1], num_patches, num_patches)
+
+
+@dataclass
+class Pairs:
+    """Token pairs of one head's T x T matrix at or above a threshold, strongest first."""
+
+    source: np.ndarray  # row (query) token index
+    target: np.ndarray  # column (key) token index
+    value: np.ndarray
+    cls_related: np.ndarray  # bool: a prefix token is the source or the target
+
+
+def strong_pairs(matrix: np.ndarray, threshold: float, num_prefix_tokens: int,
+                 limit: int | None = None) -> Pairs:
+    """The pairs the two-axes view draws (SPEC "Attention patterns", head detail)."""
+    source, target = np.nonzero(matrix >= threshold)
+    order = np.argsort(-matrix[source, target], kind="stable")[:limit]
+    source, target = source[order], target[order]
+    return Pairs(source, target, matrix[source, target],
+                 (source < num_prefix_tokens) | (target < num_prefix_tokens))
 
 
 def compute(lm: LoadedModel, batch: torch.Tensor, params: dict) -> list[Arrays]:
