@@ -25,6 +25,7 @@ from sklearn.neighbors import NearestNeighbors
 FIT_SIZE = 10_000
 REFINE_ITER = 50
 PERPLEXITY = 30.0
+SMALL = 2_000  # fewer points than this: one thread (threads cost more than they save)
 
 
 def tsne(points: np.ndarray, perplexity: float = PERPLEXITY, fit_size: int = FIT_SIZE,
@@ -34,11 +35,11 @@ def tsne(points: np.ndarray, perplexity: float = PERPLEXITY, fit_size: int = FIT
     n = len(x)
     if n < 4:
         return np.zeros((n, 2), np.float32)
-    n_jobs = n_jobs or os.cpu_count() or 1
+    n_jobs = n_jobs or (1 if n < SMALL else os.cpu_count() or 1)
     rng = np.random.default_rng(seed)
     fitted = np.sort(rng.choice(n, fit_size, replace=False)) if n > fit_size else np.arange(n)
     perplexity = min(perplexity, (len(fitted) - 1) / 3)
-    embedding = TSNE(perplexity=perplexity, negative_gradient_method="fft", n_jobs=n_jobs,
+    embedding = TSNE(perplexity=perplexity, negative_gradient_method="auto", n_jobs=n_jobs,
                      random_state=seed).fit(x[fitted])
     out = np.empty((n, 2), np.float32)
     out[fitted] = embedding

@@ -23,6 +23,16 @@ from tests.conftest import random_input, random_vit
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These are tiny problems: one torch thread is faster (and far faster when
+    other processes share the cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_vectors_match_a_direct_capture_with_several_prefix_tokens():
     lm, _ = random_vit("registers")  # 5 prefix tokens, 4 x 4 grid
     x = random_input(lm)
@@ -136,17 +146,17 @@ def test_autoencoder_training_reduces_the_loss_and_round_trips():
     assert gap > codes[0::2].std(0).mean() + codes[1::2].std(0).mean()
 
 
-@pytest.mark.parametrize("fit_size", [1000, 200])  # full fit, and subsample + transform
+@pytest.mark.parametrize("fit_size", [1000, 150])  # full fit, and subsample + transform
 def test_layout_keeps_two_separated_clusters_apart(fit_size):
     rng = np.random.default_rng(0)
-    points = np.concatenate([rng.normal(0, 1, (300, 20)), rng.normal(8, 1, (300, 20))])
-    groups = np.repeat([0, 1], 300)
+    points = np.concatenate([rng.normal(0, 1, (200, 20)), rng.normal(8, 1, (200, 20))])
+    groups = np.repeat([0, 1], 200)
     xy = layout.tsne(points, fit_size=fit_size, n_jobs=1)
-    assert xy.shape == (600, 2) and np.isfinite(xy).all()
-    assert layout.same_group_neighbours(xy, groups, sample=600) == 1.0
+    assert xy.shape == (400, 2) and np.isfinite(xy).all()
+    assert layout.same_group_neighbours(xy, groups, sample=400) == 1.0
     assert layout.knn_preservation(points, xy, sample=200) > 0.2  # random would be ~0.02
     counts = layout.density(xy, bins=20).counts
-    assert counts.shape == (20, 20) and counts.sum() == 600
+    assert counts.shape == (20, 20) and counts.sum() == 400
 
 
 def test_strong_pairs_and_head_matrix(demo):
@@ -191,7 +201,8 @@ def test_page_shows_the_layout_and_the_head_detail(tmp_path, monkeypatch):
     monkeypatch.setenv("VIT_EXPLORER_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("VIT_EXPLORER_DEVICE", "cpu")
     at = AppTest.from_file(APP, default_timeout=180)
-    at.query_params.update({"images": str(small_folder(tmp_path)), "layer": "1", "head": "2"})
+    at.query_params.update({"images": str(small_folder(tmp_path)), "image": "img0.png",
+                            "layer": "1", "head": "2"})
     at.run()
     at.switch_page("pages/patterns_page.py").run()
     assert not at.exception, at.exception
