@@ -24,7 +24,7 @@ from core.models import LoadedModel
 from core.pattern_labels import decide
 from core.pattern_vectors import DEFAULT_TOP_PERCENT, PATTERNS, unpack
 
-AE_EPOCHS = 2  # demo: 24,000 matrices; see the report for the loss it reaches
+AE_EPOCHS = 3  # demo: 24,000 matrices, about a minute on one CPU thread
 Stage = Callable[[str, float], None]  # (what is being done, fraction done)
 
 

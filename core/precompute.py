@@ -15,12 +15,14 @@ import time
 from tqdm import tqdm
 
 from core.cache import ArrayCache
-from core.datasets import load_dataset
+from core.datasets import Dataset, load_dataset
 from core.engine import Analysis, run
 from core.forward_summary import FORWARD
-from core.models import ModelLoadError, load_model
+from core.models import LoadedModel, ModelLoadError, load_model
+from core.pattern_overview import build as build_patterns
+from core.pattern_vectors import PATTERNS
 
-ANALYSES: list[Analysis] = [FORWARD]
+ANALYSES: list[Analysis] = [FORWARD, PATTERNS]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,12 +52,27 @@ def main(argv: list[str] | None = None) -> int:
                          progress=lambda n, total: bar.update(n - bar.n))
         skipped.update(result.skipped)
         done &= set(result.arrays)
+    pattern_layouts(lm, ds, cache)
     for name, reason in skipped.items():
         print(f"skipped {name}: {reason}")
     print(f"precompute: {len(done)} images done, {len(skipped)} skipped, "
           f"{time.perf_counter() - start:.1f} s ({lm.name} on {lm.device}, "
           f"cache {cache.directory if cache.enabled else 'off'})")
     return 0
+
+
+def pattern_layouts(lm: LoadedModel, ds: Dataset, cache: ArrayCache) -> None:
+    """Dataset step of SPEC "Attention patterns": autoencoder and the two layouts."""
+    start = time.perf_counter()
+    try:
+        overview = build_patterns(lm, ds, cache, stage=lambda text, fraction: print(
+            f"patterns: {text}", file=sys.stderr))
+    except ValueError as err:
+        print(f"patterns: not computed ({err})", file=sys.stderr)
+        return
+    print(f"patterns: {len(overview.image)} heads laid out, autoencoder loss per epoch "
+          f"{', '.join(f'{v:.4f}' for v in overview.ae_loss)}, "
+          f"{time.perf_counter() - start:.1f} s")
 
 
 if __name__ == "__main__":
