@@ -7,7 +7,9 @@ STAMP := $(VENV)/.installed
 PORT ?= 8501
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run serve test precompute demo-model clean
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: setup browser run serve test precompute demo-model clean
 
 setup: $(STAMP)
 
@@ -26,7 +28,12 @@ serve:
 	@echo "ViT Attention Explorer on http://localhost:$(PORT)"
 	$(BIN)/streamlit run app.py --server.port $(PORT) --server.address 0.0.0.0
 
-test: setup
+# Debian's Chromium for the real-browser tests (Playwright's own download cannot work offline).
+browser:
+	@[ -x $(CHROMIUM) ] || { echo "Installing Debian's chromium with apt"; \
+		$(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
+
+test: setup browser
 	$(BIN)/python -m pytest -q
 
 precompute: setup

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +16,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from core.decode import ImageDecodeError, decode_image
 from core.models import DEMO_DIR, LoadedModel
+from core.paths import allowed_path
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
 
@@ -55,15 +55,17 @@ class Dataset:
         """Hash of the image's content (cache key part)."""
         return hashlib.blake2b(self.raw_bytes(i), digest_size=12).hexdigest()
 
-    def image(self, i: int) -> Image.Image:
-        """Decode image `i` (raises on broken files; see `load_batch`)."""
+    def image(self, i: int, mode: str) -> Image.Image:
+        """Decode image `i` in `mode` (raises ImageDecodeError or OSError)."""
         if self.records[i].path is None:
-            return Image.fromarray(self.pixels[i])
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(self.raw_bytes(i)))
-            img.load()
-        return img
+            return Image.fromarray(self.pixels[i]).convert(mode)
+        return decode_image(self.raw_bytes(i), mode)
+
+
+def display_name(path: Path, root: Path) -> str:
+    """The path below `root` as printable text (undecodable bytes shown as U+FFFD)."""
+    raw = str(path.relative_to(root)).encode("utf-8", "surrogateescape")
+    return raw.decode("utf-8", "replace")
 
 
 def label_index(value: str, class_names: list[str]) -> int | None:
@@ -93,15 +95,16 @@ def folder_dataset(root: Path, class_names: list[str]) -> Dataset:
         for sub in subdirs:
             label = label_index(sub.name, class_names)
             if label is None:
-                skipped.append((sub.name + "/", f"class folder {sub.name!r} is not one of the "
+                folder = display_name(sub, root)
+                skipped.append((folder + "/", f"class folder {folder!r} is not one of the "
                                 "model's classes; its images are shown without a label"))
-            records += [ImageRecord(id=f"{sub.name}/{p.name}", label=label, path=p)
+            records += [ImageRecord(id=display_name(p, root), label=label, path=p)
                         for p in sorted(sub.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
     else:
         labels = read_labels(root / "labels.csv", class_names, skipped)
-        records = [ImageRecord(id=p.name, label=labels.get(p.name), path=p)
+        records = [ImageRecord(id=display_name(p, root), label=labels.get(p.name), path=p)
                    for p in sorted(root.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
-        present = {r.id for r in records}
+        present = {p.name for p in root.iterdir()}
         skipped += [(name, "listed in labels.csv but no such image file")
                     for name in sorted(set(labels) - present)]
     return Dataset(name=str(root), records=records, skipped=skipped)
@@ -129,7 +132,7 @@ def load_dataset(spec: str, class_names: list[str]) -> Dataset:
     """``demo`` or a folder path."""
     if spec.strip() == "demo":
         return demo_dataset()
-    root = Path(spec).expanduser()
+    root = allowed_path(spec)
     if not root.is_dir():
         raise ValueError(f"Image folder {spec!r} does not exist or is not a folder; give "
                          "'demo' or a folder of images (class subfolders, or flat with "
@@ -144,9 +147,10 @@ def load_batch(lm: LoadedModel, ds: Dataset, indices: list[int]
     tensors, kept, failures = [], [], []
     for i in indices:
         try:
-            tensors.append(lm.transform(ds.image(i).convert(mode)))
+            tensors.append(lm.transform(ds.image(i, mode)))
             kept.append(i)
-        except Exception as err:  # any undecodable file: skip it, say why, go on
-            failures.append((ds.records[i].id, f"could not be read as an image "
-                             f"({type(err).__name__}: {err})"))
+        except ImageDecodeError as err:
+            failures.append((ds.records[i].id, f"could not be read as an image: {err}"))
+        except OSError as err:  # permissions, vanished file
+            failures.append((ds.records[i].id, f"could not be opened: {err.strerror or err}"))
     return (torch.stack(tensors) if tensors else None), kept, failures

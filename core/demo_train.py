@@ -126,8 +126,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--data", type=Path, default=FASHION_DIR)
     parser.add_argument("--out", type=Path, default=Path("demo"))
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     args = parser.parse_args()
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    if args.threads:
+        torch.set_num_threads(args.threads)
     train_x = read_idx(args.data / "train-images-idx3-ubyte.gz")
     train_y = read_idx(args.data / "train-labels-idx1-ubyte.gz")
     test_x = read_idx(args.data / "t10k-images-idx3-ubyte.gz")

@@ -20,6 +20,8 @@ import torch
 from timm.data import create_transform, resolve_data_config
 from timm.layers import Attention
 
+from core.paths import allowed_path
+
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
@@ -173,7 +175,7 @@ def load_model(spec: str = "demo", checkpoint: str | Path | None = None,
                device: str | None = None) -> LoadedModel:
     """Load `spec` (``demo`` or a timm name), optionally from a local checkpoint."""
     name = spec.strip()
-    model, class_names = create(name, Path(checkpoint) if checkpoint else None)
+    model, class_names = create(name, allowed_path(checkpoint) if checkpoint else None)
     return from_module(model, name, class_names, device)
 
 

@@ -21,8 +21,9 @@ from core.forward_summary import FORWARD
 from core.models import LoadedModel, ModelLoadError, load_model
 from core.pattern_overview import build as build_patterns
 from core.pattern_vectors import PATTERNS
+from core.strength import STRENGTH
 
-ANALYSES: list[Analysis] = [FORWARD, PATTERNS]
+ANALYSES: list[Analysis] = [FORWARD, STRENGTH, PATTERNS]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.datasets import demo_dataset
+from core.datasets import demo_dataset, load_batch
+from core.models import load_model
+from core.strength import STRENGTH
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGES = ["pages/overview_page.py", "pages/importance_page.py", "pages/strength_page.py",
@@ -62,3 +67,26 @@ def test_a_bad_model_gives_a_message_not_a_crash():
     at.run()
     assert not at.exception
     assert any("does not exist" in e.value for e in at.error)
+
+
+def chart_data(chart) -> pd.DataFrame:
+    """The (single) data set an Altair chart sent to the browser."""
+    return pa.ipc.open_stream(chart.proto.datasets[0].data.data).read_pandas()
+
+
+def test_strength_page_shows_the_selected_heads_strength():
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params.update({"layer": "2", "head": "3"})
+    at.run()
+    at.switch_page("pages/strength_page.py").run()
+    assert not at.exception, at.exception
+    assert [s.value for s in at.subheader][:3] == [
+        "All heads of this image", "Layer 2, head 3: strength by hop",
+        "Layer 2, head 3 over all 1000 images"]
+    scatter, bars = at.get("vega_lite_chart")[1:3]
+    assert "head_pick" in scatter.proto.selection_mode  # clicking a head selects it
+    assert len(chart_data(scatter)) == 6 * 4  # every head of the image
+    lm = load_model("demo", device="cpu")
+    batch, _, _ = load_batch(lm, demo_dataset(), [0])
+    expected = STRENGTH.compute(lm, batch, {})[0]["s"][2, 3]
+    np.testing.assert_allclose(chart_data(bars)["strength"], expected, rtol=1e-5)

@@ -28,7 +28,7 @@ def test_precompute_fills_the_cache_for_the_demo_set(tmp_path, capsys):
                             "--device", "cpu"]) == 0
     summary = capsys.readouterr().out.strip().splitlines()[-1]
     assert summary.startswith("precompute: 1000 images done, 0 skipped")
-    assert len(ArrayCache(tmp_path)) == 1000
+    assert len(ArrayCache(tmp_path)) == 1000 * len(precompute.ANALYSES)
     ds = demo_dataset()
     cached = run(precompute.load_model("demo", device="cpu"), ds, list(range(1000)), FORWARD,
                  cache=ArrayCache(tmp_path))

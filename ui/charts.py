@@ -27,8 +27,8 @@ def predictions_chart(predictions: list[Prediction], true_label: str | None) -> 
     return alt.Chart(df).mark_bar().encode(
         x=alt.X("probability:Q", title="Predicted probability (%)",
                 scale=alt.Scale(domain=[0, 100])),
-        y=alt.Y("class:N", sort=None, title=None),
+        y=alt.Y("class:N", sort=None, title=None, axis=alt.Axis(labelLimit=200, labelOverlap=False)),
         color=alt.Color("is true label:N", title="True label",
                         scale=alt.Scale(domain=[True, False], range=["#2ca02c", "#8c8c8c"])),
         tooltip=["class", alt.Tooltip("probability:Q", format=".1f", title="probability (%)")],
-    ).properties(height=160)
+    ).properties(height=40 * len(df))

@@ -9,7 +9,7 @@ from core.datasets import load_batch
 from core.forward_summary import FORWARD
 from core.maps import normalise, to_grid, upsample
 from core.predictions import top_k
-from ui import resources
+from ui import downloads, resources
 from ui.charts import overlay, predictions_chart
 from ui.state import selection
 
@@ -54,9 +54,12 @@ def selected_image() -> None:
     left.image((255 * big).astype(np.uint8), caption=f"Image {ds.records[index].id}"
                + (f", true label: {true_name}" if true_name else ", no label"),
                clamp=True)
-    middle.image(overlay(big, heat), caption=f"Attention of CLS to each patch, layer {layer}, "
+    blended = overlay(big, heat)
+    middle.image(blended, caption=f"Attention of CLS to each patch, layer {layer}, "
                  f"head {head} (bright = more attention; scaled to the image's max)")
+    with middle:
+        downloads.image(blended, f"attention_{ds.records[index].id}_L{layer}H{head}")
     with right:
         st.markdown("**Top-5 predictions**")
-        st.altair_chart(predictions_chart(top_k(arrays["logits"], lm.class_names), true_name),
-                        width="stretch")
+        downloads.chart(predictions_chart(top_k(arrays["logits"], lm.class_names), true_name),
+                        "top5_predictions")

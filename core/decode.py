@@ -1,0 +1,66 @@
+"""Decode image bytes into the mode a model expects, safely.
+
+Handles what real folders hold: CMYK, 16-bit and 32-bit integer or float
+images, palette images, transparency (composited over white), grayscale and
+1-bit images, tiny images. Decoding is bounded: images above Pillow's
+decompression-bomb limit are refused, not decoded. Every failure raises
+:class:`ImageDecodeError` with a message that says what is wrong and what to do.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS  # about 89 megapixels, Pillow's own limit
+
+
+class ImageDecodeError(ValueError):
+    """An image file that cannot be used; the message says why."""
+
+
+def high_bit_depth_to_8bit(img: Image.Image) -> Image.Image:
+    """16/32-bit integer and float images -> 8-bit grayscale, scaled by range."""
+    values = np.asarray(img, dtype=np.float64)
+    if img.mode.startswith("I;16") or (img.mode == "I" and values.max(initial=0) > 255):
+        values = values / (65535.0 if values.max(initial=0) <= 65535 else values.max())
+    elif img.mode == "F":
+        lo, hi = values.min(initial=0), values.max(initial=0)
+        values = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+    else:
+        values = values / 255.0
+    return Image.fromarray((values.clip(0, 1) * 255).round().astype(np.uint8), mode="L")
+
+
+def decode_image(data: bytes, mode: str, max_pixels: int | None = None) -> Image.Image:
+    """Bytes -> a fully decoded image in `mode` ("L" or "RGB")."""
+    if not data:
+        raise ImageDecodeError("the file is empty (0 bytes)")
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            if img.width * img.height > limit:
+                raise ImageDecodeError(
+                    f"the image is {img.width} x {img.height} pixels, above the "
+                    f"{limit:,}-pixel safety limit; resize it first")
+            img.load()
+    except ImageDecodeError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageDecodeError("not an image Pillow can read (wrong extension or corrupt "
+                               "header)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ImageDecodeError(f"refused as a decompression bomb ({err})") from None
+    except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt data
+        raise ImageDecodeError(f"the file is truncated or corrupt ({err})") from None
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        img = high_bit_depth_to_8bit(img)
+    if img.mode in ("P", "PA", "LA", "RGBA") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    return img.convert(mode)

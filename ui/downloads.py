@@ -1,0 +1,49 @@
+"""Charts and tables with download buttons: every chart as PNG (rendered on
+click with vl-convert), every table as CSV."""
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+from PIL import Image
+
+
+def chart_png(chart: alt.TopLevelMixin) -> bytes:
+    buffer = io.BytesIO()
+    chart.save(buffer, format="png", scale_factor=2)
+    return buffer.getvalue()
+
+
+def chart(chart: alt.TopLevelMixin, name: str, **kwargs: Any) -> Any:
+    """`st.altair_chart` plus a "Download PNG" button; returns the chart's event."""
+    event = st.altair_chart(chart, width="stretch", key=f"chart_{name}", **kwargs)
+    st.download_button("Download chart (PNG)", data=lambda: chart_png(chart),
+                       file_name=f"{name}.png", mime="image/png", key=f"png_{name}",
+                       on_click="ignore", type="tertiary", icon=":material/download:")
+    return event
+
+
+def table(df: pd.DataFrame, name: str, **kwargs: Any) -> None:
+    """`st.dataframe` plus a "Download CSV" button."""
+    st.dataframe(df, **kwargs)
+    st.download_button("Download table (CSV)", data=df.to_csv(index=False).encode(),
+                       file_name=f"{name}.csv", mime="text/csv", key=f"csv_{name}",
+                       on_click="ignore", type="tertiary", icon=":material/download:")
+
+
+def image_png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def image(pixels: np.ndarray, name: str) -> None:
+    """A "Download PNG" button for an H x W x 3 uint8 image."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    st.download_button("Download image (PNG)", data=lambda: image_png(pixels),
+                       file_name=f"{safe}.png", mime="image/png", key=f"img_{safe}",
+                       on_click="ignore", type="tertiary", icon=":material/download:")
