@@ -69,7 +69,8 @@ def demo_layouts() -> None:
 
 
 def main() -> None:
-    print(f"cores: {os.cpu_count()} (timings measured under the machine's current load)")
+    print(f"cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}, layout threads "
+          f"now {layout.idle_cores()} (timings measured under the machine's current load)")
     demo_layouts()
     codes, group = clustered_codes(144_000)
     result, big = timed(lambda: layout.tsne(codes))

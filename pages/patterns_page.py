@@ -10,7 +10,7 @@ from core.pattern_labels import LABELS, describe
 from core.pattern_overview import build, cached
 from core.pattern_vectors import (DEFAULT_TOP_PERCENT, PATTERNS, head_matrix, strong_pairs,
                                   top_percent_threshold)
-from ui import resources
+from ui import downloads, resources
 from ui.charts import overlay
 from ui.patterns_charts import heatmap_figure, histogram_chart, layout_chart, two_axes_chart
 from ui.state import new_chart_pick, select, selection
@@ -41,9 +41,9 @@ if overview is None:
             "`python -m core.precompute` also does it).")
     if st.button("Compute the pattern layouts", key="pattern_compute"):
         bar = st.progress(0.0, text="Starting...")
-        overview = build(lm, ds, resources.cache(),
-                         stage=lambda text, fraction: bar.progress(min(fraction, 1.0), text=text))
-        bar.empty()
+        build(lm, ds, resources.cache(),
+              stage=lambda text, fraction: bar.progress(min(fraction, 1.0), text=text))
+        st.rerun()
 if overview is not None:
     left, right = st.columns(2)
     kind = left.radio("Layout of", ["patch attention (autoencoder)", "CLS attention"],
@@ -66,8 +66,8 @@ if overview is not None:
     background = density(xy) if view == "density" else frame(
         sample_indices(len(xy), MAX_BACKGROUND_POINTS))
     axis_name = "CLS" if kind == "CLS attention" else "Patch"
-    event = st.altair_chart(layout_chart(mine, background, axis_name, "head_pick"),
-                            on_select="rerun", key=f"pattern_layout_{view}", width="stretch")
+    event = downloads.chart(layout_chart(mine, background, axis_name, "head_pick"),
+                            f"pattern_layout_{view}", on_select="rerun")
     pick = new_chart_pick(f"pattern_layout_{view}", event)
     if pick and {"image", "layer", "head"} <= set(pick):
         select(image=str(ids[int(pick["image"])]), layer=int(pick["layer"]),
@@ -115,14 +115,14 @@ with left:
     st.markdown(f"**Two-axes view** ({len(pairs.source)} pairs at or above {threshold:.3g}"
                 + (f", the strongest {MAX_LINES}" if len(pairs.source) == MAX_LINES else "")
                 + "; click a token to choose it)")
-    event = st.altair_chart(two_axes_chart(pairs, tokens, "token_pick"), on_select="rerun",
-                            key="pattern_two_axes", width="stretch")
+    event = downloads.chart(two_axes_chart(pairs, tokens, "token_pick"), "pattern_two_axes",
+                            on_select="rerun")
     picked = new_chart_pick("pattern_two_axes", event)
     if picked and "token" in picked:
         st.session_state[token_key] = int(picked["token"])
         st.rerun()
     st.markdown("**Histogram of the matrix's values** (the red line is the threshold)")
-    st.altair_chart(histogram_chart(edges, counts, threshold, top), width="stretch")
+    downloads.chart(histogram_chart(edges, counts, threshold, top), "pattern_histogram")
 with right:
     st.markdown("**Heatmap** (white: below the threshold)")
     st.pyplot(heatmap_figure(matrix, threshold, p))
@@ -133,10 +133,12 @@ if token != st.session_state[token_key]:
     st.session_state[token_key] = token
     st.rerun()
 big = enlarged(lm.to_display(batch[0]))
-columns = st.columns(2)
-for column, values, caption in (
-        (columns[0], matrix[token, p:], f"Where {names[token]} looks: its row over the patches"),
-        (columns[1], matrix[p:, token], f"Which patches look at {names[token]}: its column")):
-    heat = normalise(upsample(to_grid(values, lm), big.shape[:2]))
-    column.image(overlay(big, heat), caption=f"{caption} (layer {layer}, head {head}; bright = "
+columns = st.columns(3)
+for column, values, name, caption in (
+        (columns[0], matrix[token, p:], "row", f"Where {names[token]} looks: its row over the patches"),
+        (columns[1], matrix[p:, token], "column", f"Which patches look at {names[token]}: its column")):
+    blended = overlay(big, normalise(upsample(to_grid(values, lm), big.shape[:2])))
+    column.image(blended, caption=f"{caption} (layer {layer}, head {head}; bright = "
                  "more attention, scaled to the map's max)")
+    with column:
+        downloads.image(blended, f"token{token}_{name}_{ds.records[index].id}_L{layer}H{head}")

@@ -28,7 +28,8 @@ def test_precompute_fills_the_cache_for_the_demo_set(tmp_path, capsys):
                             "--device", "cpu"]) == 0
     summary = capsys.readouterr().out.strip().splitlines()[-1]
     assert summary.startswith("precompute: 1000 images done, 0 skipped")
-    assert len(ArrayCache(tmp_path)) == 1000 * len(precompute.ANALYSES)
+    # per image and analysis, plus the patterns' autoencoder and overview (dataset level)
+    assert len(ArrayCache(tmp_path)) == 1000 * len(precompute.ANALYSES) + 2
     ds = demo_dataset()
     cached = run(precompute.load_model("demo", device="cpu"), ds, list(range(1000)), FORWARD,
                  cache=ArrayCache(tmp_path))

@@ -60,7 +60,8 @@ def histogram_chart(edges: np.ndarray, counts: np.ndarray, threshold: float,
     line = alt.Chart(pd.DataFrame({"t": [np.log10(threshold)],
                                    "label": [f"top {top_percent:g}%: >= {threshold:.3g}"]}))
     rule = line.mark_rule(color="#d62728", strokeWidth=2).encode(x="t:Q")
-    text = line.mark_text(align="left", dx=4, dy=-60, color="#d62728").encode(x="t:Q", text="label:N")
+    text = line.mark_text(align="left", dx=4, color="#d62728").encode(
+        x="t:Q", y=alt.value(10), text="label:N")
     return alt.layer(hist, rule, text).properties(height=180)
 
 
