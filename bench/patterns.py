@@ -83,7 +83,7 @@ def main() -> None:
     full, full_s = timed(lambda: layout.tsne(x, fit_size=len(x)))
     print(f"20k: openTSNE full fit (FFT) {full_s:.1f} s; {quality(x, full, g)}")
     sk, sk_s = timed(lambda: SklearnTSNE(perplexity=layout.PERPLEXITY, random_state=0,
-                                         n_jobs=os.cpu_count()).fit_transform(x))
+                                         n_jobs=layout.idle_cores()).fit_transform(x))
     print(f"20k: scikit-learn t-SNE (Barnes-Hut) {sk_s:.1f} s; {quality(x, sk, g)}")
     print(f"layout_144k_seconds: {big:.1f}")
     print(f"speedup_vs_sklearn_20k: {sk_s / chosen_s:.2f}")

@@ -60,7 +60,10 @@ def same_row(grid: tuple[int, int]) -> torch.Tensor:
     return (row[:, None] == row[None, :]).float()
 
 
-def _scores(p: torch.Tensor, w: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+Scored = tuple[torch.Tensor, torch.Tensor]  # (scores, best diagonal offset)
+
+
+def _scores(p: torch.Tensor, w: torch.Tensor, grid: tuple[int, int]) -> Scored:
     """Scores of row-stochastic `p` (N, G, G) with source weights `w` (N, G)."""
     g = p.shape[-1]
     wsum = w.sum(-1).clamp_min(1)
@@ -95,13 +98,14 @@ def chance_scores(grid: tuple[int, int]) -> torch.Tensor:
     return _scores(torch.full((1, g, g), 1.0 / g), torch.ones(1, g), grid)[0][0]
 
 
-def label_scores(matrices: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def label_scores(matrices: torch.Tensor, grid: tuple[int, int]) -> Scored:
     """Scores (..., 4) in LABELS order and the best diagonal offset (..., ) (index
     into OFFSETS) of patch matrices (..., G, G), raw attention or binarised."""
     lead = matrices.shape[:-2]
     g = matrices.shape[-1]
     if g != grid[0] * grid[1]:
-        raise ValueError(f"matrices are {g} x {g} but the grid {grid} has {grid[0] * grid[1]} patches")
+        raise ValueError(f"matrices are {g} x {g} but the grid {grid} has "
+                         f"{grid[0] * grid[1]} patches")
     flat = matrices.reshape(-1, g, g).float()
     chance = chance_scores(grid).to(flat)
     scores, offsets = [], []

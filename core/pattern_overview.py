@@ -72,8 +72,8 @@ def _settings(top_percent: float, epochs: int) -> dict:
             "fit_size": layout.FIT_SIZE, "perplexity": layout.PERPLEXITY}
 
 
-def cached(lm: LoadedModel, ds: Dataset, cache: ArrayCache, top_percent: float = DEFAULT_TOP_PERCENT,
-           epochs: int = AE_EPOCHS) -> Overview | None:
+def cached(lm: LoadedModel, ds: Dataset, cache: ArrayCache,
+           top_percent: float = DEFAULT_TOP_PERCENT, epochs: int = AE_EPOCHS) -> Overview | None:
     """The overview of the whole image set if it is in the cache, else None."""
     found = cache.get(overview_key(lm, ds, top_percent, epochs))
     return None if found is None else Overview.from_arrays(found)

@@ -135,8 +135,10 @@ if token != st.session_state[token_key]:
 big = enlarged(lm.to_display(batch[0]))
 columns = st.columns(3)
 for column, values, name, caption in (
-        (columns[0], matrix[token, p:], "row", f"Where {names[token]} looks: its row over the patches"),
-        (columns[1], matrix[p:, token], "column", f"Which patches look at {names[token]}: its column")):
+        (columns[0], matrix[token, p:], "row",
+         f"Where {names[token]} looks: its row over the patches"),
+        (columns[1], matrix[p:, token], "column",
+         f"Which patches look at {names[token]}: its column")):
     blended = overlay(big, normalise(upsample(to_grid(values, lm), big.shape[:2])))
     column.image(blended, caption=f"{caption} (layer {layer}, head {head}; bright = "
                  "more attention, scaled to the map's max)")

@@ -19,8 +19,12 @@ def layout_chart(points: pd.DataFrame, background: Density | pd.DataFrame, axis_
                  pick_name: str) -> alt.LayerChart:
     """`points` (x, y, image, image_id, layer, head, pattern) drawn over `background`:
     a Density (binned counts of all points) or a DataFrame sample of all points
-    (x, y, image, image_id, layer, head). Clicking a point selects it."""
-    pick = alt.selection_point(name=pick_name, fields=["image", "layer", "head"], on="click")
+    (x, y, image, image_id, layer, head). Clicking a point selects it (selection
+    parameters `pick_name`, and `pick_name`_all on the sample)."""
+    def pick(suffix: str = "") -> alt.Parameter:
+        return alt.selection_point(name=pick_name + suffix, fields=["image", "layer", "head"],
+                                   on="click")
+
     x_title, y_title = f"{axis_name} t-SNE 1 (no unit)", f"{axis_name} t-SNE 2 (no unit)"
     if isinstance(background, Density):
         d = background
@@ -36,15 +40,13 @@ def layout_chart(points: pd.DataFrame, background: Density | pd.DataFrame, axis_
         base = alt.Chart(background).mark_circle(size=12, color="#9e9e9e", opacity=0.35).encode(
             x=alt.X("x:Q", title=x_title), y=alt.Y("y:Q", title=y_title),
             tooltip=[alt.Tooltip("image_id:N", title="image"), "layer:O", "head:O"]
-        ).add_params(pick)
+        ).add_params(pick("_all"))
     selected = alt.Chart(points).mark_circle(size=110, stroke="black", strokeWidth=0.6).encode(
         x="x:Q", y="y:Q",
         color=alt.Color("layer:O", title="Layer (selected image)",
                         scale=alt.Scale(scheme="viridis")),
         tooltip=[alt.Tooltip("image_id:N", title="image"), "layer:O", "head:O",
-                 alt.Tooltip("pattern:N", title="pattern label")])
-    if isinstance(background, Density):
-        selected = selected.add_params(pick)
+                 alt.Tooltip("pattern:N", title="pattern label")]).add_params(pick())
     return alt.layer(base, selected).properties(height=420)
 
 
