@@ -57,7 +57,10 @@ def images_key(ds: Dataset, indices: list[int]) -> str:
     """A hash of the content of the images used (the image-set part of a cache key)."""
     digest = hashlib.blake2b(digest_size=12)
     for i in indices:
-        digest.update(ds.content_hash(i).encode())
+        try:
+            digest.update(ds.content_hash(i).encode())
+        except OSError:  # unreadable: the engine skips it; its name still counts
+            digest.update(f"unreadable:{ds.records[i].id}".encode())
     return digest.hexdigest()
 
 

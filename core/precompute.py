@@ -64,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def pattern_layouts(lm: LoadedModel, ds: Dataset, cache: ArrayCache) -> None:
     """Dataset step of SPEC "Attention patterns": autoencoder and the two layouts."""
+    if not cache.enabled:
+        print("patterns: layouts not computed (they are kept only in the cache, which is off)",
+              file=sys.stderr)
+        return
     start = time.perf_counter()
     try:
         overview = build_patterns(lm, ds, cache, stage=lambda text, fraction: print(
