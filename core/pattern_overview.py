@@ -22,7 +22,7 @@ from core.datasets import Dataset
 from core.engine import run
 from core.models import LoadedModel
 from core.pattern_labels import decide
-from core.pattern_vectors import DEFAULT_TOP_PERCENT, PATTERNS, unpack
+from core.pattern_vectors import DEFAULT_TOP_PERCENT, PATTERNS, analysis_params, unpack
 
 AE_EPOCHS = 3  # demo: 24,000 matrices, about a minute on one CPU thread
 Stage = Callable[[str, float], None]  # (what is being done, fraction done)
@@ -96,7 +96,7 @@ class Gathered:
 def gather(lm: LoadedModel, ds: Dataset, cache: ArrayCache, top_percent: float,
            stage: Stage) -> Gathered:
     """Run (or read from the cache) the per-image "patterns" analysis for every image."""
-    result = run(lm, ds, list(range(len(ds))), PATTERNS, {"top_percent": float(top_percent)},
+    result = run(lm, ds, list(range(len(ds))), PATTERNS, analysis_params(top_percent),
                  cache, progress=lambda done, total: stage(
                      f"attention of {done}/{total} images", done / max(total, 1)))
     kept = sorted(result.arrays)

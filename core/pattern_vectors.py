@@ -107,6 +107,13 @@ def compute(lm: LoadedModel, batch: torch.Tensor, params: dict) -> list[Arrays]:
              "diagonal_offset": offsets[b]} for b in range(len(batch))]
 
 
+def analysis_params(top_percent: float = DEFAULT_TOP_PERCENT) -> dict:
+    """The analysis parameters for a cutoff: the default one is ``{}``, as the batch
+    precompute runs it, so that its cache entries are the ones reused."""
+    kept_count(1, top_percent)  # rejects a cutoff outside (0, 100]
+    return {} if top_percent == DEFAULT_TOP_PERCENT else {"top_percent": float(top_percent)}
+
+
 def head_matrix(lm: LoadedModel, image: torch.Tensor, layer: int, head: int) -> np.ndarray:
     """The full T x T attention matrix of one head for one preprocessed image (C x H x W)."""
     out = capture.forward(lm, image[None], layers=[layer])

@@ -8,8 +8,8 @@ from core.layout import density, sample_indices
 from core.maps import normalise, to_grid, upsample
 from core.pattern_labels import LABELS, describe
 from core.pattern_overview import build, cached
-from core.pattern_vectors import (DEFAULT_TOP_PERCENT, PATTERNS, head_matrix, strong_pairs,
-                                  top_percent_threshold)
+from core.pattern_vectors import (DEFAULT_TOP_PERCENT, PATTERNS, analysis_params, head_matrix,
+                                  strong_pairs, top_percent_threshold)
 from ui import downloads, resources
 from ui.charts import overlay
 from ui.patterns_charts import heatmap_figure, histogram_chart, layout_chart, two_axes_chart
@@ -88,7 +88,7 @@ if batch is None:
     st.error(f"Image {ds.records[index].id} could not be used: {failures[0][1]}")
     st.stop()
 matrix = head_matrix(lm, batch[0], layer, head)
-arrays = resources.analyse(lm, ds, [index], PATTERNS, {"top_percent": DEFAULT_TOP_PERCENT})
+arrays = resources.analyse(lm, ds, [index], PATTERNS, analysis_params())
 label, confidence = describe(arrays.arrays[index]["label_scores"][layer, head],
                              arrays.arrays[index]["diagonal_offset"][layer, head])
 st.markdown(f"Automatic pattern label of this head on this image: **{label}** (confidence "

@@ -16,7 +16,7 @@ from core.cache import ArrayCache
 from core.datasets import demo_dataset, load_batch, load_dataset
 from core.pattern_labels import LABELS, OFFSETS, decide, describe, label_scores
 from core.pattern_overview import build, cached
-from core.pattern_vectors import (PATTERNS, binarise, head_matrix, kept_count, pack,
+from core.pattern_vectors import (PATTERNS, analysis_params, binarise, head_matrix, kept_count, pack,
                                   strong_pairs, top_percent_threshold, unpack)
 from tests.conftest import random_input, random_vit
 
@@ -63,6 +63,7 @@ def test_binarise_keeps_the_top_percent():
         assert int((matrix.numpy() >= threshold).sum()) == ones
     with pytest.raises(ValueError):
         binarise(matrix, 0.0)
+    assert analysis_params() == {} and analysis_params(2.0) == {"top_percent": 2.0}
     packed = pack(binarise(matrix, 3.0).numpy())
     assert packed.shape == (301,)
     np.testing.assert_array_equal(unpack(packed, 49), binarise(matrix, 3.0).numpy())
