@@ -1,8 +1,9 @@
 """2-D layouts of many points (SPEC "Attention patterns": "t-SNE, or a faster
 equivalent with the same perplexity meaning").
 
-Chosen by measurement (``python -m bench.patterns``): openTSNE with its FFT
-gradient. Up to ``FIT_SIZE`` points get a full fit. Beyond that, a random
+Chosen by measurement (``python -m bench.patterns``): openTSNE (its "auto"
+gradient: FFT interpolation from 10,000 points, Barnes-Hut below). Up to
+``FIT_SIZE`` points get a full fit. Beyond that, a random
 subsample of ``FIT_SIZE`` points is fitted (perplexity as given, so a point's
 effective neighbourhood is measured among the fitted points) and every other
 point is placed with openTSNE's ``transform``: initialised at the median of its
