@@ -44,9 +44,9 @@ import torch
 from torchvision.transforms.functional import gaussian_blur
 
 from core import capture
-from core.cache import ArrayCache, Arrays
+from core.cache import Arrays
 from core.datasets import Dataset
-from core.engine import Analysis, run
+from core.engine import Analysis
 from core.explain import METHODS, explain
 from core.models import LoadedModel
 
@@ -213,10 +213,8 @@ def method_labels() -> list[str]:
     return [METHODS[name].label for name in METHOD_NAMES]
 
 
-def faithfulness_report(lm: LoadedModel, ds: Dataset, indices: list[int],
-                        cache: ArrayCache) -> str:
+def faithfulness_report(ds: Dataset, per_image: list[Arrays]) -> str:
     """The dataset table as text (methods as rows), for the precompute's output."""
-    per_image = list(run(lm, ds, indices, FAITHFULNESS, cache=cache).arrays.values())
     table = dataset_table(per_image, localisation_too=ds.pixels is not None)
     labels = method_labels()
     width = max(map(len, labels))

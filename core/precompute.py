@@ -11,18 +11,21 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Callable
 
 from tqdm import tqdm
 
 from core.cache import ArrayCache
-from core.datasets import load_dataset
-from core.engine import Analysis, run
+from core.datasets import Dataset, load_dataset
+from core.engine import Analysis, RunResult, run
 from core.faithfulness import FAITHFULNESS, faithfulness_report
 from core.forward_summary import FORWARD
-from core.models import ModelLoadError, load_model
+from core.models import LoadedModel, ModelLoadError, load_model
+from core.pattern_overview import build as build_patterns
+from core.pattern_vectors import PATTERNS
 from core.strength import STRENGTH
 
-ANALYSES: list[Analysis] = [FORWARD, STRENGTH, FAITHFULNESS]
+ANALYSES: list[Analysis] = [FORWARD, STRENGTH, PATTERNS, FAITHFULNESS]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,20 +49,50 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: {cache.warning}", file=sys.stderr)
     skipped = dict(ds.skipped)
     done: set[int] = set(range(len(ds)))
+    results: dict[str, RunResult] = {}
     for analysis in ANALYSES:
         with tqdm(total=len(ds), desc=analysis.name, unit="img", file=sys.stderr) as bar:
-            result = run(lm, ds, list(range(len(ds))), analysis, cache=cache,
-                         progress=lambda n, total: bar.update(n - bar.n))
+            results[analysis.name] = result = run(
+                lm, ds, list(range(len(ds))), analysis, cache=cache,
+                progress=lambda n, total: bar.update(n - bar.n))
         skipped.update(result.skipped)
         done &= set(result.arrays)
-    if FAITHFULNESS in ANALYSES and done:
-        print(faithfulness_report(lm, ds, sorted(done), cache))
+    for step in DATASET_STEPS:
+        print(step(lm, ds, results, cache))
     for name, reason in skipped.items():
         print(f"skipped {name}: {reason}")
     print(f"precompute: {len(done)} images done, {len(skipped)} skipped, "
           f"{time.perf_counter() - start:.1f} s ({lm.name} on {lm.device}, "
           f"cache {cache.directory if cache.enabled else 'off'})")
     return 0
+
+
+def pattern_layouts(lm: LoadedModel, ds: Dataset, results: dict[str, RunResult],
+                    cache: ArrayCache) -> str:
+    """Dataset step of SPEC "Attention patterns": autoencoder and the two layouts."""
+    if not cache.enabled:
+        return "patterns: layouts not computed (they are kept only in the cache, which is off)"
+    start = time.perf_counter()
+    try:
+        overview = build_patterns(lm, ds, cache, stage=lambda text, fraction: print(
+            f"patterns: {text}", file=sys.stderr))
+    except ValueError as err:
+        return f"patterns: not computed ({err})"
+    return (f"patterns: {len(overview.image)} heads laid out, autoencoder loss per epoch "
+            f"{', '.join(f'{v:.4f}' for v in overview.ae_loss)}, "
+            f"{time.perf_counter() - start:.1f} s")
+
+
+def faithfulness_table(lm: LoadedModel, ds: Dataset, results: dict[str, RunResult],
+                       cache: ArrayCache) -> str:
+    """Dataset step of SPEC "Faithfulness of explanations": the averaged table."""
+    per_image = list(results[FAITHFULNESS.name].arrays.values())
+    return faithfulness_report(ds, per_image) if per_image else "faithfulness: no image scored"
+
+
+# Dataset-level steps, after the per-image analyses; each returns the text it reports.
+DatasetStep = Callable[[LoadedModel, Dataset, dict[str, RunResult], ArrayCache], str]
+DATASET_STEPS: list[DatasetStep] = [pattern_layouts, faithfulness_table]
 
 
 if __name__ == "__main__":

@@ -1,9 +1,146 @@
 """Patterns page: what patterns heads learn; see SPEC "Attention patterns"."""
-from ui.views import intro, selected_image
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core.datasets import load_batch
+from core.layout import density, sample_indices
+from core.maps import normalise, to_grid, upsample
+from core.pattern_labels import LABELS, describe
+from core.pattern_overview import build, cached
+from core.pattern_vectors import (DEFAULT_TOP_PERCENT, PATTERNS, analysis_params, head_matrix,
+                                  strong_pairs, top_percent_threshold)
+from ui import downloads, resources
+from ui.charts import overlay
+from ui.patterns_charts import heatmap_figure, histogram_chart, layout_chart, two_axes_chart
+from ui.state import new_chart_pick, select, selection
+from ui.views import enlarged, intro, selected_image
+
+MAX_BACKGROUND_POINTS = 3000  # points mode: a random sample of all heads
+MAX_LINES = 2000  # two-axes view: the strongest pairs above the threshold
 
 intro("Attention patterns",
-      "This page will group heads by the shape of their attention over all images "
-      "(diagonal, vertical, horizontal, block).",
-      "For now it shows the selected image, its top-5 predictions and the selected head's "
-      "attention; brighter areas received more attention.")
+      "This page places every head of every image on a map where heads that attend in a "
+      "similar way lie close together, and shows one head's full attention matrix.",
+      "Grey cells count the heads of all images; coloured dots are the selected image's heads "
+      "(colour: layer); click one to select it. Below, lines join each token to the tokens "
+      "it attends to most.")
 selected_image()
+
+lm, ds = resources.current()
+sel = selection()
+index = ds.index_of(sel["image"]) or 0
+layer, head = int(sel["layer"]), int(sel["head"])
+
+st.subheader("All heads of all images")
+overview = cached(lm, ds, resources.cache())
+if overview is None:
+    st.info(f"The layouts of the {len(ds)} images x {lm.num_layers * lm.num_heads} heads are "
+            "not computed yet (the attention of every image, an autoencoder of the binarised "
+            "patch attention, two t-SNE layouts: a few minutes on a CPU for 1,000 images; "
+            "`python -m core.precompute` also does it).")
+    if st.button("Compute the pattern layouts", key="pattern_compute"):
+        bar = st.progress(0.0, text="Starting...")
+        build(lm, ds, resources.cache(),
+              stage=lambda text, fraction: bar.progress(min(fraction, 1.0), text=text))
+        st.rerun()
+if overview is not None:
+    left, right = st.columns(2)
+    kind = left.radio("Layout of", ["patch attention (autoencoder)", "CLS attention"],
+                      horizontal=True, key="pattern_layout_kind",
+                      help="CLS: t-SNE of each head's CLS row and column. Patch: t-SNE of the "
+                           "autoencoder codes of each head's binarised patch->patch matrix.")
+    view = right.radio("All heads as", ["density", "points"], horizontal=True,
+                       key="pattern_view", help=f"points: a random sample of at most "
+                                                f"{MAX_BACKGROUND_POINTS:,} heads")
+    xy = overview.cls_layout if kind == "CLS attention" else overview.patch_layout
+    ids = np.array([r.id for r in ds.records])
+
+    def frame(rows: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame({"x": xy[rows, 0], "y": xy[rows, 1], "image": overview.image[rows],
+                             "image_id": ids[overview.image[rows]], "layer": overview.layer[rows],
+                             "head": overview.head[rows],
+                             "pattern": [LABELS[k] for k in overview.label[rows]]})
+
+    mine = frame(overview.points_of(index))
+    background = density(xy) if view == "density" else frame(
+        sample_indices(len(xy), MAX_BACKGROUND_POINTS))
+    axis_name = "CLS" if kind == "CLS attention" else "Patch"
+    event = downloads.chart(layout_chart(mine, background, axis_name, "head_pick"),
+                            f"pattern_layout_{view}", on_select="rerun")
+    pick = new_chart_pick(f"pattern_layout_{view}", event)
+    if pick and {"image", "layer", "head"} <= set(pick):
+        select(image=str(ids[int(pick["image"])]), layer=int(pick["layer"]),
+               head=int(pick["head"]))
+        st.rerun()
+    here = (overview.layer == layer) & (overview.head == head)
+    shares = np.bincount(overview.label[here], minlength=len(LABELS)) / max(here.sum(), 1)
+    st.caption(f"{len(xy):,} points ({len(np.unique(overview.image))} images x "
+               f"{lm.num_layers * lm.num_heads} heads). The autoencoder's training loss "
+               f"(binary cross-entropy, ones weighted) per epoch: "
+               f"{', '.join(f'{v:.4f}' for v in overview.ae_loss)}. Pattern labels of layer "
+               f"{layer}, head {head} over all images: "
+               + ", ".join(f"{name} {100 * s:.0f}%" for name, s in zip(LABELS, shares)))
+
+st.subheader(f"Head detail: layer {layer}, head {head}")
+batch, _, failures = load_batch(lm, ds, [index])
+if batch is None:
+    st.error(f"Image {ds.records[index].id} could not be used: {failures[0][1]}")
+    st.stop()
+matrix = head_matrix(lm, batch[0], layer, head)
+arrays = resources.analyse(lm, ds, [index], PATTERNS, analysis_params())
+label, confidence = describe(arrays.arrays[index]["label_scores"][layer, head],
+                             arrays.arrays[index]["diagonal_offset"][layer, head])
+st.markdown(f"Automatic pattern label of this head on this image: **{label}** (confidence "
+            f"{confidence:.2f}: the margin of its score over the next pattern, 0 to 1).")
+top = st.number_input("Show the top x% of the attention values", min_value=0.01,
+                      max_value=20.0, value=DEFAULT_TOP_PERCENT, step=0.5, key="pattern_top")
+threshold = top_percent_threshold(matrix, top)
+p = lm.num_prefix_tokens
+edges = np.linspace(-6, 0, 49)
+counts, _ = np.histogram(np.log10(np.clip(matrix, 1e-6, 1)), bins=edges)
+pairs = strong_pairs(matrix, threshold, p, MAX_LINES)
+
+token_key = "pattern_token"
+st.session_state.setdefault(token_key, 0)
+names = [f"prefix {k}" if k else "CLS" for k in range(p)] + [
+    f"patch ({r}, {c})" for r in range(lm.grid[0]) for c in range(lm.grid[1])]
+tokens = pd.DataFrame({"token": np.tile(np.arange(len(names)), 2),
+                       "name": names * 2, "axis": ["source"] * len(names) + ["target"] * len(names),
+                       "y": [1.0] * len(names) + [0.0] * len(names)})
+tokens["chosen"] = tokens["token"] == st.session_state[token_key]
+
+left, right = st.columns([1.3, 1])
+with left:
+    st.markdown(f"**Two-axes view** ({len(pairs.source)} pairs at or above {threshold:.3g}"
+                + (f", the strongest {MAX_LINES}" if len(pairs.source) == MAX_LINES else "")
+                + "; click a token to choose it)")
+    event = downloads.chart(two_axes_chart(pairs, tokens, "token_pick"), "pattern_two_axes",
+                            on_select="rerun")
+    picked = new_chart_pick("pattern_two_axes", event)
+    if picked and "token" in picked:
+        st.session_state[token_key] = int(picked["token"])
+        st.rerun()
+    st.markdown("**Histogram of the matrix's values** (the red line is the threshold)")
+    downloads.chart(histogram_chart(edges, counts, threshold, top), "pattern_histogram")
+with right:
+    st.markdown("**Heatmap** (white: below the threshold)")
+    st.pyplot(heatmap_figure(matrix, threshold, p))
+
+token = st.selectbox("Token", range(len(names)), format_func=lambda k: names[k],
+                     index=int(st.session_state[token_key]))
+if token != st.session_state[token_key]:
+    st.session_state[token_key] = token
+    st.rerun()
+big = enlarged(lm.to_display(batch[0]))
+columns = st.columns(3)
+for column, values, name, caption in (
+        (columns[0], matrix[token, p:], "row",
+         f"Where {names[token]} looks: its row over the patches"),
+        (columns[1], matrix[p:, token], "column",
+         f"Which patches look at {names[token]}: its column")):
+    blended = overlay(big, normalise(upsample(to_grid(values, lm), big.shape[:2])))
+    column.image(blended, caption=f"{caption} (layer {layer}, head {head}; bright = "
+                 "more attention, scaled to the map's max)")
+    with column:
+        downloads.image(blended, f"token{token}_{name}_{ds.records[index].id}_L{layer}H{head}")

@@ -155,6 +155,7 @@ def test_batch_command_goes_on_and_summarises_what_it_skipped(messy_folder, tmp_
 
 def test_unwritable_cache_runs_without_cache_and_says_so(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(precompute, "ANALYSES", [FORWARD])  # 1,000 images: the fast analysis
+    monkeypatch.setattr(precompute, "DATASET_STEPS", [])
     blocker = tmp_path / "file"
     blocker.write_text("")
     code = precompute.main(["--model", "demo", "--images", "demo", "--cache",

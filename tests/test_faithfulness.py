@@ -29,7 +29,7 @@ def out(demo, images):
 def naive_curve(lm, image, order, counts, start, fill, cls):
     """Probability and top-1 flag of `cls` after taking the first `k` patches of
     `order` from `fill` into `start`, one explicit patch loop per step."""
-    (gh, gw), (ph, pw) = lm.grid, lm.patch_size
+    gw, (ph, pw) = lm.grid[1], lm.patch_size
     inputs = []
     for k in counts:
         x = start.clone()

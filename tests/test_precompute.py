@@ -24,14 +24,15 @@ def test_forward_analysis_matches_a_direct_capture(demo, tmp_path):
 
 
 def test_precompute_fills_the_cache_for_the_demo_set(tmp_path, capsys, monkeypatch):
-    # the forward analysis only: the slower analyses are run by the precompute on
-    # a few images in their own tests (tests/test_faithfulness.py)
+    # the forward analysis only: the slower analyses and the dataset steps are run by
+    # the precompute on small folders in their own tests (test_faithfulness, test_patterns)
     monkeypatch.setattr(precompute, "ANALYSES", [FORWARD])
+    monkeypatch.setattr(precompute, "DATASET_STEPS", [])
     assert precompute.main(["--model", "demo", "--images", "demo", "--cache", str(tmp_path),
                             "--device", "cpu"]) == 0
     summary = capsys.readouterr().out.strip().splitlines()[-1]
     assert summary.startswith("precompute: 1000 images done, 0 skipped")
-    assert len(ArrayCache(tmp_path)) == 1000 * len(precompute.ANALYSES)
+    assert len(ArrayCache(tmp_path)) == 1000
     ds = demo_dataset()
     cached = run(precompute.load_model("demo", device="cpu"), ds, list(range(1000)), FORWARD,
                  cache=ArrayCache(tmp_path))
