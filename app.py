@@ -4,6 +4,8 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import resources
+from ui.downloads import safe_name
+from ui.report import image_report
 from ui.state import bind, from_widget, selection, write_url
 
 st.set_page_config(page_title="ViT Attention Explorer", page_icon=":eye:", layout="wide")
@@ -55,6 +57,13 @@ def sidebar() -> None:
                   on_change=from_widget, args=("w_layer", "layer"))
         st.slider("Head", 0, lm.num_heads - 1, key="w_head",
                   on_change=from_widget, args=("w_head", "head"))
+        index, layer, head = ds.index_of(sel["image"]), int(sel["layer"]), int(sel["head"])
+        st.download_button(
+            "Report for this image (HTML)", icon=":material/download:", on_click="ignore",
+            data=lambda: image_report(lm, ds, index, layer, head, resources.cache()),
+            file_name=f"report_{safe_name(sel['image'])}_L{layer}H{head}.html",
+            mime="text/html", help="One file with this image's predictions, head importance, "
+            "strength, pattern and rollout views; opens in any browser without the app.")
         st.caption(f"{lm.name}: {lm.num_layers} layers x {lm.num_heads} heads, "
                    f"{lm.grid[0]}x{lm.grid[1]} patches of {lm.patch_size[0]} px, "
                    f"{lm.num_prefix_tokens} prefix token(s), on {lm.device}. "

@@ -38,14 +38,20 @@ def table(df: pd.DataFrame, name: str, number_format: str | None = None,
 
 
 def image_png(pixels: np.ndarray) -> bytes:
+    """PNG of an H x W x C uint8 image (C = 1 or 3)."""
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
+    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(buffer, "PNG")
     return buffer.getvalue()
 
 
+def safe_name(name: str) -> str:
+    """`name` as a plain file name (letters, digits, - _ . only)."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in name)
+
+
 def image(pixels: np.ndarray, name: str) -> None:
-    """A "Download PNG" button for an H x W x 3 uint8 image."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    """A "Download PNG" button for an H x W x C uint8 image."""
+    safe = safe_name(name)
     st.download_button("Download image (PNG)", data=lambda: image_png(pixels),
                        file_name=f"{safe}.png", mime="image/png", key=f"img_{safe}",
                        on_click="ignore", type="tertiary", icon=":material/download:")

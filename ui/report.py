@@ -1,0 +1,136 @@
+"""A one-file HTML report for one image: predictions, the selected head's
+attention, head importance, attention strength, the head's pattern and the
+rollout maps. Everything is embedded (PNG as base64), so it opens in any
+browser without the app or a network. The analyses come from the engine (and
+its cache); this module only lays them out."""
+from __future__ import annotations
+
+import base64
+import html
+import io
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from core.cache import ArrayCache
+from core.datasets import Dataset, load_batch
+from core.engine import Analysis, run
+from core.forward_summary import FORWARD
+from core.maps import normalise, to_grid, upsample
+from core.models import LoadedModel
+from core.pattern_labels import describe
+from core.pattern_vectors import DEFAULT_TOP_PERCENT, PATTERNS, head_matrix, top_percent_threshold
+from core.predictions import top_k
+from core.rollout_analysis import EXPLANATIONS, MAP_METHODS
+from core.strength import STRENGTH
+from ui.charts import overlay, predictions_chart
+from ui.downloads import chart_png, image_png
+from ui.patterns_charts import heatmap_figure
+from ui.strength_charts import heads_scatter, strength_bars
+from ui.views import enlarged
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}
+h1{margin-bottom:0}section{margin:2em 0}img{max-width:100%}.row{display:flex;gap:1em;
+flex-wrap:wrap}.row figure{margin:0;flex:1;min-width:200px}figcaption{color:#555;
+font-size:.9em}table{border-collapse:collapse}td,th{padding:.2em .8em;border-bottom:1px solid
+#ddd;text-align:left}.muted{color:#666}"""
+MAP_NAMES = {"rollout": "Attention rollout", "gradient_rollout": "Gradient rollout",
+             "relevance": "Gradient-weighted relevance", "raw_attention": "Last-layer attention"}
+
+
+def img_tag(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def figure_png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
+
+
+def figure_row(items: list[tuple[bytes, str]]) -> str:
+    return '<div class="row">' + "".join(
+        f"<figure>{img_tag(png, caption)}<figcaption>{html.escape(caption)}</figcaption></figure>"
+        for png, caption in items) + "</div>"
+
+
+def section(title: str, intro: str, body: str) -> str:
+    return (f"<section><h2>{html.escape(title)}</h2><p>{html.escape(intro)}</p>{body}"
+            "</section>")
+
+
+def one(lm: LoadedModel, ds: Dataset, index: int, analysis: Analysis,
+        cache: ArrayCache | None) -> dict[str, np.ndarray]:
+    result = run(lm, ds, [index], analysis, cache=cache)
+    if index not in result.arrays:
+        raise ValueError(f"Image {ds.records[index].id}: {result.skipped[0][1]}")
+    return result.arrays[index]
+
+
+def image_report(lm: LoadedModel, ds: Dataset, index: int, layer: int, head: int,
+                 cache: ArrayCache | None = None) -> str:
+    """The HTML text of the report for image `index` and head (`layer`, `head`)."""
+    record = ds.records[index]
+    true_name = None if record.label is None else lm.class_names[record.label]
+    forward = one(lm, ds, index, FORWARD, cache)
+    batch, _, _ = load_batch(lm, ds, [index])
+    image = enlarged(lm.to_display(batch[0]))
+
+    def heat(values: np.ndarray) -> bytes:
+        return image_png(overlay(image, normalise(upsample(to_grid(values, lm),
+                                                           image.shape[:2]))))
+
+    parts = [section(
+        "What the model predicts",
+        "The five most likely classes, in percent; the green bar is the true class.",
+        figure_row([(image_png((255 * image).astype(np.uint8)), f"Image {record.id}"),
+                    (heat(forward["cls_attention"][layer, head]),
+                     f"Where head {head} of layer {layer} looks (CLS attention; bright = "
+                     "more)")])
+        + img_tag(chart_png(predictions_chart(top_k(forward["logits"], lm.class_names),
+                                              true_name)), "top-5 predictions"))]
+
+    strength = one(lm, ds, index, STRENGTH, cache)
+    heads = pd.DataFrame({"layer": np.repeat(np.arange(lm.num_layers), lm.num_heads),
+                          "head": np.tile(np.arange(lm.num_heads), lm.num_layers),
+                          "entropy": strength["entropy"].ravel(),
+                          "mean_distance": strength["mean_distance"].ravel()})
+    parts.append(section(
+        "How far the heads look",
+        "Left: every head of this image; low entropy = the head focuses on one distance. "
+        f"Right: the share of attention head {head} of layer {layer} gives to patches 0, 1, "
+        f"2... steps away (mean distance {strength['mean_distance'][layer, head]:.1f} px).",
+        figure_row([(chart_png(heads_scatter(heads, layer, head)), "Entropy of every head"),
+                    (chart_png(strength_bars(strength["s"][layer, head])),
+                     "Attention strength by hop")])))
+
+    patterns = one(lm, ds, index, PATTERNS, cache)
+    name, confidence = describe(patterns["label_scores"][layer, head],
+                                int(patterns["diagonal_offset"][layer, head]))
+    matrix = head_matrix(lm, batch[0], layer, head)
+    threshold = top_percent_threshold(matrix, DEFAULT_TOP_PERCENT)
+    parts.append(section(
+        "The head's attention pattern",
+        f"Head {head} of layer {layer} looks like a {name} pattern (confidence "
+        f"{confidence:.2f} on a 0-1 scale). The matrix shows which token (row) attends to "
+        f"which (column); only the top {DEFAULT_TOP_PERCENT:g}% of values are coloured.",
+        img_tag(figure_png(heatmap_figure(matrix, threshold, lm.num_prefix_tokens)),
+                "attention matrix")))
+
+    maps = one(lm, ds, index, EXPLANATIONS, cache)["maps"]
+    parts.append(section(
+        "What the whole model looks at",
+        "Each map combines the attention of all layers in its own way; bright patches "
+        "matter most for the predicted class.",
+        figure_row([(heat(values), MAP_NAMES[method])
+                    for method, values in zip(MAP_METHODS, maps)])))
+
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    title = f"Image {record.id}" + (f" ({true_name})" if true_name else "")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)} - "
+            f"ViT Attention Explorer</title><style>{STYLE}</style></head><body>"
+            f"<h1>{html.escape(title)}</h1><p class='muted'>Model {html.escape(lm.name)} "
+            f"({lm.num_layers} layers x {lm.num_heads} heads), report made {stamp} by ViT "
+            "Attention Explorer.</p>" + "".join(parts) + "</body></html>")
