@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 from core.datasets import demo_dataset
@@ -16,8 +17,15 @@ PAGES = {"": "Overview",  # the default page lives at the root URL "importance":
 
 @pytest.mark.parametrize("path,title", list(PAGES.items()))
 def test_every_page_opens(page, app_url, path, title):
+    seen_not_found = []
     page.goto(f"{app_url}/{path}")
+    try:  # a direct link must not flash Streamlit's "Page not found" dialog
+        page.get_by_text("Page not found").wait_for(timeout=5_000)
+        seen_not_found.append(True)
+    except PlaywrightTimeout:
+        pass
     wait_for_app(page)
+    assert not seen_not_found
     expect(page.locator("h1").first).to_contain_text(title)
     assert_no_exception(page)
 
