@@ -10,14 +10,16 @@ from ui.state import bind, from_widget, selection, write_url
 
 st.set_page_config(page_title="ViT Attention Explorer", page_icon=":eye:", layout="wide")
 
-# Page files start with "_" so that Streamlit's older pages/ folder scan skips them: with
-# st.navigation alone, a shared link such as /strength opens without a "Page not found" flash.
+# Page files start with "_" so that Streamlit's older pages/ folder scan skips them (with
+# st.navigation alone, a shared link such as /strength opens without a "Page not found"
+# flash), and their names differ from the URL paths (AppTest would otherwise run a page
+# without this script).
 PAGES = [
-    st.Page("pages/_overview.py", title="Overview", url_path="overview", default=True),
-    st.Page("pages/_importance.py", title="Importance", url_path="importance"),
-    st.Page("pages/_strength.py", title="Strength", url_path="strength"),
-    st.Page("pages/_patterns.py", title="Patterns", url_path="patterns"),
-    st.Page("pages/_rollout.py", title="Rollout", url_path="rollout"),
+    st.Page("pages/_overview_page.py", title="Overview", url_path="overview", default=True),
+    st.Page("pages/_importance_page.py", title="Importance", url_path="importance"),
+    st.Page("pages/_strength_page.py", title="Strength", url_path="strength"),
+    st.Page("pages/_patterns_page.py", title="Patterns", url_path="patterns"),
+    st.Page("pages/_rollout_page.py", title="Rollout", url_path="rollout"),
 ]
 
 

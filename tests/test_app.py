@@ -15,8 +15,8 @@ from core.models import load_model
 from core.strength import STRENGTH
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
-PAGES = ["pages/_overview.py", "pages/_importance.py", "pages/_strength.py",
-         "pages/_patterns.py", "pages/_rollout.py"]
+PAGES = ["pages/_overview_page.py", "pages/_importance_page.py", "pages/_strength_page.py",
+         "pages/_patterns_page.py", "pages/_rollout_page.py"]
 
 
 # Dataset-level views compute over all 1,000 demo images on first use; the app's
@@ -86,7 +86,7 @@ def test_strength_page_shows_the_selected_heads_strength():
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params.update({"layer": "2", "head": "3"})
     at.run()
-    at.switch_page("pages/_strength.py").run()
+    at.switch_page("pages/_strength_page.py").run()
     assert not at.exception, at.exception
     assert [s.value for s in at.subheader][:3] == [
         "All heads of this image", "Layer 2, head 3: strength by hop",
@@ -103,7 +103,7 @@ def test_strength_page_shows_the_selected_heads_strength():
 def rollout_page() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
-    at.switch_page("pages/_rollout.py").run()
+    at.switch_page("pages/_rollout_page.py").run()
     return at
 
 
