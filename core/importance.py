@@ -23,7 +23,7 @@ from timm.layers import Attention
 from torch import nn
 
 from core import capture
-from core.cache import Arrays, ArrayCache
+from core.cache import Arrays, ArrayCache, make_key
 from core.datasets import Dataset
 from core.engine import Analysis, Progress, RunResult, run
 from core.models import LoadedModel
@@ -164,6 +164,20 @@ def for_images(lm: LoadedModel, ds: Dataset, indices: list[int],
         result.from_cache += part.from_cache
         offset += len(members)
     return result
+
+
+def uncached(lm: LoadedModel, ds: Dataset, indices: list[int], cache: ArrayCache) -> list[int]:
+    """The images of `indices` whose importance is not in the cache yet."""
+    missing = []
+    for i in indices:
+        try:
+            key = make_key(lm.identity, ds.content_hash(i), IMPORTANCE.name,
+                           {"target": ds.records[i].label})
+        except OSError:
+            continue  # unreadable: a run skips it and says why
+        if cache.get(key) is None:
+            missing.append(i)
+    return missing
 
 
 def stacked(result: RunResult) -> tuple[list[int], np.ndarray]:

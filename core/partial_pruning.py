@@ -2,7 +2,7 @@
 
 For a chosen head ``(l, h)`` each pruning mode zeroes some regions of its attention
 matrix (``core.capture.PRUNING_MODES``); per mode we report the four importance metrics
-of ``core.importance`` and the class probabilities (for the top-5 under that mode).
+of ``core.importance`` and the logits (for the top-5 predictions under that mode).
 The five pruned variants of each image run as one batch from the unpruned input of
 layer ``l``; mode 0 is the unpruned model itself (metrics exactly 0).
 """
@@ -22,7 +22,7 @@ MODES = tuple(sorted(capture.PRUNING_MODES))  # 0 (none) .. 5
 @torch.no_grad()
 def modes_of_head(lm: LoadedModel, x: torch.Tensor, layer: int, head: int,
                   targets: list[int | None]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per image of `x`: metrics (modes x 4, float64) and probabilities (modes x classes)."""
+    """Per image of `x`: metrics (modes x 4, float64) and logits (modes x classes)."""
     if not (0 <= layer < lm.num_layers and 0 <= head < lm.num_heads):
         raise ValueError(f"Head ({layer}, {head}) does not exist: the model has "
                          f"{lm.num_layers} layers x {lm.num_heads} heads.")
@@ -34,23 +34,22 @@ def modes_of_head(lm: LoadedModel, x: torch.Tensor, layer: int, head: int,
     masks = torch.stack([capture.head_mask(lm, [head], mode) for mode in pruned])
     logits, z = capture.forward_from(lm, base.inputs[layer].repeat_interleave(k, dim=0), layer,
                                      mask=masks.repeat(n_img, 1, 1, 1))
-    pruned_probs = logits.softmax(-1)
-    values = metrics(probs.repeat_interleave(k, dim=0), pruned_probs,
+    values = metrics(probs.repeat_interleave(k, dim=0), logits.softmax(-1),
                      base.outputs[layer].repeat_interleave(k, dim=0), z,
                      target.repeat_interleave(k), lm.num_prefix_tokens)
     zero = torch.zeros(n_img, 1, len(METRICS), dtype=values.dtype)
     all_metrics = torch.cat([zero, values.view(n_img, k, -1).cpu()], dim=1)
-    all_probs = torch.cat([probs[:, None], pruned_probs.view(n_img, k, -1)], dim=1).cpu()
-    return all_metrics, all_probs
+    all_logits = torch.cat([base.logits[:, None], logits.view(n_img, k, -1)], dim=1).cpu()
+    return all_metrics, all_logits
 
 
 def compute(lm: LoadedModel, batch: torch.Tensor, params: dict) -> list[Arrays]:
-    """Per image: ``metrics`` (6 modes x 4, in METRICS order) and ``probs`` (6 modes x
+    """Per image: ``metrics`` (6 modes x 4, in METRICS order) and ``logits`` (6 modes x
     classes), float32. params: ``{"layer", "head", "target"}`` (target None: predicted)."""
-    values, probs = modes_of_head(lm, batch, int(params["layer"]), int(params["head"]),
+    values, logits = modes_of_head(lm, batch, int(params["layer"]), int(params["head"]),
                                   [params.get("target")] * len(batch))
-    return [{"metrics": v.float().numpy(), "probs": p.float().numpy()}
-            for v, p in zip(values, probs)]
+    return [{"metrics": v.float().numpy(), "logits": z.float().numpy()}
+            for v, z in zip(values, logits)]
 
 
 PARTIAL_PRUNING = Analysis(name="partial_pruning", compute=compute, batch_size=16)

@@ -12,15 +12,29 @@ import argparse
 import sys
 import time
 
+from typing import Callable
+
 from tqdm import tqdm
 
+from core import importance_layout
 from core.cache import ArrayCache
-from core.datasets import load_dataset
-from core.engine import Analysis, run
+from core.datasets import Dataset, load_dataset
+from core.engine import Analysis, Progress, RunResult, run
 from core.forward_summary import FORWARD
-from core.models import ModelLoadError, load_model
+from core.models import LoadedModel, ModelLoadError, load_model
 
 ANALYSES: list[Analysis] = [FORWARD]
+# Dataset-level steps, after the per-image analyses: (name, step(lm, ds, cache, progress)).
+DATASET_STEPS: list[tuple[str, Callable[[LoadedModel, Dataset, ArrayCache, Progress | None],
+                                        RunResult]]] = [
+    ("importance", importance_layout.precompute),
+]
+
+
+def with_bar(name: str, total: int, work: Callable[[Progress], RunResult]) -> RunResult:
+    """Run `work` with a progress bar on stderr."""
+    with tqdm(total=total, desc=name, unit="img", file=sys.stderr) as bar:
+        return work(lambda n, _total: bar.update(n - bar.n))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,10 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: {cache.warning}", file=sys.stderr)
     skipped = dict(ds.skipped)
     done: set[int] = set(range(len(ds)))
-    for analysis in ANALYSES:
-        with tqdm(total=len(ds), desc=analysis.name, unit="img", file=sys.stderr) as bar:
-            result = run(lm, ds, list(range(len(ds))), analysis, cache=cache,
-                         progress=lambda n, total: bar.update(n - bar.n))
+    steps = [(a.name, lambda p, a=a: run(lm, ds, list(range(len(ds))), a, cache=cache,
+                                          progress=p)) for a in ANALYSES]
+    steps += [(name, lambda p, step=step: step(lm, ds, cache, p)) for name, step in DATASET_STEPS]
+    for name, work in steps:
+        result = with_bar(name, len(ds), work)
         skipped.update(result.skipped)
         done &= set(result.arrays)
     for name, reason in skipped.items():

@@ -13,7 +13,7 @@ import timm
 import torch
 from timm.models.vision_transformer import VisionTransformer
 
-from core import capture, importance, partial_pruning
+from core import capture, importance, importance_layout, partial_pruning
 from core.cache import ArrayCache
 from core.datasets import demo_dataset, load_batch
 from core.models import LoadedModel, from_module
@@ -135,7 +135,8 @@ def test_prob_uses_the_label_or_else_the_prediction(demo):
 @pytest.mark.parametrize("layer,head", [(0, 2), (5, 3)])
 def test_partial_pruning_modes_equal_masked_full_forwards(demo, layer, head):
     x = random_input(demo, batch=2)
-    values, probs = partial_pruning.modes_of_head(demo, x, layer, head, [None, 4])
+    values, logits = partial_pruning.modes_of_head(demo, x, layer, head, [None, 4])
+    probs = logits.softmax(-1)
     assert values.shape == (2, 6, 4) and probs.shape == (2, 6, 10)
     plain = capture.forward(demo, x, layers=()).logits.softmax(-1)
     torch.testing.assert_close(probs[:, 0], plain, rtol=1e-5, atol=1e-6)
@@ -171,3 +172,19 @@ def test_dataset_level_is_grouped_by_label_cached_and_summarised(demo, tmp_path)
     mean, std = importance.mean_and_std(values)
     np.testing.assert_allclose(mean, direct.mean(0), atol=1e-6)
     np.testing.assert_allclose(std, direct.std(0), atol=1e-6)
+
+
+def test_overview_layout_is_cached_per_metric(demo, tmp_path, monkeypatch):
+    ds = demo_dataset()
+    indices = list(range(0, 1000, 50))  # 20 images, two per class
+    cache = ArrayCache(tmp_path)
+    order, values = importance.stacked(importance.for_images(demo, ds, indices, cache))
+    xy = importance_layout.layout(demo, ds, order, values, "jsd", cache)
+    assert xy.shape == (20, 2) and np.isfinite(xy).all() and xy.std(0).min() > 0
+    other = importance_layout.layout(demo, ds, order, values, "cls_dist", cache)
+    assert not np.allclose(xy, other)  # the metric chooses the vectors laid out
+    monkeypatch.setattr(importance_layout, "tsne", lambda _v: pytest.fail("not cached"))
+    np.testing.assert_array_equal(importance_layout.layout(demo, ds, order, values, "jsd",
+                                                           cache), xy)
+    with pytest.raises(ValueError, match="Unknown importance metric"):
+        importance_layout.layout(demo, ds, order, values, "accuracy", cache)
