@@ -30,7 +30,7 @@ from core.models import LoadedModel
 
 METRICS = ("prob", "jsd", "cls_dist", "patch_dist")
 METRIC_LABELS = {
-    "prob": "Drop in true-class probability (P - P')",
+    "prob": "Probability drop of the true class (P - P')",
     "jsd": "Jensen-Shannon divergence of the predictions",
     "cls_dist": "CLS output change (cosine distance)",
     "patch_dist": "Patch output change (mean cosine distance)",
@@ -112,23 +112,28 @@ def leave_one_out(lm: LoadedModel, x: torch.Tensor, targets: list[int | None]) -
 def naive_leave_one_out(lm: LoadedModel, x: torch.Tensor, targets: list[int | None]
                         ) -> np.ndarray:
     """Reference: prune one head at a time and run the whole model each time
-    (L x H + 1 full forwards of the batch). Same output as :func:`leave_one_out`."""
-    base = capture.states(lm, x)
-    probs = base.logits.softmax(-1)
-    target = targets_of(base.logits, targets)
+    (L x H + 1 full instrumented forwards of the batch, nothing reused). Same output as
+    :func:`leave_one_out`."""
+
+    def run(masks: dict[int, torch.Tensor] | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        z: list[torch.Tensor] = []
+        handles = [attn.register_forward_hook(lambda _m, _a, output: z.append(output))
+                   for attn in lm.attention_modules]
+        try:
+            return capture.forward(lm, x, masks=masks, layers=()).logits, z
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    logits, z = run(None)
+    probs = logits.softmax(-1)
+    target = targets_of(logits, targets)
     out = np.zeros((len(x), len(METRICS), lm.num_layers, lm.num_heads))
     for layer in range(lm.num_layers):
-        attn = lm.model.blocks[layer].attn
         for head in range(lm.num_heads):
-            z: list[torch.Tensor] = []
-            handle = attn.register_forward_hook(lambda _m, _a, output: z.append(output))
-            try:
-                pruned = capture.forward(lm, x, masks={layer: capture.head_mask(lm, [head])},
-                                         layers=())
-            finally:
-                handle.remove()
-            out[:, :, layer, head] = metrics(probs, pruned.logits.softmax(-1),
-                                             base.outputs[layer], z[0], target,
+            pruned_logits, pruned_z = run({layer: capture.head_mask(lm, [head])})
+            out[:, :, layer, head] = metrics(probs, pruned_logits.softmax(-1), z[layer],
+                                             pruned_z[layer], target,
                                              lm.num_prefix_tokens).numpy()
     return out
 
