@@ -60,7 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     done: set[int] = set(range(len(ds)))
     steps = [(a.name, lambda p, a=a: run(lm, ds, list(range(len(ds))), a, cache=cache,
                                           progress=p)) for a in ANALYSES]
-    steps += [(name, lambda p, step=step: step(lm, ds, cache, p)) for name, step in DATASET_STEPS]
+    if cache.enabled:
+        steps += [(name, lambda p, step=step: step(lm, ds, cache, p))
+                  for name, step in DATASET_STEPS]
+    else:
+        print(f"note: {', '.join(name for name, _ in DATASET_STEPS)} skipped: these steps "
+              "only fill the cache", file=sys.stderr)
     for name, work in steps:
         result = with_bar(name, len(ds), work)
         skipped.update(result.skipped)

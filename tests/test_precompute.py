@@ -8,7 +8,6 @@ from core.cache import ArrayCache
 from core.datasets import demo_dataset, load_batch
 from core.engine import run
 from core.forward_summary import FORWARD
-from core.importance import METRICS
 
 
 def test_forward_analysis_matches_a_direct_capture(demo, tmp_path):
@@ -29,8 +28,8 @@ def test_precompute_fills_the_cache_for_the_demo_set(tmp_path, capsys):
                             "--device", "cpu"]) == 0
     summary = capsys.readouterr().out.strip().splitlines()[-1]
     assert summary.startswith("precompute: 1000 images done, 0 skipped")
-    # forward and importance per image, and one overview layout per importance metric
-    assert len(ArrayCache(tmp_path)) == 2 * 1000 + len(METRICS)
+    # forward and importance per image, and the overview layout of the default metric
+    assert len(ArrayCache(tmp_path)) == 2 * 1000 + 1
     ds = demo_dataset()
     cached = run(precompute.load_model("demo", device="cpu"), ds, list(range(1000)), FORWARD,
                  cache=ArrayCache(tmp_path))
