@@ -136,6 +136,12 @@ def head_mask(lm: LoadedModel, heads: Sequence[int], mode: int = 1) -> torch.Ten
     return mask
 
 
+def logits(lm: LoadedModel, x: torch.Tensor) -> torch.Tensor:
+    """Logits only, no capture, with timm's fused attention switched back on for
+    the call (faster; agrees with :func:`forward` to float rounding). For the many
+    forward passes of perturbation tests, where no attention is needed."""
+    with _LOCK, _fused(lm, range(lm.num_layers)), torch.no_grad():
+        return lm.model(x.to(lm.device))
 
 # --- Re-running the model from a layer (SPEC "Head pruning": leave-one-out may reuse the
 # unpruned activations before the pruned layer) ---------------------------------------

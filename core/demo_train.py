@@ -64,7 +64,7 @@ def read_idx(path: Path) -> np.ndarray:
 
 def to_input(images: np.ndarray) -> torch.Tensor:
     """uint8 N x 28 x 28 -> normalised float N x 1 x 28 x 28."""
-    return (torch.from_numpy(images).float().div(255).unsqueeze(1) - MEAN) / STD
+    return (torch.tensor(images).float().div(255).unsqueeze(1) - MEAN) / STD
 
 
 def augment(x: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-
 from typing import Callable
 
 from tqdm import tqdm
@@ -20,10 +19,12 @@ from core import importance_layout
 from core.cache import ArrayCache
 from core.datasets import Dataset, load_dataset
 from core.engine import Analysis, Progress, RunResult, run
+from core.faithfulness import FAITHFULNESS, faithfulness_report
 from core.forward_summary import FORWARD
 from core.models import LoadedModel, ModelLoadError, load_model
+from core.strength import STRENGTH
 
-ANALYSES: list[Analysis] = [FORWARD]
+ANALYSES: list[Analysis] = [FORWARD, STRENGTH, FAITHFULNESS]
 # Dataset-level steps, after the per-image analyses: (name, step(lm, ds, cache, progress)).
 DATASET_STEPS: list[tuple[str, Callable[[LoadedModel, Dataset, ArrayCache, Progress | None],
                                         RunResult]]] = [
@@ -70,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         result = with_bar(name, len(ds), work)
         skipped.update(result.skipped)
         done &= set(result.arrays)
+    if FAITHFULNESS in ANALYSES and done:
+        print(faithfulness_report(lm, ds, sorted(done), cache))
     for name, reason in skipped.items():
         print(f"skipped {name}: {reason}")
     print(f"precompute: {len(done)} images done, {len(skipped)} skipped, "

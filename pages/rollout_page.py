@@ -1,9 +1,130 @@
-"""Rollout page: what the whole model attends to; see SPEC "Attention aggregation"."""
-from ui.views import intro, selected_image
+"""Rollout page: what the whole model attends to and how faithful each map is;
+see SPEC "Attention aggregation" and "Faithfulness of explanations"."""
+import streamlit as st
+
+from core.datasets import load_batch
+from core.faithfulness import (FAITHFULNESS, METRICS, curve_x, dataset_table,
+                               deletion_counts, method_labels)
+from core.explain import METHODS
+from core.models import ModelLoadError
+from core.rollout import FUSIONS
+from core.rollout_analysis import EXPLANATIONS, MAP_METHODS
+from ui import downloads, resources
+from ui.rollout_charts import curves_chart, faithfulness_frame, layer_grid_chart, map_row
+from ui.state import selection
+from ui.views import enlarged, intro, selected_image
 
 intro("Attention rollout",
-      "This page will combine the attention of all layers into one map of what the whole "
-      "model looks at, with scores for how faithful each map is.",
-      "For now it shows the selected image, its top-5 predictions and the selected head's "
-      "attention; brighter areas received more attention.")
+      "This page combines the attention of all layers into one map of the image regions the "
+      "whole model relies on, with four methods side by side, and scores how faithful each "
+      "map is by removing the regions it ranks highest.",
+      "Bright patches matter most to a method; in the table, a faithful map makes the "
+      "probability drop fast when its top patches are deleted (low deletion AUC) and rise "
+      "fast when they are revealed (high insertion AUC), better than the random map.")
 selected_image()
+lm, ds = resources.current()
+index = ds.index_of(selection()["image"]) or 0
+label = ds.records[index].label
+
+st.subheader("The maps of each method")
+c1, c2, c3, c4 = st.columns(4)
+fusion = c1.selectbox("Head fusion (rollout)", FUSIONS, key="ro_fusion",
+                      help="How the heads of a layer are combined before rolling out.")
+discard = c2.slider("Discard ratio", 0.0, 0.95, 0.0, 0.05, key="ro_discard",
+                    help="Share of the lowest patch-to-patch attention values set to zero in "
+                         "every layer (CLS entries are never discarded).")
+start = c3.slider("Start layer", 0, lm.num_layers - 1, 0, key="ro_start",
+                  help="Roll out from this layer to the last.")
+explained = c4.radio("Class explained (gradient methods)", ["predicted", "true label"],
+                     key="ro_class", disabled=label is None,
+                     help="Gradient rollout and relevance explain this class.")
+params = {"fusion": fusion, "discard_ratio": discard, "start_layer": start,
+          "target": label if explained == "true label" and label is not None else None}
+
+
+def show_maps(model, params: dict, title: str) -> dict | None:
+    """Draw the method maps of `model` on the selected image; its arrays (None
+    when the image cannot be used)."""
+    result = resources.analyse(model, ds, [index], EXPLANATIONS, params)
+    if index not in result.arrays:
+        st.error(f"{title}: image {ds.records[index].id} could not be used: "
+                 f"{result.skipped[0][1]}")
+        return
+    arrays = result.arrays[index]
+    batch, _, _ = load_batch(model, ds, [index])
+    image = enlarged(model.to_display(batch[0]))
+    class_name = model.class_names[int(arrays["class"])]
+    captions = [METHODS[m].label + (f" for {class_name}" if METHODS[m].class_specific
+                                         else "") for m in MAP_METHODS]
+    st.markdown(f"**{title}**: {model.name}, {model.num_layers} layers")
+    map_row(model, image, arrays["maps"], captions)
+    return arrays
+
+
+arrays = show_maps(lm, params, "Selected model")
+if arrays is not None:
+    st.subheader("Layer by layer")
+    st.caption("Each small map is one layer's attention to the patches, scaled to its own "
+               "maximum: top row, the CLS token's attention; bottom row, the score map (the "
+               "strongest attention each patch receives from any patch).")
+    downloads.chart(layer_grid_chart(lm, arrays["layer_cls"], arrays["layer_score"]),
+                    "layer_maps", width="content")
+
+st.subheader("How faithful is each map?")
+with st.spinner("Scoring this image's maps (a few hundred forward passes)..."):
+    mine = resources.analyse(lm, ds, [index], FAITHFULNESS).arrays.get(index)
+all_indices = list(range(len(ds)))
+done = resources.cached_only(lm, ds, all_indices, FAITHFULNESS)
+missing = len(ds) - len(done)
+with_masks = ds.pixels is not None  # the demo set: object = non-background pixels
+if missing and st.button(f"Compute the scores for the {missing} image(s) not yet scored",
+                         help="Or run `python -m core.precompute` once for the whole set."):
+    done = resources.analyse(lm, ds, all_indices, FAITHFULNESS).arrays
+labels = method_labels()
+if done:
+    table = dataset_table(list(done.values()), localisation_too=with_masks)
+    st.markdown(f"**Image set** ({len(done)} of {len(ds)} images scored; each image explains "
+                "its predicted class with the default settings: mean fusion, no discard, "
+                "first layer)")
+    downloads.table(faithfulness_frame(table, labels, METRICS), "faithfulness",
+                    number_format="{:.3f}", width="stretch")
+    st.caption("Deletion/insertion: area under the predicted-class probability as patches "
+               "are removed (set to the mean colour) or revealed from a blurred copy. "
+               "Positive/negative perturbation: area under the share of images whose top class "
+               "is unchanged as 10%..90% of the patches are removed, most (positive) or least "
+               "(negative) relevant first."
+               + (" Pointing game: share of images whose brightest patch lies on the garment; "
+                  "IoU: overlap of the above-average patches with the garment."
+                  if with_masks else " This image set has no object masks, so no "
+                  "localisation scores."))
+else:
+    st.info("No image of this set is scored yet.")
+if mine is not None:
+    g = mine["maps"].shape[-1]
+    st.markdown(f"**This image**: probability of {lm.class_names[int(mine['class'])]} as the "
+                "patches each method ranks highest are removed or revealed")
+    downloads.chart(curves_chart({"Deletion (lower area is better)": mine["deletion_curve"],
+                                  "Insertion (higher area is better)": mine["insertion_curve"]},
+                                 curve_x(deletion_counts(g), g), method_labels(),
+                                 lm.class_names[int(mine["class"])]), "deletion_insertion",
+                    width="content")
+
+st.subheader("Compare with another model")
+with st.form("ro_compare"):
+    other_spec = st.text_input("Second model", key="ro_model",
+                               help="'demo' or a timm model name, e.g. deit_tiny_patch16_224")
+    other_checkpoint = st.text_input("Its checkpoint file (optional)", key="ro_checkpoint")
+    st.form_submit_button("Compare")
+if other_spec.strip():
+    try:
+        other = resources.model(other_spec.strip(), other_checkpoint.strip())
+    except (ModelLoadError, ValueError, OSError) as err:
+        st.error(f"The second model could not be loaded: {err}")
+    else:
+        same_classes = other.class_names == lm.class_names
+        other_params = {**params, "start_layer": min(start, other.num_layers - 1),
+                        "target": params["target"] if same_classes else None}
+        show_maps(lm, params, "Selected model")
+        show_maps(other, other_params, "Second model")
+        if not same_classes and params["target"] is not None:
+            st.caption("The second model has other classes: its maps explain its prediction.")

@@ -1,9 +1,70 @@
 """Strength page: how far each head looks; see SPEC "Attention strength"."""
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core.strength import STRENGTH, density, layer_trend, stack
+from ui import downloads, resources
+from ui.state import new_chart_pick, select, selection
+from ui.strength_charts import entropy_density, heads_scatter, layer_trend_chart, strength_bars
 from ui.views import intro, selected_image
 
 intro("Attention strength",
-      "This page will show how far each head looks: how much attention goes to neighbouring "
-      "patches one, two, three... steps away.",
-      "For now it shows the selected image, its top-5 predictions and the selected head's "
-      "attention; brighter areas received more attention.")
+      "This page shows how far each attention head looks: how much attention a patch pays to "
+      "itself (hop 0) and to the rings of patches one, two, three... steps away (hops).",
+      "A low entropy means a head concentrates on one distance (often the patch itself or its "
+      "neighbours); an entropy near 1 means it spreads attention evenly over near and far "
+      "patches. Click a head in the first chart to select it on every page.")
 selected_image()
+
+lm, ds = resources.current()
+sel = selection()
+index = ds.index_of(sel["image"]) or 0
+layer, head = int(sel["layer"]), int(sel["head"])
+one = resources.analyse(lm, ds, [index], STRENGTH).arrays.get(index)
+if one is None:
+    st.stop()  # selected_image() above already said why the image cannot be used
+
+heads = pd.DataFrame({"layer": np.repeat(np.arange(lm.num_layers), lm.num_heads),
+                      "head": np.tile(np.arange(lm.num_heads), lm.num_layers),
+                      "entropy": one["entropy"].ravel(),
+                      "mean_distance": one["mean_distance"].ravel()})
+left, right = st.columns([1.4, 1])
+with left:
+    st.subheader("All heads of this image")
+    event = downloads.chart(heads_scatter(heads, layer, head), "strength_scatter",
+                            on_select="rerun")
+    pick = new_chart_pick("strength_scatter", event)
+    if pick and "layer" in pick and "head" in pick:
+        select(layer=int(pick["layer"]), head=int(pick["head"]))
+        st.rerun()
+with right:
+    st.subheader(f"Layer {layer}, head {head}: strength by hop")
+    downloads.chart(strength_bars(one["s"][layer, head]), "strength_by_hop")
+    distance = float(one["mean_distance"][layer, head])
+    st.caption(f"Entropy {one['entropy'][layer, head]:.3f}. Mean attention distance "
+               f"{distance:.1f} px ({distance / float(np.mean(lm.patch_size)):.2f} patches): "
+               "the attention-weighted distance from a patch to the patches it attends to, "
+               "averaged over patches. Attention to CLS is not counted.")
+
+everything = resources.analyse(lm, ds, list(range(len(ds))), STRENGTH)
+entropy = stack(everything.arrays, "entropy")  # images x layers x heads
+st.subheader(f"Layer {layer}, head {head} over all {len(entropy)} images")
+x, y = density(entropy[:, layer, head])
+downloads.chart(entropy_density(x, y, float(one["entropy"][layer, head])), "entropy_density")
+st.caption("How this head's entropy varies between images; the red line is the selected image. "
+           "One narrow peak means the head behaves the same way on every image.")
+
+st.subheader("Do later layers attend more globally?")
+trend_left, trend_right = st.columns(2)
+with trend_left:
+    downloads.chart(layer_trend_chart(layer_trend(entropy), "Strength entropy"),
+                    "entropy_by_layer")
+with trend_right:
+    downloads.chart(layer_trend_chart(layer_trend(stack(everything.arrays, "mean_distance")),
+                                      "Mean attention distance (px)"), "distance_by_layer")
+st.caption(f"Per layer, over all heads and all {len(entropy)} images: the black line is the "
+           "median, the dark band holds the middle half of the heads, the light band 90%. "
+           "Rising lines mean later layers spread their attention further.")
+if everything.skipped:
+    st.warning(f"{len(everything.skipped)} image(s) could not be used and are left out.")

@@ -4,25 +4,38 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.datasets import demo_dataset
+from core.datasets import demo_dataset, load_batch
+from core.models import load_model
+from core.strength import STRENGTH
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGES = ["pages/overview_page.py", "pages/importance_page.py", "pages/strength_page.py",
          "pages/patterns_page.py", "pages/rollout_page.py"]
 
 
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("VIT_EXPLORER_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("VIT_EXPLORER_DEVICE", "cpu")
+# Dataset-level views compute over all 1,000 demo images on first use; the app's
+# cache (st.cache_resource) is shared by every AppTest in this process anyway.
+TIMEOUT = 600
+
+
+@pytest.fixture(scope="module", autouse=True)
+def isolated_cache(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("VIT_EXPLORER_CACHE", str(tmp_path_factory.mktemp("app_cache")))
+    mp.setenv("VIT_EXPLORER_DEVICE", "cpu")
+    yield
+    mp.undo()
 
 
 @pytest.mark.parametrize("page", PAGES)
 def test_page_shows_the_demo_image(page):
-    at = AppTest.from_file(APP, default_timeout=120)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
     at.switch_page(page).run()
     assert not at.exception, at.exception
@@ -34,7 +47,7 @@ def test_page_shows_the_demo_image(page):
 
 
 def test_sidebar_selection_reaches_the_page_and_the_url():
-    at = AppTest.from_file(APP, default_timeout=120)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
     at.slider(key="w_layer").set_value(3).run()  # layer
     at.slider(key="w_head").set_value(2).run()  # head
@@ -47,7 +60,7 @@ def test_sidebar_selection_reaches_the_page_and_the_url():
 
 def test_a_shared_link_opens_the_same_selection():
     image_id = demo_dataset().records[50].id
-    at = AppTest.from_file(APP, default_timeout=120)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params.update({"image": image_id, "layer": "4", "head": "1"})
     at.run()
     assert not at.exception
@@ -57,11 +70,71 @@ def test_a_shared_link_opens_the_same_selection():
 
 
 def test_a_bad_model_gives_a_message_not_a_crash():
-    at = AppTest.from_file(APP, default_timeout=120)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params.update({"model": "resnet18", "checkpoint": "/no/such.pth"})
     at.run()
     assert not at.exception
     assert any("does not exist" in e.value for e in at.error)
+
+
+def chart_data(chart) -> pd.DataFrame:
+    """The (single) data set an Altair chart sent to the browser."""
+    return pa.ipc.open_stream(chart.proto.datasets[0].data.data).read_pandas()
+
+
+def test_strength_page_shows_the_selected_heads_strength():
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"layer": "2", "head": "3"})
+    at.run()
+    at.switch_page("pages/strength_page.py").run()
+    assert not at.exception, at.exception
+    assert [s.value for s in at.subheader][:3] == [
+        "All heads of this image", "Layer 2, head 3: strength by hop",
+        "Layer 2, head 3 over all 1000 images"]
+    scatter, bars = at.get("vega_lite_chart")[1:3]
+    assert "head_pick" in scatter.proto.selection_mode  # clicking a head selects it
+    assert len(chart_data(scatter)) == 6 * 4  # every head of the image
+    lm = load_model("demo", device="cpu")
+    batch, _, _ = load_batch(lm, demo_dataset(), [0])
+    expected = STRENGTH.compute(lm, batch, {})[0]["s"][2, 3]
+    np.testing.assert_allclose(chart_data(bars)["strength"], expected, rtol=1e-5)
+
+
+def rollout_page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page("pages/rollout_page.py").run()
+    return at
+
+
+def test_rollout_page_shows_every_method_layers_curves_and_a_comparison():
+    at = rollout_page()
+    captions = [c for img in at.get("image") for c in img.captions]
+    for label in ("Attention rollout", "Gradient rollout for", "Gradient-weighted relevance for",
+                  "Last-layer raw attention"):
+        assert sum(c.startswith(label) for c in captions) == 1, (label, captions)
+    charts = [c.proto.spec for c in at.get("vega_lite_chart")]
+    assert any("Layer (0 = first block)" in spec for spec in charts)
+    assert any("Patches removed (deletion)" in spec for spec in charts)
+    # the selected image is scored on the way; the other 999 wait for the button
+    assert any(b.label.startswith("Compute the scores for the 999") for b in at.button)
+    table = at.dataframe[0].value
+    assert len(table) == 5 and any("Pointing game" in c for c in table.columns)
+    assert any("1 of 1000 images scored" in m.value for m in at.markdown)
+    at.radio(key="ro_class").set_value("true label").run()
+    assert any(c.startswith("Gradient rollout for Ankle boot") for img in at.get("image")
+               for c in img.captions)
+    at.text_input(key="ro_model").input("demo")
+    at.button[[b.label for b in at.button].index("Compare")].click().run()
+    assert not at.exception and not at.error
+    captions = [c for img in at.get("image") for c in img.captions]
+    assert sum(c == "Attention rollout" for c in captions) == 3  # selected, selected, second
+    at.text_input(key="ro_model").input("vit_tiny_patch16_224")
+    at.text_input(key="ro_checkpoint").input("/no/such.safetensors")
+    at.button[[b.label for b in at.button].index("Compare")].click().run()
+    assert not at.exception
+    assert any("second model could not be loaded" in e.value and "does not exist" in e.value
+               for e in at.error)
 
 
 def small_image_folder(root: Path, class_names: list[str], per_class: int = 4) -> Path:
@@ -78,17 +151,9 @@ def small_image_folder(root: Path, class_names: list[str], per_class: int = 4) -
     return folder
 
 
-def chart_frames(chart) -> list:
-    from streamlit import dataframe_util
-    return [dataframe_util.convert_arrow_bytes_to_pandas_df(d.data.data)
-            for d in chart.proto.datasets]
-
-
 def test_importance_page_draws_the_heads_and_the_partial_pruning(demo):
-    import numpy as np
     from core import importance
-    from core.datasets import load_batch
-    at = AppTest.from_file(APP, default_timeout=120)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params.update({"image": demo_dataset().records[3].id, "layer": "2", "head": "1"})
     at.run()
     at.switch_page("pages/importance_page.py").run()
@@ -96,7 +161,7 @@ def test_importance_page_draws_the_heads_and_the_partial_pruning(demo):
     assert any("the effect of pruning each head" in s.value for s in at.subheader)
     assert any("Partial pruning of layer 2, head 1" in s.value for s in at.subheader)
     heads = next(c for c in at.get("vega_lite_chart") if "head index" in c.proto.spec)
-    values = next(f for f in chart_frames(heads) if "value" in f)["value"].to_numpy()
+    values = chart_data(heads)["value"].to_numpy()
     ds = demo_dataset()
     x, _, _ = load_batch(demo, ds, [3])
     expected = importance.leave_one_out(demo, x, [ds.records[3].label])[0, 0].ravel()
@@ -109,7 +174,7 @@ def test_importance_page_draws_the_heads_and_the_partial_pruning(demo):
 
 def test_importance_mean_over_all_images_and_overview_map(demo, tmp_path):
     folder = small_image_folder(tmp_path, demo.class_names)
-    at = AppTest.from_file(APP, default_timeout=120)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params.update({"images": str(folder)})
     at.run()
     at.switch_page("pages/overview_page.py").run()

@@ -12,6 +12,7 @@ from PIL import Image
 from core import precompute
 from core.datasets import load_batch, load_dataset
 from core.decode import ImageDecodeError, decode_image
+from core.forward_summary import FORWARD
 
 
 def png_bytes(img: Image.Image, fmt: str = "PNG") -> bytes:
@@ -152,7 +153,8 @@ def test_batch_command_goes_on_and_summarises_what_it_skipped(messy_folder, tmp_
         assert f"skipped {name}:" in skipped
 
 
-def test_unwritable_cache_runs_without_cache_and_says_so(tmp_path, capsys):
+def test_unwritable_cache_runs_without_cache_and_says_so(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(precompute, "ANALYSES", [FORWARD])  # 1,000 images: the fast analysis
     blocker = tmp_path / "file"
     blocker.write_text("")
     code = precompute.main(["--model", "demo", "--images", "demo", "--cache",

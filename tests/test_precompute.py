@@ -23,13 +23,16 @@ def test_forward_analysis_matches_a_direct_capture(demo, tmp_path):
     assert again.from_cache == 2
 
 
-def test_precompute_fills_the_cache_for_the_demo_set(tmp_path, capsys):
+def test_precompute_fills_the_cache_for_the_demo_set(tmp_path, capsys, monkeypatch):
+    # the forward analysis only: the slower analyses are run by the precompute on
+    # a few images in their own tests (tests/test_faithfulness.py)
+    monkeypatch.setattr(precompute, "ANALYSES", [FORWARD])
     assert precompute.main(["--model", "demo", "--images", "demo", "--cache", str(tmp_path),
                             "--device", "cpu"]) == 0
     summary = capsys.readouterr().out.strip().splitlines()[-1]
     assert summary.startswith("precompute: 1000 images done, 0 skipped")
-    # forward and importance per image, and the overview layout of the default metric
-    assert len(ArrayCache(tmp_path)) == 2 * 1000 + 1
+    # every per-image analysis, importance per image and the default overview layout
+    assert len(ArrayCache(tmp_path)) == 1000 * (len(precompute.ANALYSES) + 1) + 1
     ds = demo_dataset()
     cached = run(precompute.load_model("demo", device="cpu"), ds, list(range(1000)), FORWARD,
                  cache=ArrayCache(tmp_path))

@@ -19,17 +19,19 @@ def chart_png(chart: alt.TopLevelMixin) -> bytes:
 
 
 def chart(chart: alt.TopLevelMixin, name: str, **kwargs: Any) -> Any:
-    """`st.altair_chart` plus a "Download PNG" button; returns the chart's event."""
-    event = st.altair_chart(chart, width="stretch", key=f"chart_{name}", **kwargs)
+    """`st.altair_chart` (widget key `name`) plus a "Download PNG" button; returns its event."""
+    kwargs.setdefault("width", "stretch")
+    event = st.altair_chart(chart, key=name, **kwargs)
     st.download_button("Download chart (PNG)", data=lambda: chart_png(chart),
                        file_name=f"{name}.png", mime="image/png", key=f"png_{name}",
                        on_click="ignore", type="tertiary", icon=":material/download:")
     return event
 
 
-def table(df: pd.DataFrame, name: str, **kwargs: Any) -> None:
-    """`st.dataframe` plus a "Download CSV" button."""
-    st.dataframe(df, **kwargs)
+def table(df: pd.DataFrame, name: str, number_format: str | None = None,
+          **kwargs: Any) -> None:
+    """`st.dataframe` plus a "Download CSV" button (the CSV keeps full precision)."""
+    st.dataframe(df.style.format(number_format) if number_format else df, **kwargs)
     st.download_button("Download table (CSV)", data=df.to_csv(index=False).encode(),
                        file_name=f"{name}.csv", mime="text/csv", key=f"csv_{name}",
                        on_click="ignore", type="tertiary", icon=":material/download:")

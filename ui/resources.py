@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.cache import ArrayCache
+from core.cache import ArrayCache, Arrays, make_key
 from core.datasets import Dataset, load_dataset
 from core.engine import Analysis, RunResult, run
 from core.models import LoadedModel, load_model
@@ -37,6 +37,21 @@ def analyse(lm: LoadedModel, ds: Dataset, indices: list[int], analysis: Analysis
     if bar is not None:
         bar.empty()
     return result
+
+
+def cached_only(lm: LoadedModel, ds: Dataset, indices: list[int], analysis: Analysis,
+                params: dict | None = None) -> dict[int, Arrays]:
+    """The results already in the disk cache (nothing is computed): image index -> arrays."""
+    found: dict[int, Arrays] = {}
+    for i in indices:
+        try:
+            arrays = cache().get(make_key(lm.identity, ds.content_hash(i), analysis.name,
+                                          params or {}))
+        except OSError:  # unreadable file: the full run reports it
+            continue
+        if arrays is not None:
+            found[i] = arrays
+    return found
 
 
 class Unavailable(Exception):

@@ -22,6 +22,12 @@ def intro(title: str, what: str, how: str) -> None:
     st.markdown(f"{what} {how}")
 
 
+def enlarged(image: np.ndarray) -> np.ndarray:
+    """An H x W x C image in [0, 1] enlarged by pixel repetition to about DISPLAY_SIZE."""
+    scale = max(1, DISPLAY_SIZE // max(image.shape[:2]))
+    return np.kron(image, np.ones((scale, scale, 1)))
+
+
 def selected_image() -> None:
     """The selected image, its top-5 predictions and one head's CLS attention."""
     try:
@@ -40,9 +46,7 @@ def selected_image() -> None:
         return
     arrays = result.arrays[index]
     batch, _, _ = load_batch(lm, ds, [index])
-    image = lm.to_display(batch[0])
-    scale = max(1, DISPLAY_SIZE // max(image.shape[:2]))
-    big = np.kron(image, np.ones((scale, scale, 1)))
+    big = enlarged(lm.to_display(batch[0]))
     heat = normalise(upsample(to_grid(arrays["cls_attention"][layer, head], lm), big.shape[:2]))
     label = ds.records[index].label
     true_name = None if label is None else lm.class_names[label]

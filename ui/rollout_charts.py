@@ -1,0 +1,70 @@
+"""Drawing for the rollout page: method maps over the image, the per-layer
+small multiples, the faithfulness table and deletion/insertion curves. They
+draw what the engine computed (SPEC "Attention aggregation", "Faithfulness of
+explanations")."""
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core.maps import normalise, to_grid, upsample
+from core.models import LoadedModel
+from ui.charts import overlay
+
+
+def map_row(lm: LoadedModel, image: np.ndarray, maps: np.ndarray, captions: list[str]) -> None:
+    """One overlay per map (K x G) on the enlarged image, side by side; each map
+    scaled to its own range (bright = most relevant patch)."""
+    for column, values, caption in zip(st.columns(len(maps)), maps, captions):
+        heat = normalise(upsample(to_grid(values, lm), image.shape[:2]))
+        column.image(overlay(image, heat), caption=caption)
+
+
+def layer_grid_chart(lm: LoadedModel, layer_cls: np.ndarray, layer_score: np.ndarray
+                     ) -> alt.Chart:
+    """Small multiples: a row per map kind, a column per layer, each map scaled to [0, 1]."""
+    gh, gw = lm.grid
+    rows, cols = np.divmod(np.arange(gh * gw), gw)
+    frames = []
+    for kind, maps in (("CLS attention", layer_cls), ("Score map", layer_score)):
+        for layer, values in enumerate(maps):
+            frames.append(pd.DataFrame({"kind": kind, "layer": layer, "row": rows, "col": cols,
+                                        "value": normalise(values), "raw": values}))
+    size = max(40, min(100, 640 // lm.num_layers))
+    return alt.Chart(pd.concat(frames)).mark_rect().encode(
+        x=alt.X("col:O", axis=None), y=alt.Y("row:O", axis=None),
+        color=alt.Color("value:Q", scale=alt.Scale(scheme="inferno", domain=[0, 1]),
+                        title="Share of map max"),
+        tooltip=[alt.Tooltip("layer:O", title="layer"), alt.Tooltip("row:O", title="patch row"),
+                 alt.Tooltip("col:O", title="patch column"),
+                 alt.Tooltip("raw:Q", format=".4f", title="attention")],
+    ).properties(width=size, height=size * gh / gw).facet(
+        row=alt.Row("kind:N", title=None, sort=["CLS attention", "Score map"],
+                    header=alt.Header(labelOrient="left", labelAngle=0, labelAlign="right")),
+        column=alt.Column("layer:O", title="Layer (0 = first block)"),
+    )
+
+
+def faithfulness_frame(table: dict[str, np.ndarray], labels: list[str],
+                       metrics: dict[str, tuple[str, bool]]) -> pd.DataFrame:
+    """Methods as rows, metrics as columns, each header saying which way is better."""
+    return pd.DataFrame({f"{metrics[m][0]} ({'↑' if metrics[m][1] else '↓'} better)":
+                         values for m, values in table.items()}, index=labels)
+
+
+def curves_chart(curves: dict[str, np.ndarray], x: np.ndarray, labels: list[str],
+                 class_name: str) -> alt.Chart:
+    """Deletion and insertion curves (M x S each) of one image, a line per method."""
+    frames = [pd.DataFrame({"test": test, "method": label, "fraction": 100 * x,
+                            "probability": 100 * values})
+              for test, methods in curves.items() for label, values in zip(labels, methods)]
+    return alt.Chart(pd.concat(frames)).mark_line(point=True).encode(
+        x=alt.X("fraction:Q", title="Patches removed (deletion) or revealed (insertion), %"),
+        y=alt.Y("probability:Q", title=f"Probability of {class_name} (%)",
+                scale=alt.Scale(domain=[0, 100])),
+        color=alt.Color("method:N", title="Method", sort=labels),
+        tooltip=["method", alt.Tooltip("fraction:Q", format=".0f", title="patches (%)"),
+                 alt.Tooltip("probability:Q", format=".1f", title="probability (%)")],
+    ).properties(width=300, height=220).facet(column=alt.Column("test:N", title=None))

@@ -1,0 +1,71 @@
+"""Charts of the strength page (SPEC "Attention strength"). They draw what
+`core.strength` computed; nothing here computes."""
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+LAYER_COLOURS = "viridis"
+PICK = "head_pick"
+
+
+def heads_scatter(heads: pd.DataFrame, layer: int, head: int) -> alt.Chart:
+    """One point per head (columns layer, head, entropy, mean_distance): x the layer,
+    spread by head, y the entropy, colour the layer; the selected head is ringed.
+    Clicking a point selects it (selection name ``head_pick``, fields layer, head)."""
+    pick = alt.selection_point(name=PICK, fields=["layer", "head"], on="click")
+    base = alt.Chart(heads).encode(
+        x=alt.X("layer:O", title="Layer (0 = first block)", axis=alt.Axis(labelAngle=0)),
+        xOffset=alt.XOffset("head:O", title="Head"),
+        y=alt.Y("entropy:Q", title="Strength entropy (0 to 1)",
+                scale=alt.Scale(domain=[0, 1])),
+    )
+    points = base.mark_circle(size=90, opacity=0.9).encode(
+        color=alt.Color("layer:O", title="Layer", scale=alt.Scale(scheme=LAYER_COLOURS)),
+        tooltip=["layer", "head", alt.Tooltip("entropy:Q", format=".3f"),
+                 alt.Tooltip("mean_distance:Q", format=".1f", title="mean distance (px)")],
+    ).add_params(pick)
+    chosen = base.transform_filter(
+        (alt.datum.layer == layer) & (alt.datum.head == head)
+    ).mark_point(size=260, color="black", strokeWidth=2)
+    return (points + chosen).properties(height=300)
+
+
+def strength_bars(s: np.ndarray) -> alt.Chart:
+    """The strength vector: mean attention a patch pays to each patch of its k-hop ring."""
+    df = pd.DataFrame({"hop": np.arange(len(s)), "strength": s})
+    return alt.Chart(df).mark_bar().encode(
+        x=alt.X("hop:O", title="Hop k (0 = the patch itself)", axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("strength:Q", title="Mean attention per ring patch"),
+        tooltip=["hop", alt.Tooltip("strength:Q", format=".4f")],
+    ).properties(height=260)
+
+
+def entropy_density(x: np.ndarray, density: np.ndarray, current: float) -> alt.Chart:
+    """Area plot of a head's entropy over all images, a rule at the current image."""
+    area = alt.Chart(pd.DataFrame({"entropy": x, "density": density})).mark_area(
+        opacity=0.6, line=True).encode(
+        x=alt.X("entropy:Q", title="Strength entropy over all images",
+                scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y("density:Q", title="Density of images"),
+    )
+    rule = alt.Chart(pd.DataFrame({"entropy": [current], "what": ["this image"]})).mark_rule(
+        color="crimson", strokeWidth=2).encode(
+        x="entropy:Q", tooltip=["what", alt.Tooltip("entropy:Q", format=".3f")])
+    return (area + rule).properties(height=260)
+
+
+def layer_trend_chart(trend: pd.DataFrame, title: str) -> alt.Chart:
+    """Median per layer (line), 25-75% (dark band) and 5-95% (light band)."""
+    base = alt.Chart(trend).encode(
+        x=alt.X("layer:Q", title="Layer (0 = first block)",
+                axis=alt.Axis(tickMinStep=1, format="d")))
+    outer = base.mark_area(opacity=0.15).encode(y=alt.Y("q05:Q", title=title), y2="q95:Q")
+    inner = base.mark_area(opacity=0.35).encode(y="q25:Q", y2="q75:Q")
+    line = base.mark_line(point=True, color="black").encode(
+        y="median:Q",
+        tooltip=["layer", alt.Tooltip("median:Q", format=".3f"),
+                 alt.Tooltip("q25:Q", format=".3f", title="25th percentile"),
+                 alt.Tooltip("q75:Q", format=".3f", title="75th percentile")])
+    return (outer + inner + line).properties(height=240)
