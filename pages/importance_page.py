@@ -38,7 +38,7 @@ if over_all:
     _, values = importance_data.all_images(lm, ds)
     mean, std = mean_and_std(values)
     chart = heads_chart(mean[m], std[m], METRIC_LABELS[metric], (layer, head))
-    title = f"All {len(values)} images"
+    title = f"All {len(values)} images (mean, band: +- 1 standard deviation)"
 else:
     values = importance_data.one_image(lm, ds, index)
     if values is None:
@@ -63,6 +63,8 @@ mode = st.radio("Pruning mode for the predictions", MODES, index=1, horizontal=T
                 format_func=lambda k: f"{k}: {MODE_NAMES[k]}", key="importance_mode")
 bars, predictions = st.columns([3, 2])
 with bars:
+    st.markdown(f"**{METRIC_LABELS[metric]} per pruning mode** (red: the mode whose "
+                "predictions are shown)")
     downloads.chart(modes_chart(result["metrics"][:, m], METRIC_LABELS[metric], mode),
                     "importance_modes")
 with predictions:

@@ -57,7 +57,7 @@ ids = [ds.records[i].id for i in order]
 classes = [lm.class_names[ds.records[i].label] if ds.records[i].label is not None
            else "no label" for i in order]
 st.caption(f"{len(order)} images; each point is one image placed by t-SNE of its "
-           f"{lm.num_layers} x {lm.num_heads} head importances ({METRIC_LABELS[metric].lower()}); "
+           f"{lm.num_layers} x {lm.num_heads} head importances ({METRIC_LABELS[metric]}); "
            "the ringed point is the selected image. Axes have no units.")
 event = downloads.chart(overview_chart(xy, ids, classes, sel["image"]), "overview_tsne",
                         on_select="rerun")

@@ -29,9 +29,9 @@ def heads_chart(values: np.ndarray, std: np.ndarray | None, metric_label: str,
               scale=alt.Scale(domain=[-0.5, layers * heads - 0.5], nice=False),
               axis=alt.Axis(values=list(range(0, layers * heads, heads)),
                             labelExpr=f"'layer ' + floor(datum.value / {heads})"))
-    y_title = metric_label + (" (mean over images, band: +- 1 std)" if std is not None else "")
+    y_title = metric_label + (" (mean)" if std is not None else "")
     base = alt.Chart(df).encode(x=x)
-    pick = alt.selection_point(name=PICK, fields=["layer", "head"], on="click")
+    pick = alt.selection_point(name=PICK, fields=["layer", "head"], on="click", nearest=True)
     parts: list[alt.Chart] = []
     if std is not None:
         parts.append(base.mark_area(opacity=0.25, color="#4c78a8").encode(
@@ -40,7 +40,7 @@ def heads_chart(values: np.ndarray, std: np.ndarray | None, metric_label: str,
         base.mark_line(color="#4c78a8").encode(y=alt.Y("value:Q", title=y_title)),
         base.mark_point(filled=True, size=60).encode(
             y="value:Q",
-            color=alt.Color("layer:O", title="Layer", scale=alt.Scale(scheme="category20")),
+            color=alt.Color("layer:O", title="Layer", scale=alt.Scale(scheme="tableau10")),
             tooltip=["layer:O", "head:O", alt.Tooltip("value:Q", format=".4g", title=metric_label)],
         ).add_params(pick),
         alt.Chart(pd.DataFrame({"head index": [selected[0] * heads + selected[1]]}))
@@ -50,20 +50,20 @@ def heads_chart(values: np.ndarray, std: np.ndarray | None, metric_label: str,
 
 
 def modes_chart(values: np.ndarray, metric_label: str, current: int) -> alt.Chart:
-    """Bars of one metric for the six pruning modes of a head; `current` outlined."""
+    """Horizontal bars of one metric for the six pruning modes of a head; the mode whose
+    predictions are shown (`current`) in red."""
     df = pd.DataFrame({
         "mode": [f"{m}: {MODE_NAMES[m]}" for m in range(len(values))],
         "value": values,
         "current": [m == current for m in range(len(values))],
     })
     return alt.Chart(df).mark_bar().encode(
-        x=alt.X("mode:N", sort=None, title="Pruning mode",
-                axis=alt.Axis(labelAngle=-30, labelLimit=200)),
-        y=alt.Y("value:Q", title=metric_label),
-        color=alt.Color("current:N", title="Mode shown in the predictions",
-                        scale=alt.Scale(domain=[True, False], range=["#d62728", "#4c78a8"])),
+        y=alt.Y("mode:N", sort=None, title="Pruning mode",
+                axis=alt.Axis(labelLimit=220, labelOverlap=False)),
+        x=alt.X("value:Q", title=metric_label),
+        color=alt.condition(alt.datum.current, alt.value("#d62728"), alt.value("#4c78a8")),
         tooltip=["mode", alt.Tooltip("value:Q", format=".4g", title=metric_label)],
-    ).properties(height=260)
+    ).properties(height=40 * len(df))
 
 
 def overview_chart(xy: np.ndarray, ids: list[str], classes: list[str],
@@ -72,7 +72,7 @@ def overview_chart(xy: np.ndarray, ids: list[str], classes: list[str],
     selected image ringed."""
     df = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "image": ids, "class": classes})
     axis = {"title": None, "axis": alt.Axis(labels=False, ticks=False, grid=False)}
-    pick = alt.selection_point(name=PICK, fields=["image"], on="click")
+    pick = alt.selection_point(name=PICK, fields=["image"], on="click", nearest=True)
     points = alt.Chart(df).mark_circle(size=45, opacity=0.8).encode(
         x=alt.X("x:Q", **axis), y=alt.Y("y:Q", **axis),
         color=alt.Color("class:N", title="Class", scale=alt.Scale(scheme="category10")),
