@@ -41,7 +41,8 @@ MAX_TOKENS = 1 << 15  # tokens per pruned-variant batch (bounds memory, keeps ba
 def targets_of(logits: torch.Tensor, targets: list[int | None]) -> torch.Tensor:
     """The class each image's ``prob`` is measured on: its label, else its prediction."""
     predicted = logits.argmax(-1).tolist()
-    return torch.tensor([p if t is None else t for t, p in zip(targets, predicted)])
+    return torch.tensor([p if t is None else t for t, p in zip(targets, predicted)],
+                        device=logits.device)
 
 
 def metrics(probs: torch.Tensor, pruned_probs: torch.Tensor, z: torch.Tensor,
@@ -53,7 +54,7 @@ def metrics(probs: torch.Tensor, pruned_probs: torch.Tensor, z: torch.Tensor,
     target: N class indices for ``prob``.
     """
     p, q = probs.double(), pruned_probs.double()
-    rows = torch.arange(len(p))
+    rows = torch.arange(len(p), device=p.device)
     prob = p[rows, target] - q[rows, target]
     m = (p + q) / 2
     kl_pm = (torch.special.xlogy(p, p) - torch.special.xlogy(p, m)).sum(-1)
