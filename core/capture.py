@@ -18,6 +18,7 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
+from core.head_rows import final_block_rows, rows_read_by_head
 from core.models import LoadedModel
 
 # Pruning modes of SPEC "Head pruning": the regions each mode zeroes.
@@ -139,12 +140,104 @@ def logits(lm: LoadedModel, x: torch.Tensor) -> torch.Tensor:
     """Logits only, no capture, with timm's fused attention switched back on for
     the call (faster; agrees with :func:`forward` to float rounding). For the many
     forward passes of perturbation tests, where no attention is needed."""
-    with _LOCK, torch.no_grad():
-        modules = lm.attention_modules
+    with _LOCK, _fused(lm, range(lm.num_layers)), torch.no_grad():
+        return lm.model(x.to(lm.device))
+
+# --- Re-running the model from a layer (SPEC "Head pruning": leave-one-out may reuse the
+# unpruned activations before the pruned layer) ---------------------------------------
+
+@dataclass
+class States:
+    """Activations of one unmasked forward, to re-run the model from any layer."""
+
+    logits: torch.Tensor  # B x classes
+    inputs: list[torch.Tensor]  # per layer: B x T x D, the block's input (hidden states)
+    heads: list[torch.Tensor]  # per layer: B x T x (H * head dim), the head outputs A @ V
+    # side by side (the input of the attention module's output projection)
+    outputs: list[torch.Tensor]  # per layer: B x T x D, the attention module's output z
+    # (after the output projection, before the residual add)
+
+
+def states(lm: LoadedModel, x: torch.Tensor) -> States:
+    """One forward of `x` (fused attention, nothing masked or captured) keeping every
+    block's input, head outputs and attention output."""
+    kept: dict[str, list[torch.Tensor]] = {"inputs": [], "heads": [], "outputs": []}
+    handles = []
+    for block in lm.model.blocks:
+        handles += [
+            block.register_forward_pre_hook(lambda _m, args: kept["inputs"].append(args[0])),
+            block.attn.proj.register_forward_pre_hook(
+                lambda _m, args: kept["heads"].append(args[0])),
+            block.attn.register_forward_hook(lambda _m, _a, out: kept["outputs"].append(out))]
+    try:
+        with _LOCK, _fused(lm, range(lm.num_layers)), torch.no_grad():
+            logits = lm.model(x.to(lm.device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return States(logits=logits, **kept)
+
+
+@contextmanager
+def _fused(lm: LoadedModel, layers: Sequence[int]) -> Iterator[None]:
+    """Fused attention on `layers` (faster; nothing can be captured or masked there)."""
+    attns = lm.attention_modules
+    saved = [attn.fused_attn for attn in attns]
+    try:
+        for layer in layers:
+            attns[layer].fused_attn = True
+        yield
+    finally:
+        for attn, flag in zip(attns, saved):
+            attn.fused_attn = flag
+
+
+class _Given(nn.Module):
+    """Stands in for an attention module whose output is already known."""
+
+    def __init__(self, output: torch.Tensor) -> None:
+        super().__init__()
+        self.output = output
+
+    def forward(self, *_args, **_kwargs) -> torch.Tensor:
+        return self.output
+
+
+def forward_from(lm: LoadedModel, hidden: torch.Tensor, start: int,
+                 mask: torch.Tensor | None = None, attn_output: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run blocks `start`, `start` + 1, ... and the head on `hidden`, the input of block
+    `start` (B x T x D), without gradients. Returns the logits and block `start`'s
+    attention output z (B x T x D).
+
+    mask: multiplicative mask of layer `start` (as in :func:`forward`).
+    attn_output: block `start`'s attention output, when already known (its attention
+        is then not computed).
+    Later layers run timm's fused attention, and the final block computes only the
+    token rows the head reads where ``core.head_rows`` allows it.
+    """
+    model = lm.model
+    rows = rows_read_by_head(model)
+    block = model.blocks[start]
+    z: list[torch.Tensor] = [] if attn_output is None else [attn_output.to(lm.device)]
+    with _LOCK:
+        original = block.attn
+        handle = original.register_forward_hook(lambda _m, _a, out: z.append(out))
         try:
-            for attn in modules:
-                attn.fused_attn = True
-            return lm.model(x.to(lm.device))
+            with (_instrumented(lm, None if mask is None else {start: mask}, ()),
+                  _fused(lm, range(start + 1, lm.num_layers)), torch.no_grad()):
+                if attn_output is not None:
+                    block.attn = _Given(z[0])
+                h = hidden.to(lm.device)
+                for layer in range(start, lm.num_layers):
+                    given = z[0] if layer == start and attn_output is not None else None
+                    if (layer == lm.num_layers - 1 and rows is not None
+                            and (layer > start or given is not None)):
+                        h = final_block_rows(model.blocks[layer], h, rows, given)
+                    else:
+                        h = model.blocks[layer](h)
+                logits = model.forward_head(model.norm(h))
         finally:
-            for attn in modules:
-                attn.fused_attn = False
+            block.attn = original
+            handle.remove()
+    return logits, z[0]

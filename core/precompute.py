@@ -15,9 +15,10 @@ from typing import Callable
 
 from tqdm import tqdm
 
+from core import importance_layout
 from core.cache import ArrayCache
 from core.datasets import Dataset, load_dataset
-from core.engine import Analysis, RunResult, run
+from core.engine import Analysis, Progress, RunResult, run
 from core.faithfulness import FAITHFULNESS, faithfulness_report
 from core.forward_summary import FORWARD
 from core.models import LoadedModel, ModelLoadError, load_model
@@ -51,10 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     done: set[int] = set(range(len(ds)))
     results: dict[str, RunResult] = {}
     for analysis in ANALYSES:
-        with tqdm(total=len(ds), desc=analysis.name, unit="img", file=sys.stderr) as bar:
-            results[analysis.name] = result = run(
-                lm, ds, list(range(len(ds))), analysis, cache=cache,
-                progress=lambda n, total: bar.update(n - bar.n))
+        results[analysis.name] = result = with_bar(analysis.name, len(ds), lambda p: run(
+            lm, ds, list(range(len(ds))), analysis, cache=cache, progress=p))
         skipped.update(result.skipped)
         done &= set(result.arrays)
     for step in DATASET_STEPS:
@@ -65,6 +64,24 @@ def main(argv: list[str] | None = None) -> int:
           f"{time.perf_counter() - start:.1f} s ({lm.name} on {lm.device}, "
           f"cache {cache.directory if cache.enabled else 'off'})")
     return 0
+
+
+def with_bar(name: str, total: int, work: Callable[[Progress], RunResult]) -> RunResult:
+    """Run `work` with a progress bar on stderr."""
+    with tqdm(total=total, desc=name, unit="img", file=sys.stderr) as bar:
+        return work(lambda n, _total: bar.update(n - bar.n))
+
+
+def head_importance(lm: LoadedModel, ds: Dataset, results: dict[str, RunResult],
+                    cache: ArrayCache) -> str:
+    """Dataset step of SPEC "Head pruning": every image's importance, each on its own
+    label (so not a uniform per-image analysis), and the overview layout."""
+    if not cache.enabled:
+        return "importance: not computed (kept only in the cache, which is off)"
+    result = with_bar("importance", len(ds),
+                      lambda p: importance_layout.precompute(lm, ds, cache, p))
+    return (f"importance: {len(result.arrays)} images x {lm.num_layers * lm.num_heads} heads, "
+            f"overview layout of '{importance_layout.DEFAULT_METRIC}'")
 
 
 def pattern_layouts(lm: LoadedModel, ds: Dataset, results: dict[str, RunResult],
@@ -86,13 +103,14 @@ def pattern_layouts(lm: LoadedModel, ds: Dataset, results: dict[str, RunResult],
 def faithfulness_table(lm: LoadedModel, ds: Dataset, results: dict[str, RunResult],
                        cache: ArrayCache) -> str:
     """Dataset step of SPEC "Faithfulness of explanations": the averaged table."""
-    per_image = list(results[FAITHFULNESS.name].arrays.values())
+    done = results.get(FAITHFULNESS.name)
+    per_image = list(done.arrays.values()) if done else []
     return faithfulness_report(ds, per_image) if per_image else "faithfulness: no image scored"
 
 
 # Dataset-level steps, after the per-image analyses; each returns the text it reports.
 DatasetStep = Callable[[LoadedModel, Dataset, dict[str, RunResult], ArrayCache], str]
-DATASET_STEPS: list[DatasetStep] = [pattern_layouts, faithfulness_table]
+DATASET_STEPS: list[DatasetStep] = [head_importance, pattern_layouts, faithfulness_table]
 
 
 if __name__ == "__main__":

@@ -1,9 +1,67 @@
-"""Overview page: the selected image, its predictions and one head's attention."""
+"""Overview page: the selected image, and every image laid out by how much each head
+matters for it (t-SNE of the L x H importance vectors; paper 001, section 5.1)."""
+import streamlit as st
+
+from core.importance import METRIC_LABELS, METRICS
+from core.importance_layout import layout
+from ui import downloads, importance_data, resources
+from ui.importance_charts import overview_chart
+from ui.state import new_chart_pick, select, selection
 from ui.views import intro, selected_image
 
 intro("Overview",
-      "This page shows one image, what the model predicts for it, and where one attention "
-      "head of one layer looks when it builds the image's summary (the CLS token).",
-      "Pick the image, layer and head in the sidebar; brighter areas of the overlay received "
-      "more attention, and the bars give the model's five most likely classes in percent.")
+      "This page shows one image with the model's prediction, and a map of all images "
+      "where images whose attention heads matter in the same way lie close together.",
+      "Colours are classes; click a point (or type an image id) to select that image on "
+      "every page, and use the sidebar to pick the layer and head shown in the overlay.")
 selected_image()
+lm, ds = resources.current()
+sel = selection()
+
+
+def find_image() -> None:
+    """Search box callback: select the image with that id (or the only id containing it)."""
+    wanted = st.session_state["overview_search"].strip()
+    if not wanted:
+        return
+    ids = [r.id for r in ds.records]
+    found = [wanted] if wanted in ids else [i for i in ids if wanted.lower() in i.lower()]
+    if len(found) == 1:
+        select(image=found[0])
+        st.session_state["overview_search_message"] = None
+    else:
+        st.session_state["overview_search_message"] = (
+            f"No image id contains {wanted!r}." if not found else
+            f"{len(found)} image ids contain {wanted!r} (for example {', '.join(found[:3])}); "
+            "type more of the id.")
+
+
+st.subheader("All images by head importance")
+left, right = st.columns([2, 1])
+metric = left.selectbox("Importance metric", METRICS, format_func=METRIC_LABELS.get,
+                        key="overview_metric")
+right.text_input("Find an image by id", key="overview_search", on_change=find_image,
+                 placeholder=ds.records[-1].id)
+if st.session_state.get("overview_search_message"):
+    right.warning(st.session_state["overview_search_message"])
+missing = importance_data.missing(lm, ds)
+if missing and not st.button(f"Compute head importance for {missing} image(s)"):
+    st.info(f"The map needs every image's head importance; {missing} of {len(ds)} images "
+            "have none in the cache yet. Compute it here (a progress bar shows how far it "
+            "is), or beforehand for the whole set with `python -m core.precompute`.")
+    st.stop()
+order, values = importance_data.all_images(lm, ds)
+with st.spinner("Laying out the images (t-SNE)..."):
+    xy = layout(lm, ds, order, values, metric, resources.cache())
+ids = [ds.records[i].id for i in order]
+classes = [lm.class_names[ds.records[i].label] if ds.records[i].label is not None
+           else "no label" for i in order]
+st.caption(f"{len(order)} images; each point is one image placed by t-SNE of its "
+           f"{lm.num_layers} x {lm.num_heads} head importances ({METRIC_LABELS[metric]}); "
+           "the ringed point is the selected image. Axes have no units.")
+event = downloads.chart(overview_chart(xy, ids, classes, sel["image"]), "overview_tsne",
+                        on_select="rerun")
+pick = new_chart_pick("overview_tsne", event)
+if pick and pick.get("image") and pick["image"] != sel["image"]:
+    select(image=pick["image"])
+    st.rerun()

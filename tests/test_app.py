@@ -135,3 +135,60 @@ def test_rollout_page_shows_every_method_layers_curves_and_a_comparison():
     assert not at.exception
     assert any("second model could not be loaded" in e.value and "does not exist" in e.value
                for e in at.error)
+
+
+def small_image_folder(root: Path, class_names: list[str], per_class: int = 4) -> Path:
+    """Demo images as PNG files in three class folders (12 images)."""
+    from PIL import Image
+    ds = demo_dataset()
+    folder = root / "imgs"
+    for label in (1, 5, 7):  # Trouser, Sandal, Sneaker (names usable as folder names)
+        sub = folder / class_names[label]
+        sub.mkdir(parents=True)
+        picks = [i for i, r in enumerate(ds.records) if r.label == label][:per_class]
+        for i in picks:
+            Image.fromarray(ds.pixels[i]).save(sub / f"{ds.records[i].id}.png")
+    return folder
+
+
+def test_importance_page_draws_the_heads_and_the_partial_pruning(demo):
+    from core import importance
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"image": demo_dataset().records[3].id, "layer": "2", "head": "1"})
+    at.run()
+    at.switch_page("pages/_importance_page.py").run()
+    assert not at.exception and not at.error
+    assert any("the effect of pruning each head" in s.value for s in at.subheader)
+    assert any("Partial pruning of layer 2, head 1" in s.value for s in at.subheader)
+    heads = next(c for c in at.get("vega_lite_chart") if "head index" in c.proto.spec)
+    values = chart_data(heads)["value"].to_numpy()
+    ds = demo_dataset()
+    x, _, _ = load_batch(demo, ds, [3])
+    expected = importance.leave_one_out(demo, x, [ds.records[3].label])[0, 0].ravel()
+    np.testing.assert_allclose(values, expected, atol=1e-6)  # prob, every head, in order
+    at.radio(key="importance_mode").set_value(4).run()
+    assert any("Top-5 predictions, mode 4" in m.value for m in at.markdown)
+    at.selectbox(key="importance_metric").set_value("patch_dist").run()
+    assert not at.exception and not at.error
+
+
+def test_importance_mean_over_all_images_and_overview_map(demo, tmp_path):
+    folder = small_image_folder(tmp_path, demo.class_names)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"images": str(folder)})
+    at.run()
+    at.switch_page("pages/_overview_page.py").run()
+    assert not at.exception and not at.error
+    assert at.button[0].label == "Compute head importance for 12 image(s)"
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    assert any(c.value.startswith("12 images; each point") for c in at.caption)
+    target = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png"))[5]
+    at.text_input(key="overview_search").input(target).run()
+    assert at.query_params["image"] == target
+    at.text_input(key="overview_search").input("no-such-image").run()
+    assert any("No image id contains" in w.value for w in at.warning)
+    at.switch_page("pages/_importance_page.py").run()
+    at.toggle(key="importance_mean").set_value(True).run()
+    assert not at.exception and not at.error
+    assert any(s.value.startswith("All 12 images") for s in at.subheader)

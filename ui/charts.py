@@ -2,6 +2,8 @@
 engine computed; nothing here computes an analysis."""
 from __future__ import annotations
 
+import json
+
 import altair as alt
 import numpy as np
 import pandas as pd
@@ -18,7 +20,8 @@ def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarr
 
 
 def predictions_chart(predictions: list[Prediction], true_label: str | None) -> alt.Chart:
-    """Horizontal bars of the top-k probabilities (%), the true class marked."""
+    """Horizontal bars of the top-k probabilities (%), the true class marked (green bar,
+    bold name)."""
     df = pd.DataFrame({
         "class": [p.class_name for p in predictions],
         "probability": [100 * p.probability for p in predictions],
@@ -27,7 +30,9 @@ def predictions_chart(predictions: list[Prediction], true_label: str | None) -> 
     return alt.Chart(df).mark_bar().encode(
         x=alt.X("probability:Q", title="Predicted probability (%)",
                 scale=alt.Scale(domain=[0, 100])),
-        y=alt.Y("class:N", sort=None, title=None, axis=alt.Axis(labelLimit=200, labelOverlap=False)),
+        y=alt.Y("class:N", sort=None, title=None, axis=alt.Axis(
+            labelLimit=200, labelOverlap=False, labelFontWeight=alt.condition(
+                f"datum.value == {json.dumps(true_label)}", alt.value("bold"), alt.value("normal")))),
         color=alt.Color("is true label:N", title="True label",
                         scale=alt.Scale(domain=[True, False], range=["#2ca02c", "#8c8c8c"])),
         tooltip=["class", alt.Tooltip("probability:Q", format=".1f", title="probability (%)")],

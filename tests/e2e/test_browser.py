@@ -10,7 +10,8 @@ from tests.e2e.helpers import assert_no_exception, wait_for_app
 
 pytestmark = pytest.mark.e2e
 
-PAGES = {"": "Overview",  # the default page lives at the root URL "importance": "Head importance",
+# the default page (Overview) lives at the root URL
+PAGES = {"": "Overview", "importance": "Head importance",
          "strength": "Attention strength", "patterns": "Attention patterns",
          "rollout": "Attention rollout"}
 

@@ -1,0 +1,103 @@
+"""Cost of exact leave-one-out head importance (SPEC "Head pruning").
+
+For the demo model and a random-init deit_tiny_patch16_224 (224 x 224), on the same
+batch in the same run:
+- naive: one head at a time, a full instrumented forward of the batch per head
+  (L x H + 1 forwards), same metrics (``core.importance.naive_leave_one_out``);
+- engine: ``core.importance.leave_one_out``;
+- floor: one full forward of the untouched timm model (fused attention) at batch size 1,
+  times the forward-equivalents an exact method that reuses the activations before the
+  pruned layer must run per image, ``1 + H * sum_l (L - l) / L``, times the images.
+Then one head's six partial-pruning modes on one demo image, and the whole demo set
+(1,000 images, from decoding to metrics, no cache). The last lines are the headline
+figures. ``--threads N`` sets torch's thread count (default: torch's own).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import time
+from typing import Callable
+
+import timm
+import torch
+
+from bench.common import best_of
+from core import importance, partial_pruning
+from core.datasets import demo_dataset, load_batch
+from core.models import LoadedModel, from_module, load_model
+
+
+def forward_equivalents(lm: LoadedModel) -> float:
+    """Full forwards per image of an exact leave-one-out that reuses the prefix."""
+    layers = lm.num_layers
+    return 1 + lm.num_heads * sum((layers - layer) / layers for layer in range(layers))
+
+
+def measure(name: str, lm: LoadedModel, plain: torch.nn.Module, images: int, rounds: int,
+            clock: Callable[[], float]) -> tuple[float, float]:
+    """(naive / engine, engine / floor), best of `rounds` interleaved rounds."""
+    torch.manual_seed(0)
+    x = torch.randn(images, *lm.data_config["input_size"])
+    targets = [None] * images
+    importance.leave_one_out(lm, x, targets)  # warm-up
+    runs = {
+        "forward": lambda: plain(x[:1]),
+        "engine": lambda: importance.leave_one_out(lm, x, targets),
+        "naive": lambda: importance.naive_leave_one_out(lm, x, targets),
+    }
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(rounds):
+        for key, fn in runs.items():
+            with torch.no_grad():
+                once = best_of(fn, repeats=5 if key == "forward" else 1, warmup=0, clock=clock)
+            best[key] = min(best[key], once)
+    floor = best["forward"] * images * forward_equivalents(lm)
+    print(f"{name}: {images} images, {lm.num_layers} x {lm.num_heads} heads: naive "
+          f"{best['naive']:.3f} s, engine {best['engine']:.3f} s, floor {floor:.3f} s "
+          f"({forward_equivalents(lm):.1f} forward-equivalents x {best['forward'] * 1e3:.2f} ms "
+          f"per batch-1 forward); speedup vs naive {best['naive'] / best['engine']:.2f}, "
+          f"engine / floor {best['engine'] / floor:.2f}")
+    return best["naive"] / best["engine"], best["engine"] / floor
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time with this process's CPU time instead of wall time (with "
+                             "--threads 1 it does not count time lost to other processes)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    clock = time.process_time if args.cpu_time else time.perf_counter
+    print(f"timing: {'CPU' if args.cpu_time else 'wall'} time, {torch.get_num_threads()} "
+          f"torch threads, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    demo = load_model("demo", device="cpu")
+    demo_plain = copy.deepcopy(demo.model)
+    for block in demo_plain.blocks:  # the demo as timm builds it: fused attention
+        block.attn.fused_attn = True
+    torch.manual_seed(0)
+    deit = timm.create_model("deit_tiny_patch16_224", pretrained=False).eval()
+    deit_plain = copy.deepcopy(deit)  # timm's default: fused attention
+    deit_lm = from_module(deit, "deit_tiny_patch16_224", device="cpu")
+    measure("demo", demo, demo_plain, images=64, rounds=3, clock=clock)
+    speedup, floor_ratio = measure("deit_tiny", deit_lm, deit_plain, images=4, rounds=2,
+                                   clock=clock)
+    ds = demo_dataset()
+    x, _, _ = load_batch(demo, ds, [0])
+    partial = best_of(lambda: partial_pruning.modes_of_head(demo, x, 3, 1, [ds.records[0].label]),
+                      clock=clock)
+    print(f"partial pruning, demo, one image, one head, six modes: {partial * 1e3:.1f} ms")
+    start = clock()
+    result = importance.for_images(demo, ds, list(range(len(ds))))
+    seconds = clock() - start
+    print(f"demo set: {len(result.arrays)} images in {seconds:.1f} s")
+    print(f"speedup_vs_naive_deit_tiny: {speedup:.2f}")
+    print(f"floor_ratio_deit_tiny: {floor_ratio:.2f}")
+    print(f"demo_dataset_seconds: {seconds:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Charts of the Importance and Overview pages (SPEC "Head pruning"; paper 001,
+sections 5.1 and 5.2.4). They draw what the engine computed."""
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from core.capture import MODE_NAMES
+
+PICK = "pick"  # name of the click selection in these charts
+
+
+def heads_chart(values: np.ndarray, std: np.ndarray | None, metric_label: str,
+                selected: tuple[int, int]) -> alt.LayerChart:
+    """A line over all L x H heads (x: layer * H + head, grouped by layer) of one
+    metric; with `std`, a band of +- one standard deviation. Points are clickable."""
+    layers, heads = values.shape
+    df = pd.DataFrame({
+        "head index": np.arange(layers * heads),
+        "layer": np.repeat(np.arange(layers), heads),
+        "head": np.tile(np.arange(heads), layers),
+        "value": values.ravel(),
+    })
+    if std is not None:
+        df["low"] = (values - std).ravel()
+        df["high"] = (values + std).ravel()
+    x = alt.X("head index:Q", title=f"Head (grouped by layer: layer x {heads} + head)",
+              scale=alt.Scale(domain=[-0.5, layers * heads - 0.5], nice=False),
+              axis=alt.Axis(values=list(range(0, layers * heads, heads)),
+                            labelExpr=f"'layer ' + floor(datum.value / {heads})"))
+    y_title = metric_label + (" (mean)" if std is not None else "")
+    base = alt.Chart(df).encode(x=x)
+    pick = alt.selection_point(name=PICK, fields=["layer", "head"], on="click", nearest=True)
+    parts: list[alt.Chart] = []
+    if std is not None:
+        parts.append(base.mark_area(opacity=0.25, color="#4c78a8").encode(
+            y=alt.Y("low:Q", title=y_title), y2="high:Q"))
+    parts += [
+        base.mark_line(color="#4c78a8").encode(y=alt.Y("value:Q", title=y_title)),
+        base.mark_point(filled=True, size=60).encode(
+            y="value:Q",
+            color=alt.Color("layer:O", title="Layer", scale=alt.Scale(scheme="tableau10")),
+            tooltip=["layer:O", "head:O", alt.Tooltip("value:Q", format=".4g", title=metric_label)],
+        ).add_params(pick),
+        alt.Chart(pd.DataFrame({"head index": [selected[0] * heads + selected[1]]}))
+        .mark_rule(color="#d62728", strokeDash=[4, 3]).encode(x="head index:Q"),
+    ]
+    return alt.layer(*parts).properties(height=300)
+
+
+def modes_chart(values: np.ndarray, metric_label: str, current: int) -> alt.Chart:
+    """Horizontal bars of one metric for the six pruning modes of a head; the mode whose
+    predictions are shown (`current`) in red."""
+    df = pd.DataFrame({
+        "mode": [f"{m}: {MODE_NAMES[m]}" for m in range(len(values))],
+        "value": values,
+        "current": [m == current for m in range(len(values))],
+    })
+    return alt.Chart(df).mark_bar().encode(
+        y=alt.Y("mode:N", sort=None, title="Pruning mode",
+                axis=alt.Axis(labelLimit=220, labelOverlap=False)),
+        x=alt.X("value:Q", title=metric_label),
+        color=alt.condition(alt.datum.current, alt.value("#d62728"), alt.value("#4c78a8")),
+        tooltip=["mode", alt.Tooltip("value:Q", format=".4g", title=metric_label)],
+    ).properties(height=40 * len(df))
+
+
+def overview_chart(xy: np.ndarray, ids: list[str], classes: list[str],
+                   selected: str) -> alt.LayerChart:
+    """Images as points at their t-SNE position, coloured by class; clickable, the
+    selected image ringed."""
+    df = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "image": ids, "class": classes})
+    axis = {"title": None, "axis": alt.Axis(labels=False, ticks=False, grid=False)}
+    pick = alt.selection_point(name=PICK, fields=["image"], on="click", nearest=True)
+    points = alt.Chart(df).mark_circle(size=45, opacity=0.8).encode(
+        x=alt.X("x:Q", **axis), y=alt.Y("y:Q", **axis),
+        color=alt.Color("class:N", title="Class", scale=alt.Scale(scheme="category10")),
+        tooltip=["image", "class"],
+    ).add_params(pick)
+    ring = alt.Chart(df[df["image"] == selected]).mark_point(
+        size=300, color="black", strokeWidth=2.5).encode(x="x:Q", y="y:Q", tooltip=["image", "class"])
+    return alt.layer(points, ring).properties(height=520)
