@@ -14,10 +14,14 @@ def heads_scatter(heads: pd.DataFrame, layer: int, head: int) -> alt.Chart:
     """One point per head (columns layer, head, entropy, mean_distance): x the layer,
     spread by head, y the entropy, colour the layer; the selected head is ringed.
     Clicking a point selects it (selection name ``head_pick``, fields layer, head)."""
-    pick = alt.selection_point(name=PICK, fields=["layer", "head"], on="click")
-    base = alt.Chart(heads).encode(
-        x=alt.X("layer:O", title="Layer (0 = first block)", axis=alt.Axis(labelAngle=0)),
-        xOffset=alt.XOffset("head:O", title="Head"),
+    pick = alt.selection_point(name=PICK, fields=["layer", "head"], on="click", nearest=True)
+    layers, per_layer = int(heads["layer"].max()) + 1, int(heads["head"].max()) + 1
+    base = alt.Chart(heads).transform_calculate(  # heads side by side within their layer
+        spread=f"datum.layer + (datum.head - {(per_layer - 1) / 2}) * {0.7 / per_layer}"
+    ).encode(
+        x=alt.X("spread:Q", title="Layer (0 = first block); heads side by side",
+                scale=alt.Scale(domain=[-0.5, layers - 0.5], nice=False),
+                axis=alt.Axis(values=list(range(layers)), format="d", grid=False)),
         y=alt.Y("entropy:Q", title="Strength entropy (0 to 1)",
                 scale=alt.Scale(domain=[0, 1])),
     )

@@ -6,7 +6,9 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 from core.datasets import demo_dataset
-from tests.e2e.helpers import assert_no_exception, wait_for_app
+from tests.e2e.helpers import (assert_no_exception, click_chart, largest_chart,
+                               open_page_from_sidebar,
+                               query_param, wait_for_app)
 
 pytestmark = pytest.mark.e2e
 
@@ -53,3 +55,52 @@ def test_sidebar_change_is_written_to_the_url(page, app_url):
     page.keyboard.press("ArrowRight")
     expect(page.get_by_text("layer 0, head 1", exact=False).first).to_be_visible(timeout=30_000)
     page.wait_for_function("() => window.location.search.includes('head=1')", timeout=30_000)
+
+
+def test_clicking_an_image_in_the_overview_map_selects_it_for_importance(page, app_url):
+    page.goto(app_url)
+    wait_for_app(page)
+    compute = page.get_by_role("button", name="Compute head importance")
+    if compute.count():
+        compute.first.click()
+    expect(page.get_by_text("All images by head importance")).to_be_visible()
+    page.wait_for_function("() => document.querySelectorAll("
+                           "'[data-testid=\"stVegaLiteChart\"]').length >= 2", timeout=300_000)
+    wait_for_app(page, timeout_ms=300_000)
+    before = query_param(page, "image")
+    chart = largest_chart(page)
+    for fx, fy in ((0.3, 0.35), (0.7, 0.65), (0.5, 0.2)):  # nearest point to each click
+        click_chart(page, chart, fx, fy)
+        try:
+            page.wait_for_function(f"() => !window.location.search.includes('image={before}')",
+                                   timeout=20_000)
+            break
+        except PlaywrightTimeout:
+            continue
+    wait_for_app(page)
+    chosen = query_param(page, "image")
+    assert chosen and chosen != before
+    open_page_from_sidebar(page, "Importance")
+    expect(page.locator("h1").first).to_contain_text("Head importance")
+    expect(page.get_by_text(f"Image {chosen}", exact=False).first).to_be_visible()
+    assert query_param(page, "image") == chosen
+    assert_no_exception(page)
+
+
+def test_clicking_a_head_in_the_strength_scatter_selects_it_for_patterns(page, app_url):
+    page.goto(f"{app_url}/strength?layer=0&head=0")
+    wait_for_app(page, timeout_ms=300_000)
+    scatter = page.locator('[data-testid="stVegaLiteChart"]').nth(1)  # after the top-5 bars
+    click_chart(page, scatter, 0.6, 0.2)  # a head of layer 3 or 4
+    # the URL leaves out default values (layer 0, head 0): a new head adds one of them
+    page.wait_for_function("() => /[?&](layer|head)=/.test(window.location.search)",
+                           timeout=30_000)
+    wait_for_app(page)
+    layer, head = query_param(page, "layer") or "0", query_param(page, "head") or "0"
+    assert (layer, head) != ("0", "0")
+    expect(page.get_by_text(f"Layer {layer}, head {head}: strength by hop")).to_be_visible()
+    open_page_from_sidebar(page, "Patterns")
+    expect(page.get_by_text(f"Head detail: layer {layer}, head {head}")).to_be_visible(
+        timeout=120_000)
+    assert (query_param(page, "layer"), query_param(page, "head")) == (layer, head)
+    assert_no_exception(page)
