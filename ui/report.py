@@ -18,6 +18,7 @@ from core.cache import ArrayCache
 from core.datasets import Dataset, load_batch
 from core.engine import Analysis, run
 from core.forward_summary import FORWARD
+from core.importance import IMPORTANCE, METRIC_LABELS, METRICS
 from core.maps import normalise, to_grid, upsample
 from core.models import LoadedModel
 from core.pattern_labels import describe
@@ -27,6 +28,7 @@ from core.rollout_analysis import EXPLANATIONS, MAP_METHODS
 from core.strength import STRENGTH
 from ui.charts import overlay, predictions_chart
 from ui.downloads import chart_png, image_png
+from ui.importance_charts import heads_chart
 from ui.patterns_charts import heatmap_figure
 from ui.strength_charts import heads_scatter, strength_bars
 from ui.views import enlarged
@@ -62,8 +64,8 @@ def section(title: str, intro: str, body: str) -> str:
 
 
 def one(lm: LoadedModel, ds: Dataset, index: int, analysis: Analysis,
-        cache: ArrayCache | None) -> dict[str, np.ndarray]:
-    result = run(lm, ds, [index], analysis, cache=cache)
+        cache: ArrayCache | None, params: dict | None = None) -> dict[str, np.ndarray]:
+    result = run(lm, ds, [index], analysis, params, cache=cache)
     if index not in result.arrays:
         raise ValueError(f"Image {ds.records[index].id}: {result.skipped[0][1]}")
     return result.arrays[index]
@@ -91,6 +93,19 @@ def image_report(lm: LoadedModel, ds: Dataset, index: int, layer: int, head: int
                      "more)")])
         + img_tag(chart_png(predictions_chart(top_k(forward["logits"], lm.class_names),
                                               true_name)), "top-5 predictions"))]
+
+    values = one(lm, ds, index, IMPORTANCE, cache, {"target": record.label})["importance"]
+    prob = values[METRICS.index("prob")]
+    top = np.dstack(np.unravel_index(np.argsort(-prob, axis=None)[:3], prob.shape))[0]
+    parts.append(section(
+        "Which heads matter",
+        "Each head is switched off in turn and the drop in the probability of "
+        + ("the true class" if true_name else "the predicted class")
+        + " is measured (higher = the head matters more). Most important here: "
+        + ", ".join(f"layer {l}, head {h} ({100 * prob[l, h]:.1f} percentage points)" for l, h in top)
+        + ".",
+        img_tag(chart_png(heads_chart(prob, None, METRIC_LABELS["prob"], (layer, head))),
+                "importance of every head")))
 
     strength = one(lm, ds, index, STRENGTH, cache)
     heads = pd.DataFrame({"layer": np.repeat(np.arange(lm.num_layers), lm.num_heads),
