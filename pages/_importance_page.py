@@ -6,10 +6,10 @@ from core.capture import MODE_NAMES
 from core.importance import METRIC_LABELS, METRICS, mean_and_std
 from core.partial_pruning import MODES
 from core.predictions import top_k
-from ui import downloads, importance_data, resources
+from ui import downloads, importance_data
 from ui.charts import predictions_chart
 from ui.importance_charts import heads_chart, modes_chart
-from ui.state import new_chart_pick, select, selection
+from ui.state import new_chart_pick, select
 from ui.views import intro, selected_image
 
 intro("Head importance",
@@ -17,12 +17,9 @@ intro("Head importance",
       "measures how much the prediction, or the output of the head's own layer, changes.",
       "Higher points are heads that matter more for the selected image (or on average over "
       "all images); click a point to see which part of that head's attention matters.")
-selected_image()
-lm, ds = resources.current()
-sel = selection()
-index = ds.index_of(sel["image"]) or 0
+chosen = selected_image()
+lm, ds, index, layer, head = chosen.lm, chosen.ds, chosen.index, chosen.layer, chosen.head
 label = ds.records[index].label
-layer, head = int(sel["layer"]), int(sel["head"])
 
 left, right = st.columns([2, 1])
 metric = left.selectbox("Metric", METRICS, format_func=METRIC_LABELS.get, key="importance_metric")

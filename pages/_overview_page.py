@@ -6,7 +6,7 @@ from core.importance import METRIC_LABELS, METRICS
 from core.importance_layout import layout
 from ui import downloads, importance_data, resources
 from ui.importance_charts import overview_chart
-from ui.state import new_chart_pick, select, selection
+from ui.state import new_chart_pick, select
 from ui.views import intro, selected_image
 
 intro("Overview",
@@ -14,9 +14,9 @@ intro("Overview",
       "where images whose attention heads matter in the same way lie close together.",
       "Colours are classes; click a point (or type an image id) to select that image on "
       "every page, and use the sidebar to pick the layer and head shown in the overlay.")
-selected_image()
-lm, ds = resources.current()
-sel = selection()
+chosen = selected_image()
+lm, ds = chosen.lm, chosen.ds
+selected_id = ds.records[chosen.index].id
 
 
 def find_image() -> None:
@@ -59,9 +59,9 @@ classes = [lm.class_names[ds.records[i].label] if ds.records[i].label is not Non
 st.caption(f"{len(order)} images; each point is one image placed by t-SNE of its "
            f"{lm.num_layers} x {lm.num_heads} head importances ({METRIC_LABELS[metric]}); "
            "the ringed point is the selected image. Axes have no units.")
-event = downloads.chart(overview_chart(xy, ids, classes, sel["image"]), "overview_tsne",
+event = downloads.chart(overview_chart(xy, ids, classes, selected_id), "overview_tsne",
                         on_select="rerun")
 pick = new_chart_pick("overview_tsne", event)
-if pick and pick.get("image") and pick["image"] != sel["image"]:
+if pick and pick.get("image") and pick["image"] != selected_id:
     select(image=pick["image"])
     st.rerun()

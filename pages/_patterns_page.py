@@ -13,7 +13,7 @@ from core.pattern_vectors import (DEFAULT_TOP_PERCENT, PATTERNS, analysis_params
 from ui import downloads, resources
 from ui.charts import overlay
 from ui.patterns_charts import heatmap_figure, histogram_chart, layout_chart, two_axes_chart
-from ui.state import new_chart_pick, select, selection
+from ui.state import new_chart_pick, select
 from ui.views import enlarged, intro, selected_image
 
 MAX_BACKGROUND_POINTS = 3000  # points mode: a random sample of all heads
@@ -25,12 +25,8 @@ intro("Attention patterns",
       "Grey cells count the heads of all images; coloured dots are the selected image's heads "
       "(colour: layer); click one to select it. Below, lines join each token to the tokens "
       "it attends to most.")
-selected_image()
-
-lm, ds = resources.current()
-sel = selection()
-index = ds.index_of(sel["image"]) or 0
-layer, head = int(sel["layer"]), int(sel["head"])
+chosen = selected_image()
+lm, ds, index, layer, head = chosen.lm, chosen.ds, chosen.index, chosen.layer, chosen.head
 
 st.subheader("All heads of all images")
 overview = cached(lm, ds, resources.cache())

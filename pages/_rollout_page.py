@@ -11,7 +11,6 @@ from core.rollout import FUSIONS
 from core.rollout_analysis import EXPLANATIONS, MAP_METHODS
 from ui import downloads, resources
 from ui.rollout_charts import curves_chart, faithfulness_frame, layer_grid_chart, map_row
-from ui.state import selection
 from ui.views import enlarged, intro, selected_image
 
 intro("Attention rollout",
@@ -21,9 +20,8 @@ intro("Attention rollout",
       "Bright patches matter most to a method; in the table, a faithful map makes the "
       "probability drop fast when its top patches are deleted (low deletion AUC) and rise "
       "fast when they are revealed (high insertion AUC), better than the random map.")
-selected_image()
-lm, ds = resources.current()
-index = ds.index_of(selection()["image"]) or 0
+chosen = selected_image()
+lm, ds, index = chosen.lm, chosen.ds, chosen.index
 label = ds.records[index].label
 
 st.subheader("The maps of each method")

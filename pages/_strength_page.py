@@ -5,7 +5,7 @@ import streamlit as st
 
 from core.strength import STRENGTH, density, layer_trend, stack
 from ui import downloads, resources
-from ui.state import new_chart_pick, select, selection
+from ui.state import new_chart_pick, select
 from ui.strength_charts import entropy_density, heads_scatter, layer_trend_chart, strength_bars
 from ui.views import intro, selected_image
 
@@ -15,15 +15,9 @@ intro("Attention strength",
       "A low entropy means a head concentrates on one distance (often the patch itself or its "
       "neighbours); an entropy near 1 means it spreads attention evenly over near and far "
       "patches. Click a head in the first chart to select it on every page.")
-selected_image()
-
-lm, ds = resources.current()
-sel = selection()
-index = ds.index_of(sel["image"]) or 0
-layer, head = int(sel["layer"]), int(sel["head"])
-one = resources.analyse(lm, ds, [index], STRENGTH).arrays.get(index)
-if one is None:
-    st.stop()  # selected_image() above already said why the image cannot be used
+chosen = selected_image()
+lm, ds, index, layer, head = chosen.lm, chosen.ds, chosen.index, chosen.layer, chosen.head
+one = resources.analyse(lm, ds, [index], STRENGTH).arrays[index]  # readable: shown above
 
 heads = pd.DataFrame({"layer": np.repeat(np.arange(lm.num_layers), lm.num_heads),
                       "head": np.tile(np.arange(lm.num_heads), lm.num_layers),

@@ -2,11 +2,14 @@
 predictions and the attention of the selected layer and head."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import streamlit as st
 
-from core.datasets import load_batch
+from core.datasets import Dataset, load_batch
 from core.forward_summary import FORWARD
+from core.models import LoadedModel
 from core.maps import normalise, to_grid, upsample
 from core.predictions import top_k
 from ui import downloads, resources
@@ -28,22 +31,37 @@ def enlarged(image: np.ndarray) -> np.ndarray:
     return np.kron(image, np.ones((scale, scale, 1)))
 
 
-def selected_image() -> None:
-    """The selected image, its top-5 predictions and one head's CLS attention."""
+@dataclass
+class Selected:
+    """The selection resolved against the loaded model and image set."""
+
+    lm: LoadedModel
+    ds: Dataset
+    index: int
+    layer: int
+    head: int
+
+
+def selected() -> Selected:
+    """The current selection (the page stops with the reason when it is unusable)."""
     try:
         lm, ds = resources.current()
     except resources.Unavailable as err:
         st.error(str(err))
         st.stop()
     sel = selection()
-    index = ds.index_of(sel["image"])
-    if index is None:
-        index = 0
-    layer, head = int(sel["layer"]), int(sel["head"])
+    return Selected(lm, ds, ds.index_of(sel["image"]) or 0, int(sel["layer"]), int(sel["head"]))
+
+
+def selected_image() -> Selected:
+    """Show the selected image, its top-5 predictions and one head's CLS attention;
+    return the selection (the page stops when the image cannot be read)."""
+    chosen = selected()
+    lm, ds, index, layer, head = chosen.lm, chosen.ds, chosen.index, chosen.layer, chosen.head
     result = resources.analyse(lm, ds, [index], FORWARD)
     if index not in result.arrays:
         st.error(f"Image {ds.records[index].id} could not be used: {result.skipped[0][1]}")
-        return
+        st.stop()
     arrays = result.arrays[index]
     batch, _, _ = load_batch(lm, ds, [index])
     big = enlarged(lm.to_display(batch[0]))
@@ -63,3 +81,4 @@ def selected_image() -> None:
         st.markdown("**Top-5 predictions**")
         downloads.chart(predictions_chart(top_k(arrays["logits"], lm.class_names), true_name),
                         "top5_predictions")
+    return chosen
