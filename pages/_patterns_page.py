@@ -121,7 +121,8 @@ with left:
     downloads.chart(histogram_chart(edges, counts, threshold, top), "pattern_histogram")
 with right:
     st.markdown("**Heatmap** (white: below the threshold)")
-    st.pyplot(heatmap_figure(matrix, threshold, p))
+    downloads.figure(heatmap_figure(matrix, threshold, p),
+                     f"heatmap_{ds.records[index].id}_L{layer}H{head}")
 
 token = st.selectbox("Token", range(len(names)), format_func=lambda k: names[k],
                      index=int(st.session_state[token_key]))

@@ -164,3 +164,22 @@ def test_unwritable_cache_runs_without_cache_and_says_so(tmp_path, capsys, monke
     assert code == 0
     assert "running without a cache" in captured.err
     assert "1000 images done" in captured.out and "cache off" in captured.out
+
+
+@pytest.mark.parametrize("image_id", ["empty.png", "truncated.png", "text.jpg", "good.png"])
+def test_the_app_shows_a_message_for_a_broken_image_and_keeps_running(messy_folder, tmp_path,
+                                                                      monkeypatch, image_id):
+    from streamlit.testing.v1 import AppTest
+    monkeypatch.setenv("VIT_EXPLORER_CACHE", str(tmp_path / "cache"))
+    app = str(Path(__file__).resolve().parent.parent / "app.py")
+    at = AppTest.from_file(app, default_timeout=300)
+    at.query_params.update({"images": str(messy_folder), "image": image_id})
+    at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="w_image").value == image_id  # the broken one stays selectable
+    errors = [e.value for e in at.error]
+    if image_id == "good.png":
+        assert not errors
+        assert any(c.startswith("Image good.png") for img in at.get("image") for c in img.captions)
+    else:
+        assert any(f"Image {image_id} could not be used" in e for e in errors), errors

@@ -9,6 +9,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
+from matplotlib.figure import Figure
 from PIL import Image
 
 
@@ -55,3 +56,18 @@ def image(pixels: np.ndarray, name: str) -> None:
     st.download_button("Download image (PNG)", data=lambda: image_png(pixels),
                        file_name=f"{safe}.png", mime="image/png", key=f"img_{safe}",
                        on_click="ignore", type="tertiary", icon=":material/download:")
+
+
+def figure_png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
+
+
+def figure(fig: Figure, name: str) -> None:
+    """`st.pyplot` plus a "Download PNG" button."""
+    st.pyplot(fig)
+    st.download_button("Download chart (PNG)", data=lambda: figure_png(fig),
+                       file_name=f"{safe_name(name)}.png", mime="image/png",
+                       key=f"fig_{safe_name(name)}", on_click="ignore", type="tertiary",
+                       icon=":material/download:")

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from core.cache import ArrayCache
 from core.datasets import Dataset, load_batch
@@ -27,7 +25,7 @@ from core.predictions import top_k
 from core.rollout_analysis import EXPLANATIONS, MAP_METHODS
 from core.strength import STRENGTH
 from ui.charts import overlay, predictions_chart
-from ui.downloads import chart_png, image_png
+from ui.downloads import chart_png, figure_png, image_png
 from ui.importance_charts import heads_chart
 from ui.patterns_charts import heatmap_figure
 from ui.strength_charts import heads_scatter, strength_bars
@@ -44,12 +42,6 @@ MAP_NAMES = {"rollout": "Attention rollout", "gradient_rollout": "Gradient rollo
 
 def img_tag(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-
-
-def figure_png(fig: Figure) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    return buffer.getvalue()
 
 
 def figure_row(items: list[tuple[bytes, str]]) -> str:
