@@ -20,10 +20,11 @@ def layout_chart(points: pd.DataFrame, background: Density | pd.DataFrame, axis_
     """`points` (x, y, image, image_id, layer, head, pattern) drawn over `background`:
     a Density (binned counts of all points) or a DataFrame sample of all points
     (x, y, image, image_id, layer, head). Clicking a point selects it (selection
-    parameters `pick_name`, and `pick_name`_all on the sample)."""
-    def pick(suffix: str = "") -> alt.Parameter:
+    parameters `pick_name`, and `pick_name`_all on the sample); over the density, a
+    click anywhere picks the nearest of the selected image's heads."""
+    def pick(suffix: str = "", nearest: bool = False) -> alt.Parameter:
         return alt.selection_point(name=pick_name + suffix, fields=["image", "layer", "head"],
-                                   on="click")
+                                   on="click", nearest=nearest)
 
     x_title, y_title = f"{axis_name} t-SNE 1 (no unit)", f"{axis_name} t-SNE 2 (no unit)"
     if isinstance(background, Density):
@@ -46,7 +47,8 @@ def layout_chart(points: pd.DataFrame, background: Density | pd.DataFrame, axis_
         color=alt.Color("layer:O", title="Layer (selected image)",
                         scale=alt.Scale(scheme="viridis")),
         tooltip=[alt.Tooltip("image_id:N", title="image"), "layer:O", "head:O",
-                 alt.Tooltip("pattern:N", title="pattern label")]).add_params(pick())
+                 alt.Tooltip("pattern:N", title="pattern label")]
+    ).add_params(pick(nearest=isinstance(background, Density)))  # over cells: nearest head
     return alt.layer(base, selected).properties(height=420)
 
 

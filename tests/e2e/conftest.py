@@ -61,8 +61,22 @@ def browser():
         b.close()
 
 
+@pytest.fixture(scope="session")
+def warm_app(app_url, browser) -> str:
+    """One first visit: on a fresh server the very first session that opens a deep link
+    (e.g. /patterns) sees Streamlit's "Page not found" dialog over the page (it loads
+    behind it); later sessions do not. Tests start after that first visit."""
+    from tests.e2e.helpers import wait_for_app
+    context = browser.new_context()
+    first = context.new_page()
+    first.goto(app_url)
+    wait_for_app(first)
+    context.close()
+    return app_url
+
+
 @pytest.fixture
-def page(browser, request):
+def page(browser, warm_app, request):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = context.new_page()
     yield pg

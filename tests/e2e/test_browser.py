@@ -104,3 +104,29 @@ def test_clicking_a_head_in_the_strength_scatter_selects_it_for_patterns(page, a
         timeout=120_000)
     assert (query_param(page, "layer"), query_param(page, "head")) == (layer, head)
     assert_no_exception(page)
+
+
+def test_clicking_a_head_in_the_pattern_layout_selects_it_everywhere(page, app_url):
+    page.goto(f"{app_url}/patterns")
+    wait_for_app(page)
+    compute = page.get_by_role("button", name="Compute the pattern layouts")
+    if compute.count():
+        compute.first.click()  # the autoencoder and two t-SNE layouts of 24,000 heads
+    page.get_by_text("Layout of").wait_for(timeout=600_000)
+    wait_for_app(page, timeout_ms=600_000)
+    chart = largest_chart(page)
+    for fx, fy in ((0.2, 0.3), (0.7, 0.7), (0.4, 0.8), (0.8, 0.2)):
+        click_chart(page, chart, fx, fy)  # the nearest of the image's 24 heads
+        try:
+            page.wait_for_function("() => /[?&](layer|head)=/.test(window.location.search)",
+                                   timeout=15_000)
+            break
+        except PlaywrightTimeout:
+            continue
+    wait_for_app(page)
+    layer, head = query_param(page, "layer") or "0", query_param(page, "head") or "0"
+    assert (layer, head) != ("0", "0")
+    expect(page.get_by_text(f"Head detail: layer {layer}, head {head}")).to_be_visible()
+    open_page_from_sidebar(page, "Strength")
+    expect(page.get_by_text(f"Layer {layer}, head {head}: strength by hop")).to_be_visible()
+    assert_no_exception(page)
