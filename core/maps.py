@@ -33,3 +33,9 @@ def normalise(values: np.ndarray) -> np.ndarray:
     """Scale to [0, 1] (a constant map becomes all zeros)."""
     lo, hi = float(values.min()), float(values.max())
     return (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+
+
+def heat_map(values: np.ndarray | torch.Tensor, lm: LoadedModel,
+             size: tuple[int, int]) -> np.ndarray:
+    """A map over the G patches as an H x W heat map in [0, 1], ready to overlay."""
+    return normalise(upsample(to_grid(values, lm), size))

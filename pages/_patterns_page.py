@@ -5,7 +5,7 @@ import streamlit as st
 
 from core.datasets import load_batch
 from core.layout import density, sample_indices
-from core.maps import normalise, to_grid, upsample
+from core.maps import heat_map
 from core.pattern_labels import LABELS, describe
 from core.pattern_overview import build, cached
 from core.pattern_vectors import (DEFAULT_TOP_PERCENT, PATTERNS, analysis_params, head_matrix,
@@ -136,7 +136,7 @@ for column, values, name, caption in (
          f"Where {names[token]} looks: its row over the patches"),
         (columns[1], matrix[p:, token], "column",
          f"Which patches look at {names[token]}: its column")):
-    blended = overlay(big, normalise(upsample(to_grid(values, lm), big.shape[:2])))
+    blended = overlay(big, heat_map(values, lm, big.shape[:2]))
     column.image(blended, caption=f"{caption} (layer {layer}, head {head}; bright = "
                  "more attention, scaled to the map's max)")
     with column:

@@ -17,7 +17,7 @@ from core.datasets import Dataset, load_batch
 from core.engine import Analysis, run
 from core.forward_summary import FORWARD
 from core.importance import IMPORTANCE, METRIC_LABELS, METRICS
-from core.maps import normalise, to_grid, upsample
+from core.maps import heat_map
 from core.models import LoadedModel
 from core.pattern_labels import describe
 from core.pattern_vectors import DEFAULT_TOP_PERCENT, PATTERNS, head_matrix, top_percent_threshold
@@ -73,8 +73,7 @@ def image_report(lm: LoadedModel, ds: Dataset, index: int, layer: int, head: int
     image = enlarged(lm.to_display(batch[0]))
 
     def heat(values: np.ndarray) -> bytes:
-        return image_png(overlay(image, normalise(upsample(to_grid(values, lm),
-                                                           image.shape[:2]))))
+        return image_png(overlay(image, heat_map(values, lm, image.shape[:2])))
 
     parts = [section(
         "What the model predicts",

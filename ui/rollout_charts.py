@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.maps import normalise, to_grid, upsample
+from core.maps import heat_map, normalise
 from core.models import LoadedModel
 from ui.charts import overlay
 
@@ -18,7 +18,7 @@ def map_row(lm: LoadedModel, image: np.ndarray, maps: np.ndarray, captions: list
     """One overlay per map (K x G) on the enlarged image, side by side; each map
     scaled to its own range (bright = most relevant patch)."""
     for column, values, caption in zip(st.columns(len(maps)), maps, captions):
-        heat = normalise(upsample(to_grid(values, lm), image.shape[:2]))
+        heat = heat_map(values, lm, image.shape[:2])
         column.image(overlay(image, heat), caption=caption)
 
 

@@ -10,7 +10,7 @@ import streamlit as st
 from core.datasets import Dataset, load_batch
 from core.forward_summary import FORWARD
 from core.models import LoadedModel
-from core.maps import normalise, to_grid, upsample
+from core.maps import heat_map
 from core.predictions import top_k
 from ui import downloads, resources
 from ui.charts import overlay, predictions_chart
@@ -65,7 +65,7 @@ def selected_image() -> Selected:
     arrays = result.arrays[index]
     batch, _, _ = load_batch(lm, ds, [index])
     big = enlarged(lm.to_display(batch[0]))
-    heat = normalise(upsample(to_grid(arrays["cls_attention"][layer, head], lm), big.shape[:2]))
+    heat = heat_map(arrays["cls_attention"][layer, head], lm, big.shape[:2])
     label = ds.records[index].label
     true_name = None if label is None else lm.class_names[label]
     left, middle, right = st.columns([1, 1, 1.4])
