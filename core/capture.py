@@ -18,6 +18,7 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
+from core.fast_kernels import onednn
 from core.head_rows import final_block_rows, rows_read_by_head
 from core.models import LoadedModel
 
@@ -137,10 +138,10 @@ def head_mask(lm: LoadedModel, heads: Sequence[int], mode: int = 1) -> torch.Ten
 
 
 def logits(lm: LoadedModel, x: torch.Tensor) -> torch.Tensor:
-    """Logits only, no capture, with timm's fused attention switched back on for
-    the call (faster; agrees with :func:`forward` to float rounding). For the many
-    forward passes of perturbation tests, where no attention is needed."""
-    with _LOCK, _fused(lm, range(lm.num_layers)), torch.no_grad():
+    """Logits only, no capture, on the fast path (:func:`_fast`; agrees with
+    :func:`forward` to float rounding). For the many forward passes of perturbation
+    tests, where no attention is needed."""
+    with _LOCK, torch.no_grad(), _fast(lm, range(lm.num_layers)):
         return lm.model(x.to(lm.device))
 
 # --- Re-running the model from a layer (SPEC "Head pruning": leave-one-out may reuse the
@@ -159,8 +160,8 @@ class States:
 
 
 def states(lm: LoadedModel, x: torch.Tensor) -> States:
-    """One forward of `x` (fused attention, nothing masked or captured) keeping every
-    block's input, head outputs and attention output."""
+    """One forward of `x` on the fast path (:func:`_fast`, nothing masked or captured)
+    keeping every block's input, head outputs and attention output."""
     kept: dict[str, list[torch.Tensor]] = {"inputs": [], "heads": [], "outputs": []}
     handles = []
     for block in lm.model.blocks:
@@ -170,7 +171,7 @@ def states(lm: LoadedModel, x: torch.Tensor) -> States:
                 lambda _m, args: kept["heads"].append(args[0])),
             block.attn.register_forward_hook(lambda _m, _a, out: kept["outputs"].append(out))]
     try:
-        with _LOCK, _fused(lm, range(lm.num_layers)), torch.no_grad():
+        with _LOCK, torch.no_grad(), _fast(lm, range(lm.num_layers)):
             logits = lm.model(x.to(lm.device))
     finally:
         for handle in handles:
@@ -179,14 +180,17 @@ def states(lm: LoadedModel, x: torch.Tensor) -> States:
 
 
 @contextmanager
-def _fused(lm: LoadedModel, layers: Sequence[int]) -> Iterator[None]:
-    """Fused attention on `layers` (faster; nothing can be captured or masked there)."""
+def _fast(lm: LoadedModel, layers: Sequence[int]) -> Iterator[None]:
+    """The fast path for forwards without gradients: fused attention on `layers`
+    (nothing can be captured or masked there) and oneDNN linear layers
+    and GELU fused into the MLP's first layer (``core.fast_kernels``)."""
     attns = lm.attention_modules
     saved = [attn.fused_attn for attn in attns]
     try:
         for layer in layers:
             attns[layer].fused_attn = True
-        yield
+        with onednn(lm.model):
+            yield
     finally:
         for attn, flag in zip(attns, saved):
             attn.fused_attn = flag
@@ -213,8 +217,9 @@ def forward_from(lm: LoadedModel, hidden: torch.Tensor, start: int,
     mask: multiplicative mask of layer `start` (as in :func:`forward`).
     attn_output: block `start`'s attention output, when already known (its attention
         is then not computed).
-    Later layers run timm's fused attention, and the final block computes only the
-    token rows the head reads where ``core.head_rows`` allows it.
+    Runs on the fast path (:func:`_fast`: later layers with timm's fused attention),
+    and the final block computes only the token rows the head reads where
+    ``core.head_rows`` allows it.
     """
     model = lm.model
     rows = rows_read_by_head(model)
@@ -225,7 +230,7 @@ def forward_from(lm: LoadedModel, hidden: torch.Tensor, start: int,
         handle = original.register_forward_hook(lambda _m, _a, out: z.append(out))
         try:
             with (_instrumented(lm, None if mask is None else {start: mask}, ()),
-                  _fused(lm, range(start + 1, lm.num_layers)), torch.no_grad()):
+                  torch.no_grad(), _fast(lm, range(start + 1, lm.num_layers))):
                 if attn_output is not None:
                     block.attn = _Given(z[0])
                 h = hidden.to(lm.device)

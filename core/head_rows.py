@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from timm.layers import Attention
 from timm.models.vision_transformer import Block, VisionTransformer
 
+from core.fast_kernels import linear
+
 
 def rows_read_by_head(model: torch.nn.Module) -> int | None:
     """How many leading token rows of the final block the head reads (all prefix
@@ -32,8 +34,8 @@ def query_rows_attention(attn: Attention, x: torch.Tensor, rows: int) -> torch.T
     batch, tokens, _ = x.shape
     width = attn.attn_dim
     weight, bias = attn.qkv.weight, attn.qkv.bias
-    q = F.linear(x[:, :rows], weight[:width], None if bias is None else bias[:width])
-    kv = F.linear(x, weight[width:], None if bias is None else bias[width:])
+    q = linear(x[:, :rows], weight[:width], None if bias is None else bias[:width])
+    kv = linear(x, weight[width:], None if bias is None else bias[width:])
     q = q.reshape(batch, rows, attn.num_heads, attn.head_dim).transpose(1, 2)
     k, v = kv.reshape(batch, tokens, 2, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
     out = F.scaled_dot_product_attention(attn.q_norm(q), attn.k_norm(k), v, scale=attn.scale)

@@ -26,6 +26,7 @@ from core import capture
 from core.cache import Arrays, ArrayCache, make_key
 from core.datasets import Dataset
 from core.engine import Analysis, Progress, RunResult, run
+from core.fast_kernels import onednn
 from core.models import LoadedModel
 
 METRICS = ("prob", "jsd", "cls_dist", "patch_dist")
@@ -83,6 +84,11 @@ def without_each_head(attn: Attention, heads: torch.Tensor) -> torch.Tensor | No
 @torch.no_grad()
 def leave_one_out(lm: LoadedModel, x: torch.Tensor, targets: list[int | None]) -> np.ndarray:
     """All metrics for every head of every image of `x`: B x 4 x L x H (float64)."""
+    with onednn(lm.model):
+        return _leave_one_out(lm, x, targets)
+
+
+def _leave_one_out(lm: LoadedModel, x: torch.Tensor, targets: list[int | None]) -> np.ndarray:
     base = capture.states(lm, x)
     probs = base.logits.softmax(-1)
     target = targets_of(base.logits, targets)
