@@ -10,16 +10,16 @@ from ui.state import bind, from_widget, selection, write_url
 
 st.set_page_config(page_title="ViT Attention Explorer", page_icon=":eye:", layout="wide")
 
-# Page files start with "_" so that Streamlit's older pages/ folder scan skips them (with
-# st.navigation alone, a shared link such as /strength opens without a "Page not found"
-# flash), and their names differ from the URL paths (AppTest would otherwise run a page
-# without this script).
+# The page files are not in a folder named pages/: with one, Streamlit runs the first
+# session of a fresh server as an old-style pages/ app, and a shared link such as
+# /strength opens with a "Page not found" dialog. Their names differ from the URL paths
+# (AppTest would otherwise run a page without this script).
 PAGES = [
-    st.Page("pages/_overview_page.py", title="Overview", url_path="overview", default=True),
-    st.Page("pages/_importance_page.py", title="Importance", url_path="importance"),
-    st.Page("pages/_strength_page.py", title="Strength", url_path="strength"),
-    st.Page("pages/_patterns_page.py", title="Patterns", url_path="patterns"),
-    st.Page("pages/_rollout_page.py", title="Rollout", url_path="rollout"),
+    st.Page("app_pages/overview_page.py", title="Overview", url_path="overview", default=True),
+    st.Page("app_pages/importance_page.py", title="Importance", url_path="importance"),
+    st.Page("app_pages/strength_page.py", title="Strength", url_path="strength"),
+    st.Page("app_pages/patterns_page.py", title="Patterns", url_path="patterns"),
+    st.Page("app_pages/rollout_page.py", title="Rollout", url_path="rollout"),
 ]
 
 

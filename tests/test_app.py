@@ -15,8 +15,9 @@ from core.models import load_model
 from core.strength import STRENGTH
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
-PAGES = ["pages/_overview_page.py", "pages/_importance_page.py", "pages/_strength_page.py",
-         "pages/_patterns_page.py", "pages/_rollout_page.py"]
+PAGES = ["app_pages/overview_page.py", "app_pages/importance_page.py",
+         "app_pages/strength_page.py", "app_pages/patterns_page.py",
+         "app_pages/rollout_page.py"]
 
 
 # Dataset-level views compute over all 1,000 demo images on first use; the app's
@@ -86,7 +87,7 @@ def test_strength_page_shows_the_selected_heads_strength():
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params.update({"layer": "2", "head": "3"})
     at.run()
-    at.switch_page("pages/_strength_page.py").run()
+    at.switch_page("app_pages/strength_page.py").run()
     assert not at.exception, at.exception
     assert [s.value for s in at.subheader][:3] == [
         "All heads of this image", "Layer 2, head 3: strength by hop",
@@ -103,7 +104,7 @@ def test_strength_page_shows_the_selected_heads_strength():
 def rollout_page() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
-    at.switch_page("pages/_rollout_page.py").run()
+    at.switch_page("app_pages/rollout_page.py").run()
     return at
 
 
@@ -156,7 +157,7 @@ def test_importance_page_draws_the_heads_and_the_partial_pruning(demo):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params.update({"image": demo_dataset().records[3].id, "layer": "2", "head": "1"})
     at.run()
-    at.switch_page("pages/_importance_page.py").run()
+    at.switch_page("app_pages/importance_page.py").run()
     assert not at.exception and not at.error
     assert any("the effect of pruning each head" in s.value for s in at.subheader)
     assert any("Partial pruning of layer 2, head 1" in s.value for s in at.subheader)
@@ -177,7 +178,7 @@ def test_importance_mean_over_all_images_and_overview_map(demo, tmp_path):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params.update({"images": str(folder)})
     at.run()
-    at.switch_page("pages/_overview_page.py").run()
+    at.switch_page("app_pages/overview_page.py").run()
     assert not at.exception and not at.error
     assert at.button[0].label == "Compute head importance for 12 image(s)"
     at.button[0].click().run()
@@ -188,7 +189,7 @@ def test_importance_mean_over_all_images_and_overview_map(demo, tmp_path):
     assert at.query_params["image"] == target
     at.text_input(key="overview_search").input("no-such-image").run()
     assert any("No image id contains" in w.value for w in at.warning)
-    at.switch_page("pages/_importance_page.py").run()
+    at.switch_page("app_pages/importance_page.py").run()
     at.toggle(key="importance_mean").set_value(True).run()
     assert not at.exception and not at.error
     assert any(s.value.startswith("All 12 images") for s in at.subheader)

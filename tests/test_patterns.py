@@ -205,7 +205,7 @@ def test_page_shows_the_layout_and_the_head_detail(tmp_path, monkeypatch):
     at.query_params.update({"images": str(small_folder(tmp_path)), "image": "img0.png",
                             "layer": "1", "head": "2"})
     at.run()
-    at.switch_page("pages/_patterns_page.py").run()
+    at.switch_page("app_pages/patterns_page.py").run()
     assert not at.exception, at.exception
     at.button(key="pattern_compute").click().run()
     assert not at.exception, at.exception

@@ -62,21 +62,32 @@ def browser():
 
 
 @pytest.fixture(scope="session")
-def warm_app(app_url, browser) -> str:
-    """One first visit: on a fresh server the very first session that opens a deep link
-    (e.g. /patterns) sees Streamlit's "Page not found" dialog over the page (it loads
-    behind it); later sessions do not. Tests start after that first visit."""
+def first_visit(app_url, browser) -> dict:
+    """The fresh server's very first session, opened on a shared link (/patterns), as
+    a user following a link would; records whether Streamlit's "Page not found"
+    dialog showed and the page's heading."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     from tests.e2e.helpers import wait_for_app
     context = browser.new_context()
     first = context.new_page()
-    first.goto(app_url)
+    first.goto(f"{app_url}/patterns")
+    try:
+        first.get_by_text("Page not found").wait_for(timeout=5_000)
+        flashed = True
+    except PlaywrightTimeout:
+        flashed = False
     wait_for_app(first)
+    ARTIFACTS.mkdir(exist_ok=True)
+    first.screenshot(path=str(ARTIFACTS / "first_visit.png"), full_page=True)
+    seen = {"not_found": flashed or first.get_by_text("Page not found").count() > 0,
+            "heading": first.locator("h1").first.inner_text()}
     context.close()
-    return app_url
+    return seen
 
 
 @pytest.fixture
-def page(browser, warm_app, request):
+def page(browser, first_visit, request):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = context.new_page()
     yield pg

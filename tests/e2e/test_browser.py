@@ -18,6 +18,11 @@ PAGES = {"": "Overview", "importance": "Head importance",
          "rollout": "Attention rollout"}
 
 
+def test_a_fresh_servers_first_session_opens_a_shared_link(first_visit):
+    assert not first_visit["not_found"]
+    assert "Attention patterns" in first_visit["heading"]
+
+
 @pytest.mark.parametrize("path,title", list(PAGES.items()))
 def test_every_page_opens(page, app_url, path, title):
     seen_not_found = []
