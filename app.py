@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.uploads import save_uploads
 from ui import resources
 from ui.downloads import safe_name
 from ui.report import image_report
-from ui.state import bind, from_widget, selection, write_url
+from ui.state import bind, from_widget, select, selection, write_url
 
 st.set_page_config(page_title="ViT Attention Explorer", page_icon=":eye:", layout="wide")
 
@@ -23,6 +24,23 @@ PAGES = [
 ]
 
 
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff", "ppm", "csv"]
+
+
+def use_uploads() -> None:
+    """on_change of the uploader: the uploaded files become the image set."""
+    files = st.session_state.get("w_upload") or []
+    if not files:
+        return
+    try:
+        images = save_uploads([(f.name, f.getvalue()) for f in files])
+    except OSError as err:
+        st.session_state["upload_error"] = (f"The uploaded files could not be stored ({err}); "
+                                            "the image set is unchanged.")
+        return
+    select(images=images, image="")
+
+
 def sidebar() -> None:
     sel = selection()
     with st.sidebar:
@@ -34,10 +52,17 @@ def sidebar() -> None:
                                        help="A local .safetensors, .pth or .bin for the model")
             images = st.text_input("Images", sel["images"],
                                    help="'demo', or a folder (class subfolders, or flat "
-                                        "with an optional labels.csv)")
+                                        "with an optional labels.csv), or an uploaded set")
             if st.form_submit_button("Load"):
                 sel.update(model=model.strip(), checkpoint=checkpoint.strip(),
                            images=images.strip(), image="")
+        st.file_uploader("Or upload images", type=UPLOAD_TYPES, accept_multiple_files=True,
+                         key="w_upload", on_change=use_uploads,
+                         help="They become the image set, kept on this server so that a "
+                              "link to it works. Add a labels.csv (filename,label) to give "
+                              "their true classes.")
+        if "upload_error" in st.session_state:
+            st.error(st.session_state.pop("upload_error"))
         try:
             lm, ds = resources.current()
         except resources.Unavailable as err:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from core import uploads
 from core.decode import ImageDecodeError, decode_image
 from core.models import DEMO_DIR, LoadedModel
 from core.paths import allowed_path
@@ -129,9 +130,13 @@ def read_labels(path: Path, class_names: list[str],
 
 
 def load_dataset(spec: str, class_names: list[str]) -> Dataset:
-    """``demo`` or a folder path."""
+    """``demo``, an uploaded set (``upload:<digest>``, ``core.uploads``) or a folder path."""
     if spec.strip() == "demo":
         return demo_dataset()
+    if spec.startswith(uploads.PREFIX):
+        ds = folder_dataset(uploads.upload_folder(spec), class_names)
+        ds.name = spec
+        return ds
     root = allowed_path(spec)
     if not root.is_dir():
         raise ValueError(f"Image folder {spec!r} does not exist or is not a folder; give "

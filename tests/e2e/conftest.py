@@ -29,6 +29,7 @@ def free_port() -> int:
 def app_url(tmp_path_factory) -> str:
     port = free_port()
     env = dict(os.environ, VIT_EXPLORER_CACHE=str(tmp_path_factory.mktemp("cache")),
+               VIT_EXPLORER_UPLOADS=str(tmp_path_factory.mktemp("uploads")),
                VIT_EXPLORER_DEVICE="cpu")
     log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w")
     proc = subprocess.Popen(

@@ -135,3 +135,34 @@ def test_clicking_a_head_in_the_pattern_layout_selects_it_everywhere(page, app_u
     open_page_from_sidebar(page, "Strength")
     expect(page.get_by_text(f"Layer {layer}, head {head}: strength by hop")).to_be_visible()
     assert_no_exception(page)
+
+
+def test_uploaded_images_become_the_image_set_and_a_link_reopens_it(page, app_url):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    def png(value: int) -> bytes:
+        out = io.BytesIO()
+        Image.fromarray(np.full((40, 40, 3), value, dtype=np.uint8)).save(out, format="PNG")
+        return out.getvalue()
+
+    page.goto(app_url)
+    wait_for_app(page)
+    page.locator('[data-testid="stSidebar"] input[type="file"]').set_input_files([
+        {"name": "dark.png", "mimeType": "image/png", "buffer": png(30)},
+        {"name": "light.png", "mimeType": "image/png", "buffer": png(220)},
+        {"name": "labels.csv", "mimeType": "text/csv", "buffer": b"dark.png,Bag\n"}])
+    page.wait_for_function("() => window.location.search.includes('images=upload')",
+                           timeout=60_000)
+    wait_for_app(page)
+    expect(page.get_by_text("2 images.", exact=False)).to_be_visible()
+    expect(page.get_by_text("Image dark.png", exact=False).first).to_be_visible()
+    query = page.url.split("?", 1)[1]
+    assert_no_exception(page)
+    other = page.context.new_page()  # a new session following a shared link
+    other.goto(f"{app_url}/strength?{query}")
+    wait_for_app(other)
+    expect(other.get_by_text("2 images.", exact=False)).to_be_visible()
+    assert_no_exception(other)
