@@ -64,9 +64,10 @@ class Dataset:
 
 
 def display_name(path: Path, root: Path) -> str:
-    """The path below `root` as printable text (undecodable bytes shown as U+FFFD)."""
+    """The path below `root` as printable text: bytes that are not UTF-8 are written as
+    escapes (``caf\\xe9.png``), so two such names never share an id."""
     raw = str(path.relative_to(root)).encode("utf-8", "surrogateescape")
-    return raw.decode("utf-8", "replace")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def label_index(value: str, class_names: list[str]) -> int | None:
