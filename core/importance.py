@@ -12,7 +12,8 @@ The fast path is exact, not approximated: one unmasked forward keeps every block
 input; for layer ``l`` the ``H`` pruned variants of each image start from that input
 (the activations before ``l`` are the same with and without pruning), run together as
 one batch, and the layer-level metrics come from block ``l``'s output captured on the
-way. Layers after ``l`` need no capture and use fused attention.
+way. Layers after ``l`` need no capture and use fused attention; on the CPU the linear
+layers run on oneDNN with the MLP's GELU fused in (``core.fast_kernels``).
 :func:`naive_leave_one_out` is the one-head-at-a-time reference it is tested against.
 """
 from __future__ import annotations
