@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -54,7 +54,10 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     return _OP(x, weight, bias, "gelu" if gelu else "none", [], "none" if gelu else "")
 
 
-def _gelu_mlp_forward(mlp: Mlp):
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _gelu_mlp_forward(mlp: Mlp) -> Forward:
     """timm ``Mlp.forward`` with ``act(fc1(x))`` computed by one fused call."""
 
     def forward(x: torch.Tensor) -> torch.Tensor:
@@ -64,7 +67,8 @@ def _gelu_mlp_forward(mlp: Mlp):
     return forward
 
 
-def _linear_forward(layer: nn.Linear):
+def _linear_forward(layer: nn.Linear) -> Forward:
+    """``nn.Linear.forward`` through :func:`linear`."""
     return lambda x: linear(x, layer.weight, layer.bias)
 
 
