@@ -3,13 +3,24 @@
 The public API::
 
     from core import load_model, load_dataset, load_batch, forward, head_mask, run
-"""
-from core.cache import ArrayCache
-from core.capture import Capture, forward, head_mask, region_mask
-from core.datasets import Dataset, load_batch, load_dataset
-from core.engine import Analysis, run
-from core.models import LoadedModel, ModelLoadError, from_module, load_model
+    from core import ANALYSES, METHODS, DATASET_STEPS, explain, run_step, ArrayCache
 
-__all__ = ["Analysis", "ArrayCache", "Capture", "Dataset", "LoadedModel", "ModelLoadError",
-           "forward", "from_module", "head_mask", "load_batch", "load_dataset", "load_model",
-           "region_mask", "run"]
+Packages: ``model`` (loading, capture; private taps, re-runs and kernels),
+``analyses`` (per-image analyses and their registry), ``explain`` (explanation
+methods and their registry), ``dataset`` (dataset-level steps and their registry),
+``data`` (image sets, decoding, uploads, allowed paths), ``storage`` (cache, keys),
+``display`` (numbers shaped for the pages), ``cli`` (precompute, demo training).
+"""
+from core.analyses import ANALYSES, Analysis
+from core.data.datasets import Dataset, load_batch, load_dataset
+from core.dataset import DATASET_STEPS, DatasetStep
+from core.engine import RunResult, StepResult, run, run_step
+from core.explain import METHODS, explain
+from core.model import (Capture, LoadedModel, ModelLoadError, forward, from_module, head_mask,
+                        load_model, logits, region_mask)
+from core.storage import ArrayCache
+
+__all__ = ["ANALYSES", "Analysis", "ArrayCache", "Capture", "DATASET_STEPS", "Dataset",
+           "DatasetStep", "LoadedModel", "METHODS", "ModelLoadError", "RunResult",
+           "StepResult", "explain", "forward", "from_module", "head_mask", "load_batch",
+           "load_dataset", "load_model", "logits", "region_mask", "run", "run_step"]

@@ -1,60 +1,71 @@
-"""Run an analysis over images of a dataset, batched and cached per image.
+"""The engine: per-image analyses over the images of a set, batched and cached per
+image, and dataset-level steps over the whole set, cached per set.
 
-Every analysis has one uniform call, ``compute(lm, batch, params)`` returning
-one dict of arrays per image; :func:`run` adds caching (key: model identity,
-image content hash, analysis name, parameters, schema version), batching,
-progress reporting and skipping of unreadable images.
+:func:`run` resolves the per-image targets from one choice (true label, prediction
+or one class), builds every key with ``core.storage.keys.cache_key``, checks cached
+entries against the analysis's declared outputs (a stale or corrupt entry is
+recomputed), decodes images in batches and lists the ones it could not use.
+:func:`run_step` gives a dataset step the per-image results it reads.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
-import torch
-
-from core.cache import Arrays, ArrayCache, make_key
-from core.datasets import Dataset, load_batch
-from core.models import LoadedModel
+from core.analyses.base import Analysis, TargetChoice, params_of, resolve_targets
+from core.data.datasets import Dataset, load_batch
+from core.dataset.base import DatasetStep, Stage, no_stage
+from core.model import LoadedModel
+from core.storage.cache import ArrayCache, Arrays
+from core.storage.keys import cache_key, image_set_hash, target_part
 
 Progress = Callable[[int, int], None]  # (images done, images total)
-
-
-@dataclass(frozen=True)
-class Analysis:
-    """A per-image analysis: `compute(lm, batch, params) -> [arrays per image]`."""
-
-    name: str
-    compute: Callable[[LoadedModel, torch.Tensor, dict], list[Arrays]]
-    batch_size: int = 64
 
 
 @dataclass
 class RunResult:
     arrays: dict[int, Arrays] = field(default_factory=dict)  # image index -> arrays
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (image id, reason)
+    missing: list[int] = field(default_factory=list)  # not cached, left (compute=False)
     from_cache: int = 0
 
 
 def run(lm: LoadedModel, ds: Dataset, indices: list[int], analysis: Analysis,
-        params: dict | None = None, cache: ArrayCache | None = None,
-        progress: Progress | None = None) -> RunResult:
-    """`analysis` for every image in `indices`, from the cache where possible."""
-    params = params or {}
+        params: Any = None, *, target: TargetChoice | None = None,
+        cache: ArrayCache | None = None, progress: Progress | None = None,
+        compute: bool = True) -> RunResult:
+    """`analysis` for every image in `indices`, from the cache where possible.
+
+    target: the class each image is measured on, for class-specific analyses
+        (default: the analysis's own, ``"label"`` or ``"prediction"``).
+    compute: False returns what the cache holds and lists the rest in ``missing``.
+    """
+    params = params_of(analysis, params)
+    choice = target if target is not None else analysis.target
+    labels = [ds.records[i].label for i in indices]
+    targets = (resolve_targets(choice, labels, len(lm.class_names)) if analysis.class_specific
+               else [None] * len(indices))
     result = RunResult()
     keys: dict[int, str] = {}
-    todo: list[int] = []
-    for i in indices:
+    wanted: dict[int, int | None] = {}
+    for i, t in zip(indices, targets):
         try:
-            keys[i] = make_key(lm.identity, ds.content_hash(i), analysis.name, params)
+            keys[i] = cache_key(lm.identity, ds.content_hash(i), analysis.name,
+                                analysis.version, params,
+                                target_part(t, analysis.class_specific))
         except OSError as err:  # unreadable file (permissions, vanished)
             result.skipped.append((ds.records[i].id, f"could not be opened ({err})"))
             continue
         found = cache.get(keys[i]) if cache is not None else None
-        if found is None:
-            todo.append(i)
-        else:
+        if found is not None and not analysis.problems(found, lm):
             result.arrays[i] = found
             result.from_cache += 1
+        else:
+            wanted[i] = t
+    todo = list(wanted)
+    if not compute:
+        result.missing = todo
+        return result
     done = len(indices) - len(todo)
     if progress:
         progress(done, len(indices))
@@ -63,7 +74,8 @@ def run(lm: LoadedModel, ds: Dataset, indices: list[int], analysis: Analysis,
         batch, kept, failures = load_batch(lm, ds, chunk)
         result.skipped += failures
         if batch is not None:
-            for i, arrays in zip(kept, analysis.compute(lm, batch, params)):
+            computed = analysis.compute(lm, batch, [wanted[i] for i in kept], params)
+            for i, arrays in zip(kept, computed):
                 result.arrays[i] = arrays
                 if cache is not None:
                     cache.set(keys[i], arrays)
@@ -71,3 +83,47 @@ def run(lm: LoadedModel, ds: Dataset, indices: list[int], analysis: Analysis,
         if progress:
             progress(done, len(indices))
     return result
+
+
+@dataclass
+class StepResult:
+    arrays: Arrays | None  # None: not in the cache and not computed (compute=False)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    missing: int = 0  # images whose per-image results the step still needs
+
+
+def step_key(lm: LoadedModel, ds: Dataset, step: DatasetStep, params: Any) -> str:
+    """The cache key of a step's result on the whole image set."""
+    reads = step.reads
+    return cache_key(lm.identity, image_set_hash(ds, list(range(len(ds)))), step.name,
+                     step.version, params, str(reads.target) if reads.class_specific else "-")
+
+
+def run_step(lm: LoadedModel, ds: Dataset, step: DatasetStep, params: Any = None, *,
+             cache: ArrayCache | None = None, progress: Progress | None = None,
+             stage: Stage | None = None, compute: bool = True,
+             per_image: RunResult | None = None) -> StepResult:
+    """`step` on the whole image set, from the cache where possible.
+
+    per_image: the per-image results the step reads when the caller already has them
+        (the batch precompute); otherwise they come from :func:`run`.
+    compute: False returns the cached result or None, with how many images still lack
+        their per-image results.
+    """
+    params = params if params is not None else step.params()
+    key = step_key(lm, ds, step, params)
+    found = cache.get(key) if cache is not None else None
+    if found is not None:
+        return StepResult(found)
+    everything = list(range(len(ds)))
+    if per_image is None:
+        per_image = run(lm, ds, everything, step.reads, step.reads_params(params), cache=cache,
+                        progress=progress, compute=compute)
+    if not compute:
+        return StepResult(None, per_image.skipped, len(per_image.missing))
+    if not per_image.arrays:
+        raise ValueError("none of the images could be read; see the skipped list")
+    arrays = step.build(lm, ds, per_image.arrays, params, stage or no_stage)
+    if cache is not None:
+        cache.set(key, arrays)
+    return StepResult(arrays, per_image.skipped)

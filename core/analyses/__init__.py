@@ -1,0 +1,19 @@
+"""Per-image analyses behind one contract (``core.analyses.base``) and one registry.
+
+Adding an analysis is one module plus one line here; the batch precompute, the pages,
+the HTML report, the benchmarks and the cross-cutting tests read this registry.
+"""
+from core.analyses.base import Analysis, NoParams, Output, TargetChoice
+from core.analyses.explanations import EXPLANATIONS
+from core.analyses.faithfulness import FAITHFULNESS
+from core.analyses.forward import FORWARD
+from core.analyses.importance import IMPORTANCE
+from core.analyses.partial_pruning import PARTIAL_PRUNING
+from core.analyses.patterns import PATTERNS
+from core.analyses.strength import STRENGTH
+
+ANALYSES: dict[str, Analysis] = {a.name: a for a in (
+    FORWARD, STRENGTH, PATTERNS, IMPORTANCE, PARTIAL_PRUNING, EXPLANATIONS, FAITHFULNESS)}
+
+__all__ = ["ANALYSES", "Analysis", "EXPLANATIONS", "FAITHFULNESS", "FORWARD", "IMPORTANCE",
+           "NoParams", "Output", "PARTIAL_PRUNING", "PATTERNS", "STRENGTH", "TargetChoice"]

@@ -1,0 +1,120 @@
+"""The analysis contract (DESIGN "One contract").
+
+A per-image analysis is one module with:
+
+- a frozen parameter dataclass (typed fields with the defaults a page shows);
+- the outputs it declares (name -> dtype and named axes), checked when a cached
+  entry is read;
+- one ``compute(lm, images, targets, params)`` returning one dict of arrays per
+  image, where ``targets`` holds one class per image (``None``: the predicted class),
+  resolved by the engine from a :data:`TargetChoice`.
+
+Its parameters, schema version and the image's resolved target make its cache key
+(``core.storage.keys.cache_key``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, Literal, Sequence, TypeVar
+
+import numpy as np
+import torch
+
+from core.model.loading import LoadedModel
+from core.model.targets import Targets
+from core.storage.cache import Arrays
+
+P = TypeVar("P")
+TargetChoice = Literal["label", "prediction"] | int  # the true label (the prediction when
+# an image has none), the predicted class, or one chosen class for every image
+
+
+@dataclass(frozen=True)
+class NoParams:
+    """Parameters of an analysis that has none."""
+
+
+@dataclass(frozen=True)
+class Output:
+    """A declared output array: its dtype and its named axes (``"layer head patch"``).
+    Axis names with a size known from the model are checked (:data:`AXES`)."""
+
+    dtype: str
+    axes: str = ""
+
+
+AXES: dict[str, Callable[[LoadedModel], int]] = {
+    "layer": lambda lm: lm.num_layers,
+    "head": lambda lm: lm.num_heads,
+    "token": lambda lm: lm.num_tokens,
+    "patch": lambda lm: lm.grid[0] * lm.grid[1],
+    "class": lambda lm: len(lm.class_names),
+    "hop": lambda lm: max(lm.grid),
+}
+
+
+@dataclass(frozen=True)
+class Analysis(Generic[P]):
+    """A per-image analysis; see the module docstring."""
+
+    name: str
+    params: type[P]
+    outputs: dict[str, Output]
+    compute: Callable[[LoadedModel, torch.Tensor, Targets, P], list[Arrays]]
+    target: Literal["label", "prediction"] | None = None  # default target; None: the
+    # results do not depend on a class (targets are then all None and not in the key)
+    batch_size: int = 64
+    version: int = 1  # bump when the outputs or their meaning change
+    precompute: bool = True  # run by the batch precompute with default parameters
+
+    @property
+    def class_specific(self) -> bool:
+        return self.target is not None
+
+    def problems(self, arrays: Arrays, lm: LoadedModel) -> list[str]:
+        """How `arrays` differ from the declared outputs (empty when they match)."""
+        found = []
+        for name, out in self.outputs.items():
+            value = arrays.get(name)
+            if value is None:
+                found.append(f"{name}: missing")
+                continue
+            axes = out.axes.split()
+            if value.dtype != np.dtype(out.dtype) or value.ndim != len(axes):
+                found.append(f"{name}: {value.dtype} {value.shape}, declared {out.dtype} "
+                             f"({out.axes})")
+                continue
+            for axis, size in zip(axes, value.shape):
+                if axis in AXES and AXES[axis](lm) != size:
+                    found.append(f"{name}: axis {axis} has {size}, the model {AXES[axis](lm)}")
+        return found
+
+
+def resolve_targets(choice: TargetChoice, labels: Sequence[int | None],
+                    num_classes: int) -> list[int | None]:
+    """Per-image targets from a choice: ``"label"`` gives each image's label (None, the
+    prediction, where it has none), ``"prediction"`` None for all, an int that class."""
+    if choice == "label":
+        return list(labels)
+    if choice == "prediction":
+        return [None] * len(labels)
+    if isinstance(choice, (int, np.integer)) and 0 <= int(choice) < num_classes:
+        return [int(choice)] * len(labels)
+    raise ValueError(f"Target {choice!r} is not 'label', 'prediction' or a class index "
+                     f"in 0..{num_classes - 1}.")
+
+
+def params_of(analysis: Analysis[P], params: P | None) -> P:
+    """`params`, or the analysis's defaults; refuses the parameters of another analysis."""
+    if params is None:
+        return analysis.params()
+    if not isinstance(params, analysis.params):
+        raise TypeError(f"{analysis.name} takes {analysis.params.__name__}, "
+                        f"not {type(params).__name__}")
+    return params
+
+
+def per_image(arrays: dict[str, Any], count: int) -> list[Arrays]:
+    """Split batch-first arrays into one dict per image."""
+    return [{name: np.asarray(value[b]) for name, value in arrays.items()}
+            for b in range(count)]

@@ -1,0 +1,49 @@
+"""The per-image analysis ``explanations`` (SPEC "Attention aggregation"): the map of
+every attention method with the Rollout page's settings, and the per-layer maps.
+Its target is the class the gradient methods explain (default: the prediction)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from core.analyses.base import Analysis, Output, per_image
+from core.explain import METHODS, GradientRolloutParams, RolloutParams, explain
+from core.explain.attention import layer_maps
+from core.model import LoadedModel, logits
+from core.model.targets import Targets, classes_of
+from core.storage.cache import Arrays
+
+MAP_METHODS = tuple(name for name in METHODS if name != "random")  # maps drawn side by side
+
+
+def method_params(method: str, params: RolloutParams) -> object | None:
+    """The parameters of `method` taken from the page's rollout settings."""
+    if METHODS[method].params is RolloutParams:
+        return params
+    if METHODS[method].params is GradientRolloutParams:
+        return GradientRolloutParams(params.discard_ratio, params.start_layer)
+    return None
+
+
+def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets,
+            params: RolloutParams) -> list[Arrays]:
+    """Per image: ``maps`` (method patch) in MAP_METHODS order, ``layer_cls`` and
+    ``layer_score`` (layer patch) and ``class`` (the class explained)."""
+    x = images.to(lm.device)
+    classes = classes_of(logits(lm, x), targets).tolist()
+    maps = torch.stack([explain(lm, x, m, classes, method_params(m, params))
+                        for m in MAP_METHODS], dim=1)
+    layers = layer_maps(lm, x)
+    return per_image({"maps": maps.cpu().numpy(),
+                      "layer_cls": layers["cls"].float().cpu().numpy(),
+                      "layer_score": layers["score"].float().cpu().numpy(),
+                      "class": np.asarray(classes, dtype=np.int64)}, len(x))
+
+
+EXPLANATIONS = Analysis(
+    name="explanations", params=RolloutParams, compute=compute, target="prediction",
+    outputs={"maps": Output("float32", "method patch"),
+             "layer_cls": Output("float32", "layer patch"),
+             "layer_score": Output("float32", "layer patch"),
+             "class": Output("int64")},
+    batch_size=16, precompute=False)

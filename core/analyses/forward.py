@@ -1,0 +1,26 @@
+"""The "forward" analysis: logits and the CLS attention of every layer and head
+(SPEC "Capturing attention"), the basis of the predictions and attention
+overlays shown on every page."""
+from __future__ import annotations
+
+import torch
+
+from core.analyses.base import Analysis, NoParams, Output, per_image
+from core.model import LoadedModel, capture
+from core.model.targets import Targets
+from core.storage.cache import Arrays
+
+
+def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets,
+            params: NoParams) -> list[Arrays]:
+    """Per image: ``logits`` (class) and ``cls_attention`` (layer head patch), float32."""
+    out = capture.forward(lm, images)
+    cls = capture.cls_attention(out.attention, lm.num_prefix_tokens)
+    return per_image({"logits": out.logits.float().cpu().numpy(),
+                      "cls_attention": cls.float().cpu().numpy()}, len(images))
+
+
+FORWARD = Analysis(
+    name="forward", params=NoParams, compute=compute,
+    outputs={"logits": Output("float32", "class"),
+             "cls_attention": Output("float32", "layer head patch")})

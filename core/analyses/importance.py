@@ -1,0 +1,124 @@
+"""Head importance by exact leave-one-out pruning (SPEC "Head pruning"; paper 001,
+section 5.2).
+
+For each head ``(l, h)`` of an image the four metrics of SPEC "Head pruning":
+``prob`` (``P[y] - P'[y]``), ``jsd`` (Jensen-Shannon divergence of ``P`` and ``P'``,
+natural log), ``cls_dist`` and ``patch_dist`` (cosine distance between the pruned
+layer's attention output ``z`` with and without pruning, on the CLS row and averaged
+over the patch rows). ``y`` is the image's target, resolved by the engine: by default
+its true label, or its predicted class when it has none.
+
+The fast path is exact, not approximated: one unmasked forward keeps every block's
+input; for layer ``l`` the ``H`` pruned variants of each image start from that input
+(the activations before ``l`` are the same with and without pruning), run together as
+one batch, and the layer-level metrics come from block ``l``'s output captured on the
+way. Layers after ``l`` need no capture and use fused attention; on the CPU the linear
+layers run on oneDNN with the MLP's GELU fused in (``core.model._kernels``).
+``testing.reference.naive_leave_one_out`` is the one-head-at-a-time reference it is
+tested against.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from timm.layers import Attention
+from torch import nn
+
+from core.analyses.base import Analysis, NoParams, Output
+from core.model.targets import Targets, classes_of
+from core.model import LoadedModel
+from core.model._kernels import onednn
+from core.model._rerun import forward_from, states
+from core.storage.cache import Arrays
+
+METRICS = ("prob", "jsd", "cls_dist", "patch_dist")
+METRIC_LABELS = {
+    "prob": "Probability drop of the true class (P - P')",
+    "jsd": "Jensen-Shannon divergence of the predictions",
+    "cls_dist": "CLS output change (cosine distance)",
+    "patch_dist": "Patch output change (mean cosine distance)",
+}
+MAX_TOKENS = 1 << 15  # tokens per pruned-variant batch (bounds memory, keeps batches efficient)
+
+
+def metrics(probs: torch.Tensor, pruned_probs: torch.Tensor, z: torch.Tensor,
+            pruned_z: torch.Tensor, target: torch.Tensor, num_prefix_tokens: int
+            ) -> torch.Tensor:
+    """The four metrics (N x 4, float64) of N pruned variants against their originals.
+
+    probs, pruned_probs: variant x class; z, pruned_z: variant x token x width (attention
+    outputs); target: one class index per variant for ``prob``.
+    """
+    p, q = probs.double(), pruned_probs.double()
+    rows = torch.arange(len(p), device=p.device)
+    prob = p[rows, target] - q[rows, target]
+    m = (p + q) / 2
+    kl_pm = (torch.special.xlogy(p, p) - torch.special.xlogy(p, m)).sum(-1)
+    kl_qm = (torch.special.xlogy(q, q) - torch.special.xlogy(q, m)).sum(-1)
+    jsd = (0.5 * (kl_pm + kl_qm)).clamp_min(0.0)
+    distance = 1.0 - torch.nn.functional.cosine_similarity(z.double(), pruned_z.double(), dim=-1)
+    return torch.stack([prob, jsd, distance[:, 0],
+                        distance[:, num_prefix_tokens:].mean(-1)], dim=-1)
+
+
+def without_each_head(attn: Attention, heads: torch.Tensor) -> torch.Tensor | None:
+    """The attention output z with each head pruned in turn, from the unpruned head
+    outputs `heads` (n x T x H*d, the output projection's input): pruning head k
+    (A = 0) zeroes its slice there. n*H x T x D, image-major; None when the module
+    normalises the head outputs before the projection (zeroing would not commute)."""
+    if not isinstance(attn.norm, nn.Identity):
+        return None
+    n, tokens, width = heads.shape
+    k = attn.num_heads
+    variants = heads.repeat_interleave(k, dim=0).view(n, k, tokens, k, width // k).clone()
+    each = torch.arange(k)
+    variants[:, each, :, each, :] = 0.0
+    return attn.proj_drop(attn.proj(variants.view(n * k, tokens, width)))
+
+
+@torch.no_grad()
+def leave_one_out(lm: LoadedModel, x: torch.Tensor, targets: Targets) -> np.ndarray:
+    """All metrics for every head of every image of `x`: image x metric x layer x head
+    (float64). Holds the model's lock throughout (its kernels are swapped)."""
+    with lm.lock, onednn(lm.model):
+        return _leave_one_out(lm, x, targets)
+
+
+def _leave_one_out(lm: LoadedModel, x: torch.Tensor, targets: Targets) -> np.ndarray:
+    base = states(lm, x)
+    probs = base.logits.softmax(-1)
+    target = classes_of(base.logits, targets)
+    n_img, n_heads = len(x), lm.num_heads
+    out = torch.zeros(n_img, len(METRICS), lm.num_layers, n_heads, dtype=torch.float64)
+    # variant k of an image prunes head k: mask[k, k] = 0 (used where z cannot be derived)
+    one_head = (1.0 - torch.eye(n_heads)).view(n_heads, n_heads, 1, 1)
+    step = max(1, MAX_TOKENS // (n_heads * lm.num_tokens))
+    for layer, attn in enumerate(lm.attention_modules):
+        for start in range(0, n_img, step):
+            chunk = slice(start, min(start + step, n_img))
+            n = chunk.stop - chunk.start
+
+            def per_variant(t: torch.Tensor) -> torch.Tensor:
+                return t[chunk].repeat_interleave(n_heads, dim=0)
+
+            pruned_z = without_each_head(attn, base.heads[layer][chunk])
+            logits, z = forward_from(
+                lm, per_variant(base.inputs[layer]), layer, attn_output=pruned_z,
+                mask=None if pruned_z is not None else one_head.repeat(n, 1, 1, 1))
+            values = metrics(per_variant(probs), logits.softmax(-1),
+                             per_variant(base.outputs[layer]), z, per_variant(target),
+                             lm.num_prefix_tokens)
+            out[chunk, :, layer, :] = values.view(n, n_heads, -1).permute(0, 2, 1).cpu()
+    return out.numpy()
+
+
+def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets,
+            params: NoParams) -> list[Arrays]:
+    """Per image: ``importance`` (metric layer head, float32, metrics in METRICS order)."""
+    values = leave_one_out(lm, images, targets)
+    return [{"importance": v.astype(np.float32)} for v in values]
+
+
+IMPORTANCE = Analysis(
+    name="importance", params=NoParams, compute=compute, target="label",
+    outputs={"importance": Output("float32", "metric layer head")})

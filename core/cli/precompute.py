@@ -1,0 +1,91 @@
+"""Batch precompute: fill the cache with every registered analysis and dataset step
+for a whole image set.
+
+    python -m core.cli.precompute --model demo --images demo
+    python -m core.cli.precompute --model vit_base_patch16_224 \
+        --checkpoint vit.safetensors --images ./my_images
+
+Runs every analysis of ``core.ANALYSES`` marked for the precompute (default
+parameters and targets), then every step of ``core.DATASET_STEPS`` on those results.
+Ends with a one-line summary: images done, skipped (with reasons above it), time.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Callable
+
+from tqdm import tqdm
+
+from core.analyses import ANALYSES
+from core.data.datasets import Dataset, load_dataset
+from core.dataset import DATASET_STEPS
+from core.engine import Progress, RunResult, run, run_step
+from core.model import LoadedModel, ModelLoadError, load_model
+from core.storage.cache import ArrayCache
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Fill the ViT Attention Explorer cache.")
+    parser.add_argument("--model", default="demo", help="'demo' or a timm model name")
+    parser.add_argument("--checkpoint", default=None, help="local .safetensors/.pth/.bin")
+    parser.add_argument("--images", default="demo", help="'demo' or an image folder")
+    parser.add_argument("--cache", default=None, help="cache folder (default: cache/ or "
+                        "$VIT_EXPLORER_CACHE)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: auto)")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    try:
+        lm = load_model(args.model, args.checkpoint, args.device)
+        ds = load_dataset(args.images, lm.class_names)
+    except (ModelLoadError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    cache = ArrayCache(args.cache)
+    if cache.warning:
+        print(f"warning: {cache.warning}", file=sys.stderr)
+    done, skipped = precompute(lm, ds, cache)
+    for name, reason in skipped.items():
+        print(f"skipped {name}: {reason}")
+    print(f"precompute: {len(done)} images done, {len(skipped)} skipped, "
+          f"{time.perf_counter() - start:.1f} s ({lm.name} on {lm.device}, "
+          f"cache {cache.directory if cache.enabled else 'off'})")
+    return 0
+
+
+def precompute(lm: LoadedModel, ds: Dataset, cache: ArrayCache | None
+               ) -> tuple[set[int], dict[str, str]]:
+    """Every precomputed analysis, then every dataset step; prints each step's line.
+    Returns the images every analysis could use and the skipped files with reasons."""
+    skipped = dict(ds.skipped)
+    done: set[int] = set(range(len(ds)))
+    results: dict[str, RunResult] = {}
+    for analysis in ANALYSES.values():
+        if not analysis.precompute:
+            continue
+        results[analysis.name] = result = with_bar(analysis.name, len(ds), lambda p: run(
+            lm, ds, list(range(len(ds))), analysis, cache=cache, progress=p))
+        skipped.update(result.skipped)
+        done &= set(result.arrays)
+    for step in DATASET_STEPS.values():
+        begin = time.perf_counter()
+        try:
+            out = run_step(lm, ds, step, cache=cache, per_image=results.get(step.reads.name),
+                           stage=lambda text, fraction, name=step.name: print(
+                               f"{name}: {text}", file=sys.stderr))
+        except ValueError as err:
+            print(f"{step.name}: not computed ({err})")
+            continue
+        print(f"{step.describe(lm, ds, out.arrays)} ({time.perf_counter() - begin:.1f} s)")
+    return done, skipped
+
+
+def with_bar(name: str, total: int, work: Callable[[Progress], RunResult]) -> RunResult:
+    """Run `work` with a progress bar on stderr."""
+    with tqdm(total=total, desc=name, unit="img", file=sys.stderr) as bar:
+        return work(lambda n, _total: bar.update(n - bar.n))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""Which folders user-given paths may point into.
+
+When ``VIT_EXPLORER_DATA_ROOTS`` is set (folders separated by ``:``, as in the
+Docker image's ``/data``), image folders and checkpoint files must resolve
+(symbolic links and ``..`` followed) to a place inside one of them; otherwise
+any path the user can read is allowed, as for a local tool.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"  # the built-in model and images
+
+
+class PathNotAllowed(ValueError):
+    """A path outside the allowed folders."""
+
+
+def allowed_path(path: str | Path) -> Path:
+    """`path` resolved, or PathNotAllowed when it leaves the allowed folders."""
+    resolved = Path(path).expanduser().resolve()
+    roots = [Path(r).resolve() for r in os.environ.get("VIT_EXPLORER_DATA_ROOTS", "").split(
+        os.pathsep) if r]
+    if roots and not any(resolved.is_relative_to(root) for root in roots):
+        raise PathNotAllowed(f"{path} is outside the folders this server may read "
+                             f"({', '.join(map(str, roots))}); put the file there or ask "
+                             "the administrator to change VIT_EXPLORER_DATA_ROOTS.")
+    return resolved

@@ -1,0 +1,12 @@
+"""Dataset-level steps behind one contract (``core.dataset.base``) and one registry,
+run after the per-image analyses by the batch precompute and on request by the pages."""
+from core.dataset.base import DatasetStep, Stage
+from core.dataset.faithfulness_table import FAITHFULNESS_TABLE
+from core.dataset.importance_overview import IMPORTANCE_OVERVIEW
+from core.dataset.pattern_layouts import PATTERN_LAYOUTS
+
+DATASET_STEPS: dict[str, DatasetStep] = {s.name: s for s in (
+    IMPORTANCE_OVERVIEW, PATTERN_LAYOUTS, FAITHFULNESS_TABLE)}
+
+__all__ = ["DATASET_STEPS", "DatasetStep", "FAITHFULNESS_TABLE", "IMPORTANCE_OVERVIEW",
+           "PATTERN_LAYOUTS", "Stage"]

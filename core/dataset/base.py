@@ -1,0 +1,37 @@
+"""The contract of dataset-level steps (DESIGN "One contract"): results over a whole
+image set (layouts, tables), built from one per-image analysis's results, which the
+engine reads or computes through its cache (``core.engine.run_step``); a step never
+recomputes them itself.
+
+Every step has one signature, ``build(lm, ds, per_image, params, stage) -> arrays``,
+a frozen parameter dataclass and one line of text for the batch precompute.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, TypeVar
+
+from core.analyses.base import Analysis
+from core.data.datasets import Dataset
+from core.model import LoadedModel
+from core.storage.cache import Arrays
+
+P = TypeVar("P")
+Stage = Callable[[str, float], None]  # (what is being done, fraction done)
+
+
+def no_stage(text: str, fraction: float) -> None:
+    """A Stage that reports nothing."""
+
+
+@dataclass(frozen=True)
+class DatasetStep(Generic[P]):
+    """A dataset-level step; see the module docstring."""
+
+    name: str
+    params: type[P]
+    reads: Analysis  # the per-image analysis it is built from (its default target)
+    reads_params: Callable[[P], Any]  # that analysis's parameters, from the step's
+    build: Callable[[LoadedModel, Dataset, dict[int, Arrays], P, Stage], Arrays]
+    describe: Callable[[LoadedModel, Dataset, Arrays], str]  # a line for the precompute
+    version: int = 1

@@ -1,0 +1,112 @@
+"""Dataset-level attention patterns (SPEC "Attention patterns"): every
+(image, layer, head) of an image set as a point of two 2-D layouts, the CLS
+layout (t-SNE of the ``A_CLS`` vectors) and the patch layout (t-SNE of the
+autoencoder codes of the binarised ``A_patch``), with each head's pattern label.
+A dataset step built from the per-image ``patterns`` analysis; the autoencoder's
+loss curve is kept with the layouts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from core.analyses.pattern_labels import LABELS, decide
+from core.analyses.patterns import DEFAULT_TOP_PERCENT, PATTERNS, PatternParams, unpack
+from core.data.datasets import Dataset
+from core.dataset import autoencoder
+from core.dataset.base import DatasetStep, Stage
+from core.dataset.embedding import tsne
+from core.model import LoadedModel
+from core.storage.cache import Arrays
+
+AE_EPOCHS = 3  # demo: 24,000 matrices, about a minute on one CPU thread
+
+
+@dataclass(frozen=True)
+class LayoutParams:
+    top_percent: float = DEFAULT_TOP_PERCENT  # the binarising cutoff of A_patch
+    epochs: int = AE_EPOCHS  # autoencoder training epochs
+
+
+@dataclass
+class Overview:
+    """One row per (image, layer, head) point."""
+
+    image: np.ndarray  # dataset index
+    layer: np.ndarray
+    head: np.ndarray
+    cls_layout: np.ndarray  # (point, 2)
+    patch_layout: np.ndarray  # (point, 2)
+    label: np.ndarray  # index into pattern_labels.LABELS
+    confidence: np.ndarray
+    ae_loss: np.ndarray  # mean training loss per epoch
+
+    @classmethod
+    def from_arrays(cls, arrays: Arrays) -> "Overview":
+        return cls(**{f.name: arrays[f.name] for f in fields(cls)})
+
+    def points_of(self, image: int) -> np.ndarray:
+        """Row indices of one image's heads."""
+        return np.flatnonzero(self.image == image)
+
+    def label_shares(self, layer: int, head: int) -> np.ndarray:
+        """The share of each pattern label (LABELS order) of one head over all images."""
+        here = (self.layer == layer) & (self.head == head)
+        return np.bincount(self.label[here], minlength=len(LABELS)) / max(here.sum(), 1)
+
+
+@dataclass
+class Gathered:
+    """The per-image pattern results of an image set, one row per (image, layer, head)."""
+
+    kept: list[int]  # dataset indices, sorted
+    heads: tuple[int, int]  # (layer, head)
+    cls_vectors: np.ndarray  # (point, cls_entry) float32
+    binary: np.ndarray  # (point, patch, patch) uint8
+    label_scores: np.ndarray  # (point, label)
+
+
+def gather(lm: LoadedModel, per_image: dict[int, Arrays]) -> Gathered:
+    """Stack the per-image ``patterns`` results of the images that could be read."""
+    kept = sorted(per_image)
+    arrays = [per_image[i] for i in kept]
+    g = lm.grid[0] * lm.grid[1]
+    return Gathered(
+        kept=kept, heads=arrays[0]["label_scores"].shape[:2],
+        cls_vectors=np.stack([a["cls_vectors"] for a in arrays]).reshape(
+            -1, lm.num_tokens + g).astype(np.float32),
+        binary=unpack(np.stack([a["patch_bits"] for a in arrays]), g).reshape(-1, g, g),
+        label_scores=np.stack([a["label_scores"] for a in arrays]).reshape(-1, len(LABELS)))
+
+
+def build(lm: LoadedModel, ds: Dataset, per_image: dict[int, Arrays], params: LayoutParams,
+          stage: Stage) -> Arrays:
+    """The overview's arrays (see :class:`Overview`)."""
+    data = gather(lm, per_image)
+    model, loss = autoencoder.train(
+        data.binary, autoencoder.Config(data.binary.shape[-1]), epochs=params.epochs,
+        device=lm.device, progress=lambda e, n, value: stage(
+            f"autoencoder epoch {e}/{n}, loss {value:.4f}", e / n))
+    codes = autoencoder.encode(model, data.binary)
+    stage("t-SNE of the CLS vectors", 0.0)
+    cls_layout = tsne(data.cls_vectors)
+    stage("t-SNE of the autoencoder codes", 0.5)
+    patch_layout = tsne(codes)
+    label, confidence = decide(data.label_scores)
+    image, layer, head = np.meshgrid(np.array(data.kept), np.arange(data.heads[0]),
+                                     np.arange(data.heads[1]), indexing="ij")
+    return {"image": image.ravel(), "layer": layer.ravel(), "head": head.ravel(),
+            "cls_layout": cls_layout, "patch_layout": patch_layout, "label": label,
+            "confidence": confidence, "ae_loss": loss}
+
+
+def describe(lm: LoadedModel, ds: Dataset, arrays: Arrays) -> str:
+    return (f"patterns: {len(arrays['image'])} heads laid out, autoencoder loss per epoch "
+            f"{', '.join(f'{v:.4f}' for v in arrays['ae_loss'])}")
+
+
+PATTERN_LAYOUTS = DatasetStep(
+    name="pattern_layouts", params=LayoutParams, reads=PATTERNS,
+    reads_params=lambda params: PatternParams(params.top_percent), build=build,
+    describe=describe)

@@ -1,0 +1,2 @@
+"""Numbers shaped for display (heat maps over the image, top-k predictions, a head's
+detail view), computed here so that pages and chart helpers only draw."""

@@ -1,0 +1,63 @@
+"""Explanation methods (SPEC "Attention aggregation", "Faithfulness of explanations"):
+one registry and one call, captum style::
+
+    explain(lm, x, method, targets=None, params=None) -> batch x patch map
+
+`targets` holds one class per image (None, or None entries: the predicted class);
+class-agnostic methods ignore it. `params` is the method's frozen parameter dataclass
+(None: its defaults). Adding a method is one function plus one line in METHODS.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from core.explain.attention import random_map, raw_attention
+from core.explain.relevance import relevance
+from core.explain.rollout import (GradientRolloutParams, RolloutParams, attention_rollout,
+                                  gradient_rollout)
+from core.model import LoadedModel
+from core.model.targets import Targets
+
+
+@dataclass(frozen=True)
+class Method:
+    """An explanation method: its display name, the call, its parameters' dataclass
+    (None: it has no parameters) and whether the map depends on the class explained."""
+
+    label: str
+    explain: Callable[[LoadedModel, torch.Tensor, Targets | None, Any], torch.Tensor]
+    params: type | None
+    class_specific: bool
+
+
+METHODS: dict[str, Method] = {
+    "rollout": Method("Attention rollout", attention_rollout, RolloutParams, False),
+    "gradient_rollout": Method("Gradient rollout", gradient_rollout, GradientRolloutParams,
+                               True),
+    "relevance": Method("Gradient-weighted relevance", relevance, None, True),
+    "raw_attention": Method("Last-layer raw attention", raw_attention, None, False),
+    "random": Method("Random map (baseline)", random_map, None, False),
+}
+
+
+def explain(lm: LoadedModel, x: torch.Tensor, method: str, targets: Targets | None = None,
+            params: Any = None) -> torch.Tensor:
+    """The batch x patch map of `method` for the batch `x` (float32, detached)."""
+    if method not in METHODS:
+        raise ValueError(f"Unknown method {method!r}; use one of {', '.join(METHODS)}.")
+    chosen = METHODS[method]
+    if chosen.params is None:
+        if params is not None:
+            raise TypeError(f"{method} takes no parameters")
+    else:
+        params = chosen.params() if params is None else params
+        if not isinstance(params, chosen.params):
+            raise TypeError(f"{method} takes {chosen.params.__name__}, "
+                            f"not {type(params).__name__}")
+    return chosen.explain(lm, x, targets, params).detach().float()
+
+
+__all__ = ["GradientRolloutParams", "METHODS", "Method", "RolloutParams", "explain"]

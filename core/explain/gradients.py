@@ -1,0 +1,30 @@
+"""Attention matrices and their gradients for the class being explained
+(SPEC "Attention aggregation": gradient rollout and relevance).
+
+One instrumented forward keeps the graph (``capture.forward(..., grad=True)``);
+the logit of each image's chosen class is summed over the batch and
+differentiated with respect to every captured ``A`` with
+``torch.autograd.grad``. Images are independent in eval mode, so the sum gives
+each image its own ``dY_c / dA``. The gradients come back in the order of the
+``inputs`` given, which is the forward (layer) order of ``per_layer``: pairing
+is by layer index, never by the order in which backward hooks fire. Forward and
+backward run under the model's lock.
+"""
+from __future__ import annotations
+
+import torch
+
+from core.model import LoadedModel, capture
+from core.model.targets import Targets, classes_of
+
+
+def attention_and_gradients(lm: LoadedModel, x: torch.Tensor, targets: Targets | None = None
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(A, dY_c/dA, c): A and its gradient, each batch x layer x head x query x key, and
+    c the classes explained (batch,)."""
+    with lm.lock, torch.enable_grad():
+        out = capture.forward(lm, x, grad=True)
+        classes = classes_of(out.logits, targets)
+        chosen = out.logits.gather(1, classes[:, None]).sum()
+        grads = torch.autograd.grad(chosen, out.per_layer)
+    return out.attention, torch.stack(grads, dim=1).detach(), classes

@@ -1,0 +1,104 @@
+"""Re-running the model from a layer (SPEC "Head pruning": leave-one-out may reuse
+the unpruned activations before the pruned layer). Private to the engine: used by
+the leave-one-out and partial-pruning analyses.
+
+Both functions hold the model's lock for the whole call; the hooks they register
+and the module they swap in are removed in ``finally``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from core.model._final_rows import final_block_rows, rows_read_by_head
+from core.model._kernels import fast_path
+from core.model.capture import _tapped
+from core.model.loading import LoadedModel
+
+
+@dataclass
+class States:
+    """Activations of one unmasked forward, to re-run the model from any layer."""
+
+    logits: torch.Tensor  # batch x class
+    inputs: list[torch.Tensor]  # per layer: batch x token x width, the block's input
+    heads: list[torch.Tensor]  # per layer: batch x token x (head * head width), the head
+    # outputs A @ V side by side (the input of the attention module's output projection)
+    outputs: list[torch.Tensor]  # per layer: batch x token x width, the attention module's
+    # output z (after the output projection, before the residual add)
+
+
+def states(lm: LoadedModel, x: torch.Tensor) -> States:
+    """One forward of `x` on the fast path (nothing masked or captured) keeping every
+    block's input, head outputs and attention output."""
+    kept: dict[str, list[torch.Tensor]] = {"inputs": [], "heads": [], "outputs": []}
+    with lm.lock:
+        handles = []
+        try:
+            for block in lm.model.blocks:
+                handles += [
+                    block.register_forward_pre_hook(
+                        lambda _m, args: kept["inputs"].append(args[0])),
+                    block.attn.proj.register_forward_pre_hook(
+                        lambda _m, args: kept["heads"].append(args[0])),
+                    block.attn.register_forward_hook(
+                        lambda _m, _a, out: kept["outputs"].append(out))]
+            with torch.no_grad(), fast_path(lm, range(lm.num_layers)):
+                logits = lm.model(x.to(lm.device))
+        finally:
+            for handle in handles:
+                handle.remove()
+    return States(logits=logits, **kept)
+
+
+class _Given(nn.Module):
+    """Stands in for an attention module whose output is already known."""
+
+    def __init__(self, output: torch.Tensor) -> None:
+        super().__init__()
+        self.output = output
+
+    def forward(self, *_args, **_kwargs) -> torch.Tensor:
+        return self.output
+
+
+def forward_from(lm: LoadedModel, hidden: torch.Tensor, start: int,
+                 mask: torch.Tensor | None = None, attn_output: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run blocks `start`, `start` + 1, ... and the head on `hidden`, the input of block
+    `start` (batch x token x width), without gradients. Returns the logits and block
+    `start`'s attention output z (batch x token x width).
+
+    mask: multiplicative mask of layer `start` (as in ``capture.forward``).
+    attn_output: block `start`'s attention output, when already known (its attention
+        is then not computed).
+    Later layers run on the fast path (timm's fused attention), and the final block
+    computes only the token rows the head reads where ``_final_rows`` allows it.
+    """
+    model = lm.model
+    rows = rows_read_by_head(model)
+    block = model.blocks[start]
+    z: list[torch.Tensor] = [] if attn_output is None else [attn_output.to(lm.device)]
+    with lm.lock:
+        original = block.attn
+        handle = original.register_forward_hook(lambda _m, _a, out: z.append(out))
+        try:
+            with (_tapped(lm, None if mask is None else {start: mask}, ()),
+                  torch.no_grad(), fast_path(lm, range(start + 1, lm.num_layers))):
+                if attn_output is not None:
+                    block.attn = _Given(z[0])
+                h = hidden.to(lm.device)
+                for layer in range(start, lm.num_layers):
+                    given = z[0] if layer == start and attn_output is not None else None
+                    if (layer == lm.num_layers - 1 and rows is not None
+                            and (layer > start or given is not None)):
+                        h = final_block_rows(model.blocks[layer], h, rows, given)
+                    else:
+                        h = model.blocks[layer](h)
+                logits = model.forward_head(model.norm(h))
+        finally:
+            block.attn = original
+            handle.remove()
+    return logits, z[0]

@@ -1,0 +1,212 @@
+"""Model loading: one spec string (``demo``, a timm name, or a timm name plus a
+local checkpoint) becomes a :class:`LoadedModel` ready for attention capture.
+
+Only timm ViT-family models whose blocks hold timm's ``Attention`` are
+accepted (SPEC "Notation"); the prefix-token count and the patch grid are read
+from the model, never assumed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import timm
+import torch
+from timm.data import create_transform, resolve_data_config
+from timm.layers import Attention
+
+from core.data.paths import DEMO_DIR, allowed_path
+
+CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+
+
+class ModelLoadError(ValueError):
+    """A model spec that cannot be loaded; the message says why and what to do."""
+
+
+@dataclass
+class LoadedModel:
+    """A ready model and everything the analyses need to know about it.
+
+    One loaded model serves every session of the app. Whatever installs taps or
+    hooks on it, swaps its modules or kernels, or reads what they captured holds
+    `lock` for the whole call (``core.model.capture``) and undoes itself on exit.
+    """
+
+    model: torch.nn.Module
+    name: str
+    identity: str  # name + weights hash: the cache key part for this model
+    num_prefix_tokens: int
+    grid: tuple[int, int]  # (gh, gw)
+    patch_size: tuple[int, int]
+    num_layers: int
+    num_heads: int
+    class_names: list[str]
+    data_config: dict
+    device: torch.device
+    transform: Callable = field(repr=False)
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.num_prefix_tokens + self.grid[0] * self.grid[1]
+
+    @property
+    def attention_modules(self) -> list[Attention]:
+        return [block.attn for block in self.model.blocks]
+
+    def to_display(self, x: torch.Tensor) -> np.ndarray:
+        """Undo normalisation of one input tensor (C x H x W): H x W x C in [0, 1]."""
+        mean = torch.tensor(self.data_config["mean"]).view(-1, 1, 1)
+        std = torch.tensor(self.data_config["std"]).view(-1, 1, 1)
+        img = (x.detach().cpu().float() * std + mean).clamp(0, 1)
+        return img.permute(1, 2, 0).numpy()
+
+
+def pick_device(setting: str | None = None) -> torch.device:
+    """CUDA when present, else CPU; `setting` or $VIT_EXPLORER_DEVICE overrides."""
+    setting = setting or os.environ.get("VIT_EXPLORER_DEVICE")
+    if setting:
+        return torch.device(setting)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def weights_hash(model: torch.nn.Module) -> str:
+    """A short hash of every parameter and buffer (names, shapes and values)."""
+    digest = hashlib.blake2b(digest_size=12)
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from .safetensors, or .pth/.pt/.bin read with weights_only."""
+    if path.suffix not in CHECKPOINT_SUFFIXES:
+        raise ModelLoadError(f"Checkpoint {path}: unsupported file type {path.suffix!r}; "
+                             f"use one of {', '.join(CHECKPOINT_SUFFIXES)}.")
+    if not path.is_file():
+        raise ModelLoadError(f"Checkpoint {path} does not exist.")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt or foreign files: say which file
+        raise ModelLoadError(f"Checkpoint {path} could not be read: {err}") from err
+    for key in ("state_dict", "model", "state_dict_ema"):
+        if isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def check_vit(model: torch.nn.Module, name: str) -> None:
+    """Refuse models whose blocks do not hold timm's `Attention`."""
+    blocks = getattr(model, "blocks", None)
+    if not blocks or not all(isinstance(getattr(b, "attn", None), Attention) for b in blocks):
+        raise ModelLoadError(
+            f"Model {name!r} ({type(model).__name__}) is not supported: the explorer needs a "
+            "timm Vision Transformer whose blocks use timm's Attention (vit_*, deit_*, "
+            "eva-free ViTs with register tokens...). Convolutional models such as resnet or "
+            "convnext have no attention heads to explore.")
+    if not hasattr(model, "patch_embed") or getattr(model.patch_embed, "grid_size", None) is None:
+        raise ModelLoadError(f"Model {name!r} has no patch grid (patch_embed.grid_size).")
+
+
+def create(name: str, checkpoint: Path | None) -> tuple[torch.nn.Module, list[str] | None]:
+    """Build the timm model with its weights; class names when the spec gives them."""
+    if name == "demo":
+        config = json.loads((DEMO_DIR / "config.json").read_text())
+        from timm.models.vision_transformer import VisionTransformer
+        model = VisionTransformer(**config["vit_kwargs"])
+        model.pretrained_cfg = dict(config["pretrained_cfg"])
+        state = read_checkpoint(checkpoint or DEMO_DIR / "model.safetensors")
+        load_state(model, state, name)
+        return model, config["class_names"]
+    try:
+        if checkpoint is None:
+            model = timm.create_model(name, pretrained=True)
+        else:
+            model = timm.create_model(name, pretrained=False)
+    except RuntimeError as err:
+        if "Unknown model" in str(err):
+            raise ModelLoadError(f"Model {name!r} is not a timm model name; see "
+                                 "timm.list_models('vit_*') for the names timm knows.") from err
+        raise
+    except Exception as err:  # network and hub errors when pretrained weights are fetched
+        raise ModelLoadError(
+            f"Could not download the pretrained weights of {name!r} ({type(err).__name__}: "
+            f"{err}). Without a network, pass a local checkpoint instead: --checkpoint "
+            "PATH (.safetensors, .pth or .bin) on the command line, or the checkpoint "
+            "field in the app's sidebar.") from err
+    if checkpoint is not None:
+        load_state(model, read_checkpoint(checkpoint), name)
+    return model, None
+
+
+def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], name: str) -> None:
+    """Load strictly; a mismatch names the missing and unexpected keys."""
+    result = model.load_state_dict(state, strict=False)
+    shapes = [k for k, v in state.items() if k in model.state_dict()
+              and model.state_dict()[k].shape != v.shape]
+    if result.missing_keys or result.unexpected_keys or shapes:
+        def few(keys: list[str]) -> str:
+            return ", ".join(keys[:8]) + (f" (+{len(keys) - 8} more)" if len(keys) > 8 else "")
+        raise ModelLoadError(
+            f"The checkpoint does not match model {name!r}: missing keys [{few(result.missing_keys)}]; "
+            f"unexpected keys [{few(result.unexpected_keys)}]; wrong shapes [{few(shapes)}]. "
+            "Check that the model name is the architecture the checkpoint was trained as.")
+
+
+def imagenet_names(model: torch.nn.Module) -> list[str] | None:
+    """ImageNet class descriptions from timm's class info, when the model has them."""
+    from timm.data import ImageNetInfo, infer_imagenet_subset
+    subset = infer_imagenet_subset(model)
+    if subset is None:
+        return None
+    info = ImageNetInfo(subset)
+    return [info.index_to_description(i) for i in range(model.num_classes)]
+
+
+def load_model(spec: str = "demo", checkpoint: str | Path | None = None,
+               device: str | None = None) -> LoadedModel:
+    """Load `spec` (``demo`` or a timm name), optionally from a local checkpoint."""
+    name = spec.strip()
+    model, class_names = create(name, allowed_path(checkpoint) if checkpoint else None)
+    return from_module(model, name, class_names, device)
+
+
+def from_module(model: torch.nn.Module, name: str, class_names: list[str] | None = None,
+                device: str | None = None) -> LoadedModel:
+    """Prepare an already built timm ViT (for example from a notebook)."""
+    check_vit(model, name)
+    model.eval()
+    for block in model.blocks:
+        block.attn.fused_attn = False  # SPEC "Capturing attention": explicit path
+    identity = f"{name}@{weights_hash(model)}"
+    dev = pick_device(device)
+    model.to(dev)
+    class_names = class_names or imagenet_names(model) or [
+        f"class {i}" for i in range(model.num_classes)]
+    data_config = resolve_data_config({}, model=model)
+    # the model's own input size wins over its pretrained config's (img_size overrides)
+    data_config["input_size"] = (data_config["input_size"][0],
+                                 *(int(s) for s in model.patch_embed.img_size))
+    patch = model.patch_embed.patch_size
+    return LoadedModel(
+        model=model, name=name, identity=identity,
+        num_prefix_tokens=int(model.num_prefix_tokens),
+        grid=tuple(int(g) for g in model.patch_embed.grid_size),
+        patch_size=(int(patch[0]), int(patch[1])),
+        num_layers=len(model.blocks), num_heads=int(model.blocks[0].attn.num_heads),
+        class_names=list(class_names), data_config=data_config, device=dev,
+        transform=create_transform(**data_config, is_training=False))

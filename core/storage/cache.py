@@ -1,0 +1,103 @@
+"""On-disk cache of analysis results (diskcache), arrays only.
+
+Values are ``.npz`` bytes loaded with ``allow_pickle=False``; keys are plain
+strings (built by :mod:`core.storage.keys`). The disk class refuses pickled keys and values outright, so nothing
+in the cache is ever unpickled (diskcache 5.6.3, CVE-2025-69872). A corrupt
+entry is dropped and recomputed; a cache folder that cannot be written turns
+the cache off with a message instead of failing.
+"""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Callable
+
+import diskcache
+import numpy as np
+
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "cache"
+Arrays = dict[str, np.ndarray]
+
+
+class _NoPickleDisk(diskcache.Disk):
+    """A diskcache Disk that stores and returns only str keys and bytes values."""
+
+    def put(self, key):  # noqa: D102
+        if not isinstance(key, str):
+            raise TypeError("cache keys must be strings")
+        return super().put(key)
+
+    def get(self, key, raw):  # noqa: D102
+        if not raw:
+            raise ValueError("refusing to unpickle a cache key")
+        return super().get(key, raw)
+
+    def store(self, value, read, key=diskcache.core.UNKNOWN):  # noqa: D102
+        if not isinstance(value, bytes):
+            raise TypeError("cache values must be bytes")
+        return super().store(value, read, key=key)
+
+    def fetch(self, mode, filename, value, read):  # noqa: D102
+        if mode not in (diskcache.core.MODE_RAW, diskcache.core.MODE_BINARY):
+            raise ValueError("refusing to unpickle a cache value")
+        return super().fetch(mode, filename, value, read)
+
+
+def encode(arrays: Arrays) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def decode(blob: bytes) -> Arrays:
+    with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+class ArrayCache:
+    """Arrays by key on disk; `enabled` is False (with `warning`) when unusable."""
+
+    def __init__(self, directory: str | Path | None = None) -> None:
+        self.directory = Path(directory or os.environ.get("VIT_EXPLORER_CACHE") or DEFAULT_DIR)
+        self.warning: str | None = None
+        try:
+            self._store: diskcache.Cache | None = diskcache.Cache(
+                str(self.directory), disk=_NoPickleDisk, size_limit=8 * 2**30)
+        except Exception as err:  # unwritable folder, read-only disk...
+            self._store = None
+            self.warning = (f"Cache folder {self.directory} is not usable ({err}); running "
+                            "without a cache (results are recomputed). Set VIT_EXPLORER_CACHE "
+                            "to a writable folder to keep them.")
+
+    @property
+    def enabled(self) -> bool:
+        return self._store is not None
+
+    def get(self, key: str) -> Arrays | None:
+        if self._store is None:
+            return None
+        try:
+            blob = self._store.get(key)
+            return None if blob is None else decode(blob)
+        except Exception:  # corrupt entry: drop it, the caller recomputes
+            self._store.delete(key)
+            return None
+
+    def set(self, key: str, arrays: Arrays) -> None:
+        if self._store is None:
+            return
+        try:
+            self._store.set(key, encode(arrays))
+        except Exception as err:  # disk full, permissions changed: keep working
+            self.warning = f"Could not write to the cache at {self.directory} ({err})."
+
+    def get_or_compute(self, key: str, compute: Callable[[], Arrays]) -> Arrays:
+        found = self.get(key)
+        if found is None:
+            found = compute()
+            self.set(key, found)
+        return found
+
+    def __len__(self) -> int:
+        return 0 if self._store is None else len(self._store)

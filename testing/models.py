@@ -1,0 +1,52 @@
+"""Small random-init timm ViTs with untouched copies, inputs, and a fingerprint of a
+model's state (to check that a call left a shared model exactly as loaded)."""
+from __future__ import annotations
+
+import copy
+
+import timm
+import torch
+from torch import nn
+
+from core.model import LoadedModel, from_module
+from core.model.loading import weights_hash
+
+# name -> (timm name, keyword overrides, expected prefix tokens, expected grid)
+TIMM_CASES = {
+    "deit_tiny_distilled": ("deit_tiny_distilled_patch16_224", {}, 2, (14, 14)),
+    "registers": ("vit_small_patch14_reg4_dinov2", {"img_size": 56, "depth": 3}, 5, (4, 4)),
+    "patch32": ("vit_base_patch32_224", {"depth": 2}, 1, (7, 7)),
+    "patch8_nonsquare": ("vit_tiny_patch16_224", {"patch_size": 8, "img_size": (32, 48)},
+                         1, (4, 6)),
+}
+
+
+def random_vit(case: str) -> tuple[LoadedModel, nn.Module]:
+    """A random-init timm ViT prepared for capture, and an untouched deep copy."""
+    name, kwargs, _, _ = TIMM_CASES[case]
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, **kwargs).eval()
+    untouched = copy.deepcopy(model)
+    return from_module(model, name, device="cpu"), untouched
+
+
+def random_input(lm: LoadedModel, batch: int = 2, seed: int = 1) -> torch.Tensor:
+    """A batch of normal noise at the model's input size."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, *lm.data_config["input_size"], generator=generator)
+
+
+def model_state(model: nn.Module) -> list[tuple]:
+    """Everything a call could leave changed on a model: per module its class, an
+    instance-level ``forward``, its hooks, its children's classes, its training flag and
+    ``fused_attn``; and the weights' hash."""
+    rows: list[tuple] = []
+    for name, module in model.named_modules():
+        hooks = tuple(len(getattr(module, attr)) for attr in (
+            "_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
+            "_backward_pre_hooks", "_state_dict_hooks", "_load_state_dict_pre_hooks"))
+        rows.append((name, type(module).__name__, "forward" in vars(module), hooks,
+                     module.training, getattr(module, "fused_attn", None),
+                     tuple(type(c).__name__ for c in module.children())))
+    rows.append(("weights", weights_hash(model)))
+    return rows

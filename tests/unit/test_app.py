@@ -1,0 +1,181 @@
+"""Smoke test of every page with Streamlit's AppTest: no exception, the demo
+image shown with its predictions and the attention overlay."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.data.datasets import demo_dataset, load_batch
+from core.model.loading import load_model
+from core.analyses.strength import STRENGTH
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+PAGES = ["app_pages/overview_page.py", "app_pages/importance_page.py",
+         "app_pages/strength_page.py", "app_pages/patterns_page.py",
+         "app_pages/rollout_page.py"]
+
+
+# Dataset-level views compute over all 1,000 demo images on first use; the app's
+# cache (st.cache_resource) is shared by every AppTest in this process anyway.
+TIMEOUT = 600
+
+
+@pytest.fixture(scope="module", autouse=True)
+def isolated_cache(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("VIT_EXPLORER_CACHE", str(tmp_path_factory.mktemp("app_cache")))
+    mp.setenv("VIT_EXPLORER_DEVICE", "cpu")
+    yield
+    mp.undo()
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_shows_the_demo_image(page):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    captions = [c for img in at.get("image") for c in img.captions]
+    assert any(c.startswith("Image test-") and "true label" in c for c in captions), captions
+    assert any("layer 0, head 0" in c for c in captions), captions
+    assert at.title[0].value  # the page's own title
+
+
+def test_sidebar_selection_reaches_the_page_and_the_url():
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at.slider(key="w_layer").set_value(3).run()  # layer
+    at.slider(key="w_head").set_value(2).run()  # head
+    at.selectbox(key="w_image").select_index(5).run()
+    captions = [c for img in at.get("image") for c in img.captions]
+    assert any("layer 3, head 2" in c for c in captions), captions
+    assert at.query_params["layer"] == "3" and at.query_params["head"] == "2"
+    assert at.query_params["image"] == at.selectbox(key="w_image").value
+
+
+def test_a_shared_link_opens_the_same_selection():
+    image_id = demo_dataset().records[50].id
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"image": image_id, "layer": "4", "head": "1"})
+    at.run()
+    assert not at.exception
+    captions = [c for img in at.get("image") for c in img.captions]
+    assert any(image_id in c for c in captions), captions
+    assert any("layer 4, head 1" in c for c in captions), captions
+
+
+def test_a_bad_model_gives_a_message_not_a_crash():
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"model": "resnet18", "checkpoint": "/no/such.pth"})
+    at.run()
+    assert not at.exception
+    assert any("does not exist" in e.value for e in at.error)
+
+
+def chart_data(chart) -> pd.DataFrame:
+    """The (single) data set an Altair chart sent to the browser."""
+    return pa.ipc.open_stream(chart.proto.datasets[0].data.data).read_pandas()
+
+
+def test_strength_page_shows_the_selected_heads_strength():
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"layer": "2", "head": "3"})
+    at.run()
+    at.switch_page("app_pages/strength_page.py").run()
+    assert not at.exception, at.exception
+    assert [s.value for s in at.subheader][:3] == [
+        "All heads of this image", "Layer 2, head 3: strength by hop",
+        "Layer 2, head 3 over all 1000 images"]
+    scatter, bars = at.get("vega_lite_chart")[1:3]
+    assert "head_pick" in scatter.proto.selection_mode  # clicking a head selects it
+    assert len(chart_data(scatter)) == 6 * 4  # every head of the image
+    lm = load_model("demo", device="cpu")
+    batch, _, _ = load_batch(lm, demo_dataset(), [0])
+    expected = STRENGTH.compute(lm, batch, {})[0]["s"][2, 3]
+    np.testing.assert_allclose(chart_data(bars)["strength"], expected, rtol=1e-5)
+
+
+def rollout_page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page("app_pages/rollout_page.py").run()
+    return at
+
+
+def test_rollout_page_shows_every_method_layers_curves_and_a_comparison():
+    at = rollout_page()
+    captions = [c for img in at.get("image") for c in img.captions]
+    for label in ("Attention rollout", "Gradient rollout for", "Gradient-weighted relevance for",
+                  "Last-layer raw attention"):
+        assert sum(c.startswith(label) for c in captions) == 1, (label, captions)
+    charts = [c.proto.spec for c in at.get("vega_lite_chart")]
+    assert any("Layer (0 = first block)" in spec for spec in charts)
+    assert any("Patches removed (deletion)" in spec for spec in charts)
+    # the selected image is scored on the way; the other 999 wait for the button
+    assert any(b.label.startswith("Compute the scores for the 999") for b in at.button)
+    table = at.dataframe[0].value
+    assert len(table) == 5 and any("Pointing game" in c for c in table.columns)
+    assert any("1 of 1000 images scored" in m.value for m in at.markdown)
+    at.radio(key="ro_class").set_value("true label").run()
+    assert any(c.startswith("Gradient rollout for Ankle boot") for img in at.get("image")
+               for c in img.captions)
+    at.text_input(key="ro_model").input("demo")
+    at.button[[b.label for b in at.button].index("Compare")].click().run()
+    assert not at.exception and not at.error
+    captions = [c for img in at.get("image") for c in img.captions]
+    assert sum(c == "Attention rollout" for c in captions) == 3  # selected, selected, second
+    at.text_input(key="ro_model").input("vit_tiny_patch16_224")
+    at.text_input(key="ro_checkpoint").input("/no/such.safetensors")
+    at.button[[b.label for b in at.button].index("Compare")].click().run()
+    assert not at.exception
+    assert any("second model could not be loaded" in e.value and "does not exist" in e.value
+               for e in at.error)
+
+
+def test_importance_page_draws_the_heads_and_the_partial_pruning(demo):
+    from core.analyses import importance
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"image": demo_dataset().records[3].id, "layer": "2", "head": "1"})
+    at.run()
+    at.switch_page("app_pages/importance_page.py").run()
+    assert not at.exception and not at.error
+    assert any("the effect of pruning each head" in s.value for s in at.subheader)
+    assert any("Partial pruning of layer 2, head 1" in s.value for s in at.subheader)
+    heads = next(c for c in at.get("vega_lite_chart") if "head index" in c.proto.spec)
+    values = chart_data(heads)["value"].to_numpy()
+    ds = demo_dataset()
+    x, _, _ = load_batch(demo, ds, [3])
+    expected = importance.leave_one_out(demo, x, [ds.records[3].label])[0, 0].ravel()
+    np.testing.assert_allclose(values, expected, atol=1e-6)  # prob, every head, in order
+    at.radio(key="importance_mode").set_value(4).run()
+    assert any("Top-5 predictions, mode 4" in m.value for m in at.markdown)
+    at.selectbox(key="importance_metric").set_value("patch_dist").run()
+    assert not at.exception and not at.error
+
+
+def test_importance_mean_over_all_images_and_overview_map(demo, tmp_path):
+    folder = demo_class_folder(tmp_path, demo.class_names)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"images": str(folder)})
+    at.run()
+    at.switch_page("app_pages/overview_page.py").run()
+    assert not at.exception and not at.error
+    assert at.button[0].label == "Compute head importance for 12 image(s)"
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    assert any(c.value.startswith("12 images; each point") for c in at.caption)
+    target = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png"))[5]
+    at.text_input(key="overview_search").input(target).run()
+    assert at.query_params["image"] == target
+    at.text_input(key="overview_search").input("no-such-image").run()
+    assert any("No image id contains" in w.value for w in at.warning)
+    at.switch_page("app_pages/importance_page.py").run()
+    at.toggle(key="importance_mean").set_value(True).run()
+    assert not at.exception and not at.error
+    assert any(s.value.startswith("All 12 images") for s in at.subheader)

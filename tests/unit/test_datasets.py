@@ -1,0 +1,72 @@
+"""Image sets: the demo, ImageFolder, flat folders with labels.csv, broken files."""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from core.data.datasets import demo_dataset, load_batch, load_dataset
+
+NAMES = ["cat", "dog", "Ankle boot"]
+
+
+def write_image(path, size=(20, 20), mode="RGB"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (*size, 3), dtype=np.uint8)
+                    ).convert(mode).save(path)
+
+
+def test_demo_set_is_balanced_with_labels():
+    ds = demo_dataset()
+    labels = np.array([r.label for r in ds.records])
+    assert len(ds) == 1000 and np.bincount(labels).tolist() == [100] * 10
+    assert ds.pixels.shape == (1000, 28, 28) and ds.pixels.dtype == np.uint8
+    assert len({r.id for r in ds.records}) == 1000
+    assert ds.content_hash(0) != ds.content_hash(1)
+
+
+def test_image_folder_layout(tmp_path):
+    write_image(tmp_path / "cat" / "a.png")
+    write_image(tmp_path / "dog" / "b.jpg")
+    write_image(tmp_path / "zebra" / "c.png")
+    ds = load_dataset(str(tmp_path), NAMES)
+    assert [(r.id, r.label) for r in ds.records] == [("cat/a.png", 0), ("dog/b.jpg", 1),
+                                                     ("zebra/c.png", None)]
+    assert any("zebra" in name and "not one of the model's classes" in why
+               for name, why in ds.skipped)
+
+
+def test_flat_folder_with_labels_csv(tmp_path):
+    write_image(tmp_path / "one.png")
+    write_image(tmp_path / "two.png")
+    write_image(tmp_path / "three.png")
+    (tmp_path / "labels.csv").write_text("filename,label\none.png,ankle boot\ntwo.png,1\n"
+                                         "three.png,unicorn\nmissing.png,cat\n")
+    ds = load_dataset(str(tmp_path), NAMES)
+    labels = {r.id: r.label for r in ds.records}
+    assert labels == {"one.png": 2, "two.png": 1, "three.png": None}
+    reasons = dict(ds.skipped)
+    assert "no such image file" in reasons["missing.png"]
+    assert "'unicorn'" in reasons["three.png"]
+
+
+def test_flat_folder_without_labels(tmp_path):
+    write_image(tmp_path / "x.png")
+    (tmp_path / "notes.txt").write_text("ignored")
+    ds = load_dataset(str(tmp_path), NAMES)
+    assert [(r.id, r.label) for r in ds.records] == [("x.png", None)]
+
+
+def test_broken_image_is_skipped_and_listed_the_rest_goes_on(tmp_path, demo):
+    write_image(tmp_path / "good.png", mode="L")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    ds = load_dataset(str(tmp_path), demo.class_names)
+    batch, kept, failures = load_batch(demo, ds, list(range(len(ds))))
+    assert [ds.records[i].id for i in kept] == ["good.png"]
+    assert batch.shape == (1, 1, 28, 28)
+    assert failures[0][0] == "broken.png" and "could not be read" in failures[0][1]
+
+
+def test_missing_folder_message():
+    import pytest
+    with pytest.raises(ValueError, match="does not exist"):
+        load_dataset("/no/such/folder", NAMES)
