@@ -37,12 +37,12 @@ test: setup browser
 	$(BIN)/python -m pytest -q
 
 precompute: setup
-	$(BIN)/python -m core.precompute --model demo --images demo
+	$(BIN)/python -m core.cli.precompute --model demo --images demo
 
 demo-model: setup
 	@[ -d /usr/share/datasets/fashion-mnist ] || { $(SUDO) apt-get update && \
 		$(SUDO) apt-get install -y dataset-fashion-mnist; }
-	$(BIN)/python -m core.demo_train
+	$(BIN)/python -m core.cli.train_demo
 
 clean:
 	rm -rf $(VENV) cache

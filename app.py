@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.uploads import save_uploads
+from core.data.uploads import save_uploads
 from ui import resources
 from ui.downloads import safe_name
 from ui.report import image_report

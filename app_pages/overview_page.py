@@ -2,9 +2,10 @@
 matters for it (t-SNE of the L x H importance vectors; paper 001, section 5.1)."""
 import streamlit as st
 
-from core.importance import METRIC_LABELS, METRICS
-from core.importance_layout import layout
-from ui import downloads, importance_data, resources
+from core.analyses.importance import METRIC_LABELS, METRICS
+from core.dataset import IMPORTANCE_OVERVIEW
+from core.dataset.importance_overview import OverviewParams
+from ui import downloads, resources
 from ui.importance_charts import overview_chart
 from ui.state import new_chart_pick, select
 from ui.views import intro, selected_image
@@ -44,15 +45,11 @@ right.text_input("Find an image by id", key="overview_search", on_change=find_im
                  placeholder=ds.records[-1].id)
 if st.session_state.get("overview_search_message"):
     right.warning(st.session_state["overview_search_message"])
-missing = importance_data.missing(lm, ds)
-if missing and not st.button(f"Compute head importance for {missing} image(s)"):
-    st.info(f"The map needs every image's head importance; {missing} of {len(ds)} images "
-            "have none in the cache yet. Compute it here (a progress bar shows how far it "
-            "is), or beforehand for the whole set with `python -m core.precompute`.")
+overview = resources.whole_set_step(lm, ds, IMPORTANCE_OVERVIEW, "The map of all images",
+                                   "overview_compute", OverviewParams(metric))
+if overview is None:
     st.stop()
-order, values = importance_data.all_images(lm, ds)
-with st.spinner("Laying out the images (t-SNE)..."):
-    xy = layout(lm, ds, order, values, metric, resources.cache())
+order, xy = overview["image"].tolist(), overview["xy"]
 ids = [ds.records[i].id for i in order]
 classes = [lm.class_names[ds.records[i].label] if ds.records[i].label is not None
            else "no label" for i in order]

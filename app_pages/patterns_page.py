@@ -3,13 +3,16 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.datasets import load_batch
-from core.layout import density, sample_indices
-from core.maps import heat_map
-from core.pattern_labels import LABELS, describe
-from core.pattern_overview import build, cached
-from core.pattern_vectors import (DEFAULT_TOP_PERCENT, PATTERNS, analysis_params, head_matrix,
-                                  strong_pairs, top_percent_threshold)
+from core.analyses import PATTERNS
+from core.analyses.pattern_labels import LABELS, describe
+from core.analyses.patterns import DEFAULT_TOP_PERCENT
+from core.data.datasets import load_batch
+from core.dataset import PATTERN_LAYOUTS
+from core.dataset.embedding import binned, sample_indices
+from core.dataset.pattern_layouts import Overview
+from core.display.head_detail import (head_matrix, strong_pairs, token_names,
+                                      top_percent_threshold, value_histogram)
+from core.display.maps import heat_map
 from ui import downloads, resources
 from ui.charts import overlay
 from ui.patterns_charts import heatmap_figure, histogram_chart, layout_chart, two_axes_chart
@@ -29,17 +32,11 @@ chosen = selected_image()
 lm, ds, index, layer, head = chosen.lm, chosen.ds, chosen.index, chosen.layer, chosen.head
 
 st.subheader("All heads of all images")
-overview = cached(lm, ds, resources.cache())
-if overview is None:
-    st.info(f"The layouts of the {len(ds)} images x {lm.num_layers * lm.num_heads} heads are "
-            "not computed yet (the attention of every image, an autoencoder of the binarised "
-            "patch attention, two t-SNE layouts: a few minutes on a CPU for 1,000 images; "
-            "`python -m core.precompute` also does it).")
-    if st.button("Compute the pattern layouts", key="pattern_compute"):
-        bar = st.progress(0.0, text="Starting...")
-        build(lm, ds, resources.cache(),
-              stage=lambda text, fraction: bar.progress(min(fraction, 1.0), text=text))
-        st.rerun()
+arrays = resources.whole_set_step(
+    lm, ds, PATTERN_LAYOUTS, f"The layouts of all heads ({lm.num_layers * lm.num_heads} per "
+    "image: an autoencoder of the binarised patch attention and two t-SNE layouts, a few "
+    "minutes on a CPU for 1,000 images)", "pattern_compute")
+overview = None if arrays is None else Overview.from_arrays(arrays)
 if overview is not None:
     left, right = st.columns(2)
     kind = left.radio("Layout of", ["patch attention (autoencoder)", "CLS attention"],
@@ -59,7 +56,7 @@ if overview is not None:
                              "pattern": [LABELS[k] for k in overview.label[rows]]})
 
     mine = frame(overview.points_of(index))
-    background = density(xy) if view == "density" else frame(
+    background = binned(xy) if view == "density" else frame(
         sample_indices(len(xy), MAX_BACKGROUND_POINTS))
     axis_name = "CLS" if kind == "CLS attention" else "Patch"
     event = downloads.chart(layout_chart(mine, background, axis_name, "head_pick"),
@@ -69,8 +66,7 @@ if overview is not None:
         select(image=str(ids[int(pick["image"])]), layer=int(pick["layer"]),
                head=int(pick["head"]))
         st.rerun()
-    here = (overview.layer == layer) & (overview.head == head)
-    shares = np.bincount(overview.label[here], minlength=len(LABELS)) / max(here.sum(), 1)
+    shares = overview.label_shares(layer, head)
     st.caption(f"{len(xy):,} points ({len(np.unique(overview.image))} images x "
                f"{lm.num_layers * lm.num_heads} heads). The autoencoder's training loss "
                f"(binary cross-entropy, ones weighted) per epoch: "
@@ -84,34 +80,28 @@ if batch is None:
     st.error(f"Image {ds.records[index].id} could not be used: {failures[0][1]}")
     st.stop()
 matrix = head_matrix(lm, batch[0], layer, head)
-arrays = resources.analyse(lm, ds, [index], PATTERNS, analysis_params())
-label, confidence = describe(arrays.arrays[index]["label_scores"][layer, head],
-                             arrays.arrays[index]["diagonal_offset"][layer, head])
+vectors = resources.analyse(lm, ds, [index], PATTERNS).arrays[index]
+label, confidence = describe(vectors["label_scores"][layer, head],
+                             vectors["diagonal_offset"][layer, head])
 st.markdown(f"Automatic pattern label of this head on this image: **{label}** (confidence "
             f"{confidence:.2f}: the margin of its score over the next pattern, 0 to 1).")
 top = st.number_input("Show the top x% of the attention values", min_value=0.01,
                       max_value=20.0, value=DEFAULT_TOP_PERCENT, step=0.5, key="pattern_top")
 threshold = top_percent_threshold(matrix, top)
 p = lm.num_prefix_tokens
-edges = np.linspace(-6, 0, 49)
-counts, _ = np.histogram(np.log10(np.clip(matrix, 1e-6, 1)), bins=edges)
+edges, counts = value_histogram(matrix)
 pairs = strong_pairs(matrix, threshold, p, MAX_LINES)
 
 token_key = "pattern_token"
 st.session_state.setdefault(token_key, 0)
-names = [f"prefix {k}" if k else "CLS" for k in range(p)] + [
-    f"patch ({r}, {c})" for r in range(lm.grid[0]) for c in range(lm.grid[1])]
-tokens = pd.DataFrame({"token": np.tile(np.arange(len(names)), 2),
-                       "name": names * 2, "axis": ["source"] * len(names) + ["target"] * len(names),
-                       "y": [1.0] * len(names) + [0.0] * len(names)})
-tokens["chosen"] = tokens["token"] == st.session_state[token_key]
+names = token_names(lm)
 
 left, right = st.columns([1.3, 1])
 with left:
     st.markdown(f"**Two-axes view** ({len(pairs.source)} pairs at or above {threshold:.3g}"
                 + (f", the strongest {MAX_LINES}" if len(pairs.source) == MAX_LINES else "")
                 + "; click a token to choose it)")
-    event = downloads.chart(two_axes_chart(pairs, tokens, "token_pick"), "pattern_two_axes",
+    event = downloads.chart(two_axes_chart(pairs, names, int(st.session_state[token_key]), "token_pick"), "pattern_two_axes",
                             on_select="rerun")
     picked = new_chart_pick("pattern_two_axes", event)
     if picked and "token" in picked:

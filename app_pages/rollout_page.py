@@ -1,17 +1,20 @@
 """Rollout page: what the whole model attends to and how faithful each map is;
 see SPEC "Attention aggregation" and "Faithfulness of explanations"."""
+import pandas as pd
 import streamlit as st
 
-from core.datasets import load_batch
-from core.faithfulness import (FAITHFULNESS, METRICS, curve_x, dataset_table,
-                               deletion_counts, method_labels)
-from core.explain import METHODS
-from core.models import ModelLoadError
-from core.rollout import FUSIONS
-from core.rollout_analysis import EXPLANATIONS, MAP_METHODS
+from core.analyses import EXPLANATIONS, FAITHFULNESS
+from core.analyses.explanations import MAP_METHODS
+from core.analyses.faithfulness import METHOD_NAMES, METRICS, curve_x, deletion_counts
+from core.dataset import FAITHFULNESS_TABLE
+from core.dataset.faithfulness_table import has_object_masks, shown_metrics
+from core.display.maps import heat_map
+from core.explain import METHODS, RolloutParams
+from core.explain.rollout import FUSIONS
+from core.model import LoadedModel, ModelLoadError
 from ui import downloads, resources
 from ui.rollout_charts import curves_chart, faithfulness_frame, layer_grid_chart, map_row
-from ui.views import enlarged, intro, selected_image
+from ui.views import display_image, intro, selected_image
 
 intro("Attention rollout",
       "This page combines the attention of all layers into one map of the image regions the "
@@ -23,6 +26,7 @@ intro("Attention rollout",
 chosen = selected_image()
 lm, ds, index = chosen.lm, chosen.ds, chosen.index
 label = ds.records[index].label
+labels = [METHODS[name].label for name in METHOD_NAMES]
 
 st.subheader("The maps of each method")
 c1, c2, c3, c4 = st.columns(4)
@@ -36,30 +40,33 @@ start = c3.slider("Start layer", 0, lm.num_layers - 1, 0, key="ro_start",
 explained = c4.radio("Class explained (gradient methods)", ["predicted", "true label"],
                      key="ro_class", disabled=label is None,
                      help="Gradient rollout and relevance explain this class.")
-params = {"fusion": fusion, "discard_ratio": discard, "start_layer": start,
-          "target": label if explained == "true label" and label is not None else None}
+target = "label" if explained == "true label" and label is not None else "prediction"
 
 
-def show_maps(model, params: dict, title: str) -> dict | None:
+def show_maps(model: LoadedModel, params: RolloutParams, target: str, title: str) -> dict | None:
     """Draw the method maps of `model` on the selected image; its arrays (None
     when the image cannot be used)."""
-    result = resources.analyse(model, ds, [index], EXPLANATIONS, params)
+    result = resources.analyse(model, ds, [index], EXPLANATIONS, params, target=target)
     if index not in result.arrays:
         st.error(f"{title}: image {ds.records[index].id} could not be used: "
                  f"{result.skipped[0][1]}")
-        return
+        return None
     arrays = result.arrays[index]
-    batch, _, _ = load_batch(model, ds, [index])
-    image = enlarged(model.to_display(batch[0]))
+    image = display_image(model, ds, index)
     class_name = model.class_names[int(arrays["class"])]
     captions = [METHODS[m].label + (f" for {class_name}" if METHODS[m].class_specific
-                                         else "") for m in MAP_METHODS]
+                                    else "") for m in MAP_METHODS]
     st.markdown(f"**{title}**: {model.name}, {model.num_layers} layers")
-    map_row(model, image, arrays["maps"], captions)
+    map_row(image, [heat_map(values, model, image.shape[:2]) for values in arrays["maps"]],
+            captions)
+    downloads.csv(pd.DataFrame(arrays["maps"].T, columns=list(MAP_METHODS)).rename_axis(
+        "patch"), "maps_" + title.lower().replace(" ", "_"),
+        "Download the maps (CSV, a row per patch)")
     return arrays
 
 
-arrays = show_maps(lm, params, "Selected model")
+params = RolloutParams(discard_ratio=discard, start_layer=start, fusion=fusion)
+arrays = show_maps(lm, params, target, "Selected model")
 if arrays is not None:
     st.subheader("Layer by layer")
     st.caption("Each small map is one layer's attention to the patches, scaled to its own "
@@ -71,21 +78,21 @@ if arrays is not None:
 st.subheader("How faithful is each map?")
 with st.spinner("Scoring this image's maps (a few hundred forward passes)..."):
     mine = resources.analyse(lm, ds, [index], FAITHFULNESS).arrays.get(index)
-all_indices = list(range(len(ds)))
-done = resources.cached_only(lm, ds, all_indices, FAITHFULNESS)
-missing = len(ds) - len(done)
-with_masks = ds.pixels is not None  # the demo set: object = non-background pixels
-if missing and st.button(f"Compute the scores for the {missing} image(s) not yet scored",
-                         help="Or run `python -m core.precompute` once for the whole set."):
-    done = resources.analyse(lm, ds, all_indices, FAITHFULNESS).arrays
-labels = method_labels()
-if done:
-    table = dataset_table(list(done.values()), localisation_too=with_masks)
-    st.markdown(f"**Image set** ({len(done)} of {len(ds)} images scored; each image explains "
-                "its predicted class with the default settings: mean fusion, no discard, "
-                "first layer)")
-    downloads.table(faithfulness_frame(table, labels, METRICS), "faithfulness",
-                    number_format="{:.3f}", width="stretch")
+if mine is not None:
+    st.markdown(f"**This image** ({ds.records[index].id}, explaining "
+                f"{lm.class_names[int(mine['class'])]})")
+    downloads.table(faithfulness_frame({m: mine[m] for m in shown_metrics(ds)}, labels,
+                                       METRICS), "faithfulness_image", number_format="{:.3f}",
+                    width="stretch")
+table = resources.whole_set_step(lm, ds, FAITHFULNESS_TABLE, "The table over the image set",
+                                 "faithfulness_compute")
+if table is not None:
+    st.markdown(f"**Image set** ({int(table['images'])} of {len(ds)} images scored; each "
+                "image explains its predicted class with the default settings: mean fusion, "
+                "no discard, first layer)")
+    downloads.table(faithfulness_frame({m: table[m] for m in shown_metrics(ds)}, labels,
+                                       METRICS), "faithfulness", number_format="{:.3f}",
+                    width="stretch")
     st.caption("Deletion/insertion: area under the predicted-class probability as patches "
                "are removed (set to the mean colour) or revealed from a blurred copy. "
                "Positive/negative perturbation: area under the share of images whose top class "
@@ -93,17 +100,15 @@ if done:
                "(negative) relevant first."
                + (" Pointing game: share of images whose brightest patch lies on the garment; "
                   "IoU: overlap of the above-average patches with the garment."
-                  if with_masks else " This image set has no object masks, so no "
+                  if has_object_masks(ds) else " This image set has no object masks, so no "
                   "localisation scores."))
-else:
-    st.info("No image of this set is scored yet.")
 if mine is not None:
     g = mine["maps"].shape[-1]
     st.markdown(f"**This image**: probability of {lm.class_names[int(mine['class'])]} as the "
                 "patches each method ranks highest are removed or revealed")
     downloads.chart(curves_chart({"Deletion (lower area is better)": mine["deletion_curve"],
                                   "Insertion (higher area is better)": mine["insertion_curve"]},
-                                 curve_x(deletion_counts(g), g), method_labels(),
+                                 curve_x(deletion_counts(g), g), labels,
                                  lm.class_names[int(mine["class"])]), "deletion_insertion",
                     width="content")
 
@@ -120,9 +125,8 @@ if other_spec.strip():
         st.error(f"The second model could not be loaded: {err}")
     else:
         same_classes = other.class_names == lm.class_names
-        other_params = {**params, "start_layer": min(start, other.num_layers - 1),
-                        "target": params["target"] if same_classes else None}
-        show_maps(lm, params, "Selected model")
-        show_maps(other, other_params, "Second model")
-        if not same_classes and params["target"] is not None:
+        other_params = RolloutParams(discard, min(start, other.num_layers - 1), fusion)
+        show_maps(other, other_params, target if same_classes else "prediction",
+                  "Second model")
+        if not same_classes and target == "label":
             st.caption("The second model has other classes: its maps explain its prediction.")

@@ -1,9 +1,9 @@
 """Strength page: how far each head looks; see SPEC "Attention strength"."""
 import numpy as np
-import pandas as pd
 import streamlit as st
 
-from core.strength import STRENGTH, density, layer_trend, stack
+from core.analyses import STRENGTH
+from core.dataset.statistics import density, layer_trend, stack
 from ui import downloads, resources
 from ui.state import new_chart_pick, select
 from ui.strength_charts import entropy_density, heads_scatter, layer_trend_chart, strength_bars
@@ -19,14 +19,11 @@ chosen = selected_image()
 lm, ds, index, layer, head = chosen.lm, chosen.ds, chosen.index, chosen.layer, chosen.head
 one = resources.analyse(lm, ds, [index], STRENGTH).arrays[index]  # readable: shown above
 
-heads = pd.DataFrame({"layer": np.repeat(np.arange(lm.num_layers), lm.num_heads),
-                      "head": np.tile(np.arange(lm.num_heads), lm.num_layers),
-                      "entropy": one["entropy"].ravel(),
-                      "mean_distance": one["mean_distance"].ravel()})
 left, right = st.columns([1.4, 1])
 with left:
     st.subheader("All heads of this image")
-    event = downloads.chart(heads_scatter(heads, layer, head), "strength_scatter",
+    event = downloads.chart(heads_scatter(one["entropy"], one["mean_distance"], layer, head),
+                            "strength_scatter",
                             on_select="rerun")
     pick = new_chart_pick("strength_scatter", event)
     if pick and "layer" in pick and "head" in pick:
@@ -41,13 +38,17 @@ with right:
                "the attention-weighted distance from a patch to the patches it attends to, "
                "averaged over patches. Attention to CLS is not counted.")
 
-everything = resources.analyse(lm, ds, list(range(len(ds))), STRENGTH)
-entropy = stack(everything.arrays, "entropy")  # images x layers x heads
-st.subheader(f"Layer {layer}, head {head} over all {len(entropy)} images")
+st.subheader(f"Layer {layer}, head {head} over all images")
+everything = resources.whole_set(lm, ds, STRENGTH, "The strength over all images",
+                                 "strength_compute")
+if everything is None or not everything.arrays:
+    st.stop()
+entropy = stack(everything.arrays, "entropy")  # image x layer x head
 x, y = density(entropy[:, layer, head])
 downloads.chart(entropy_density(x, y, float(one["entropy"][layer, head])), "entropy_density")
-st.caption("How this head's entropy varies between images; the red line is the selected image. "
-           "One narrow peak means the head behaves the same way on every image.")
+st.caption(f"How this head's entropy varies between the {len(entropy)} images; the red line "
+           "is the selected image. One narrow peak means the head behaves the same way on "
+           "every image.")
 
 st.subheader("Do later layers attend more globally?")
 trend_left, trend_right = st.columns(2)
@@ -60,5 +61,3 @@ with trend_right:
 st.caption(f"Per layer, over all heads and all {len(entropy)} images: the black line is the "
            "median, the dark band holds the middle half of the heads, the light band 90%. "
            "Rising lines mean later layers spread their attention further.")
-if everything.skipped:
-    st.warning(f"{len(everything.skipped)} image(s) could not be used and are left out.")

@@ -9,8 +9,7 @@ import timm
 import torch
 
 from bench.common import best_of
-from core import capture
-from core.models import from_module, load_model
+from core.model import capture, from_module, load_model
 
 
 def measure(lm, untouched, batch: int) -> tuple[float, float]:

@@ -4,10 +4,10 @@ For the demo model and a random-init deit_tiny_patch16_224 (224 x 224), on the s
 batch in the same run:
 - naive: one head at a time, a full instrumented forward of the batch per head
   (L x H + 1 forwards, timm's stock kernels), same metrics
-  (``core.importance.naive_leave_one_out``): the headline baseline;
+  (``testing.reference.naive_leave_one_out``): the headline baseline;
 - unbatched naive: the same loop one image at a time (batch size 1, like the floor);
-- engine: ``core.importance.leave_one_out``;
-- engine on stock kernels: the same with ``core.fast_kernels`` switched off, to show
+- engine: ``core.analyses.importance.leave_one_out``;
+- engine on stock kernels: the same with ``core.model._kernels`` switched off, to show
   what the algorithm alone gains over the naive loop and what the oneDNN kernels add;
 - floor: one full forward of the untouched timm model (fused attention) at batch size 1,
   times the forward-equivalents an exact method that reuses the activations before the
@@ -28,9 +28,12 @@ import timm
 import torch
 
 from bench.common import best_of
-from core import fast_kernels, importance, partial_pruning
-from core.datasets import demo_dataset, load_batch
-from core.models import LoadedModel, from_module, load_model
+from core.analyses import ANALYSES, importance, partial_pruning
+from core.data.datasets import demo_dataset, load_batch
+from core.engine import run
+from core.model import LoadedModel, from_module, load_model
+from core.model import _kernels as fast_kernels
+from testing.reference import naive_leave_one_out
 
 
 def forward_equivalents(lm: LoadedModel) -> float:
@@ -42,11 +45,11 @@ def forward_equivalents(lm: LoadedModel) -> float:
 def naive_per_image(lm: LoadedModel, x: torch.Tensor, targets: list[int | None]) -> None:
     """The naive loop, one image at a time (batch size 1)."""
     for i in range(len(x)):
-        importance.naive_leave_one_out(lm, x[i:i + 1], targets[i:i + 1])
+        naive_leave_one_out(lm, x[i:i + 1], targets[i:i + 1])
 
 
 def on_stock_kernels(lm: LoadedModel, x: torch.Tensor, targets: list[int | None]) -> None:
-    """The engine with ``core.fast_kernels`` switched off."""
+    """The engine with ``core.model._kernels`` (oneDNN) switched off."""
     fast_kernels.ENABLED = False
     try:
         importance.leave_one_out(lm, x, targets)
@@ -67,7 +70,7 @@ def measure(name: str, lm: LoadedModel, plain: torch.nn.Module, images: int, rou
         "forward": lambda: plain(x[:1]),
         "engine": lambda: importance.leave_one_out(lm, x, targets),
         "engine on stock kernels": lambda: on_stock_kernels(lm, x, targets),
-        "naive": lambda: importance.naive_leave_one_out(lm, x, targets),
+        "naive": lambda: naive_leave_one_out(lm, x, targets),
         "unbatched naive": lambda: naive_per_image(lm, x, targets),
     }
     best = dict.fromkeys(runs, float("inf"))
@@ -118,7 +121,7 @@ def main() -> None:
                       clock=clock)
     print(f"partial pruning, demo, one image, one head, six modes: {partial * 1e3:.1f} ms")
     start = clock()
-    result = importance.for_images(demo, ds, list(range(len(ds))))
+    result = run(demo, ds, list(range(len(ds))), ANALYSES["importance"])
     seconds = clock() - start
     print(f"demo set: {len(result.arrays)} images in {seconds:.1f} s")
     print(f"speedup_on_stock_kernels_deit_tiny: {deit_figures['stock']:.2f}")

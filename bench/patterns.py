@@ -3,7 +3,7 @@
 1. The demo set: t-SNE layout time of its CLS vectors and autoencoder codes
    (24,000 points each; patterns and autoencoder from the cache or computed).
 2. 144,000 clustered synthetic 64-dimensional codes (1,000 images of a 12 x 12
-   head model): the chosen layout (core.layout.tsne) time, its kNN
+   head model): the chosen layout (core.dataset.embedding.tsne) time, its kNN
    preservation and cluster separation.
 3. 20,000 of those: the chosen layout, a full openTSNE fit and scikit-learn's
    t-SNE side by side (time, kNN preservation, cluster separation).
@@ -18,12 +18,13 @@ import time
 import numpy as np
 from sklearn.manifold import TSNE as SklearnTSNE
 
-from core import autoencoder, layout
-from core.cache import ArrayCache
-from core.datasets import demo_dataset
-from core.models import load_model
-from core.pattern_overview import AE_EPOCHS, gather, trained_autoencoder
-from core.pattern_vectors import DEFAULT_TOP_PERCENT
+from core.analyses import ANALYSES
+from core.data.datasets import demo_dataset
+from core.dataset import autoencoder, embedding as layout
+from core.dataset.pattern_layouts import AE_EPOCHS, gather
+from core.engine import run
+from core.model import load_model
+from core.storage.cache import ArrayCache
 
 CLUSTERS = 144  # one per head of a 12 x 12 model
 DIM = 64
@@ -51,18 +52,18 @@ def quality(points: np.ndarray, result: np.ndarray, group: np.ndarray) -> str:
 
 
 def demo_layouts() -> None:
-    """Layout time of the demo set's real points (patterns and autoencoder cached)."""
+    """Layout time of the demo set's real points (the patterns analysis from the cache)."""
     lm = load_model("demo", device="cpu")
     ds = demo_dataset()
-    cache = ArrayCache()
-    quiet = lambda text, fraction: None  # noqa: E731
-    data, seconds = timed(lambda: gather(lm, ds, cache, DEFAULT_TOP_PERCENT, quiet))
-    print(f"demo: {len(data.cls_vectors):,} points, patterns analysis {seconds:.1f} s")
-    stored, seconds = timed(lambda: trained_autoencoder(lm, ds, data, cache, DEFAULT_TOP_PERCENT,
-                                                        AE_EPOCHS, quiet))
-    print(f"demo: autoencoder {seconds:.1f} s (0 if cached), loss per epoch "
-          f"{np.round(stored['loss'], 4).tolist()}")
-    codes = autoencoder.encode(autoencoder.from_arrays(stored), data.binary)
+    per_image, seconds = timed(lambda: run(lm, ds, list(range(len(ds))), ANALYSES["patterns"],
+                                           cache=ArrayCache()).arrays)
+    data = gather(lm, per_image)
+    print(f"demo: {len(data.cls_vectors):,} points, patterns analysis {seconds:.1f} s "
+          "(from the cache when precomputed)")
+    (model, loss), seconds = timed(lambda: autoencoder.train(
+        data.binary, autoencoder.Config(data.binary.shape[-1]), epochs=AE_EPOCHS))
+    print(f"demo: autoencoder {seconds:.1f} s, loss per epoch {np.round(loss, 4).tolist()}")
+    codes = autoencoder.encode(model, data.binary)
     for name, points in (("CLS vectors", data.cls_vectors), ("autoencoder codes", codes)):
         _, seconds = timed(lambda: layout.tsne(points))
         print(f"demo: layout of the {name} ({points.shape[1]}-d): {seconds:.1f} s")

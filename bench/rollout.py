@@ -8,10 +8,8 @@ import timm
 import torch
 
 from bench.common import best_of
-from core.explain import explain
-from core.models import from_module, load_model
-
-METHODS = ("rollout", "gradient_rollout", "relevance", "raw_attention")
+from core.explain import METHODS, explain
+from core.model import from_module, load_model
 
 
 def per_image_times(lm, x: torch.Tensor, method: str, repeats: int) -> tuple[float, float]:
@@ -31,7 +29,7 @@ def main() -> None:
     for name, (lm, batch, repeats) in models.items():
         x = torch.randn(batch, *lm.data_config["input_size"])
         total_batched = total_single = 0.0
-        for method in METHODS:
+        for method in METHODS:  # every registered method, the random baseline included
             batched, single = per_image_times(lm, x, method, repeats)
             total_batched += batched
             total_single += single

@@ -33,7 +33,12 @@ def table(df: pd.DataFrame, name: str, number_format: str | None = None,
           **kwargs: Any) -> None:
     """`st.dataframe` plus a "Download CSV" button (the CSV keeps full precision)."""
     st.dataframe(df.style.format(number_format) if number_format else df, **kwargs)
-    st.download_button("Download table (CSV)", data=df.to_csv(index=False).encode(),
+    csv(df, name)
+
+
+def csv(df: pd.DataFrame, name: str, label: str = "Download table (CSV)") -> None:
+    """A button that downloads `df` as CSV at full precision (index kept when named)."""
+    st.download_button(label, data=df.to_csv(index=df.index.name is not None).encode(),
                        file_name=f"{name}.csv", mime="text/csv", key=f"csv_{name}",
                        on_click="ignore", type="tertiary", icon=":material/download:")
 

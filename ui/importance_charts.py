@@ -6,9 +6,23 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from core.capture import MODE_NAMES
+from core.model import MODE_NAMES
 
 PICK = "pick"  # name of the click selection in these charts
+
+
+def values_frame(values: np.ndarray, metrics: tuple[str, ...],
+                 std: np.ndarray | None = None) -> pd.DataFrame:
+    """metric x layer x head values (and standard deviations) as a table, a row per
+    head, for the CSV download."""
+    _, layers, heads = values.shape
+    df = pd.DataFrame({"layer": np.repeat(np.arange(layers), heads),
+                       "head": np.tile(np.arange(heads), layers)})
+    for k, metric in enumerate(metrics):
+        df[metric] = values[k].ravel()
+        if std is not None:
+            df[f"{metric}_std"] = std[k].ravel()
+    return df
 
 
 def heads_chart(values: np.ndarray, std: np.ndarray | None, metric_label: str,

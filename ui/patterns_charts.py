@@ -9,8 +9,8 @@ import pandas as pd
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from core.layout import Density
-from core.pattern_vectors import Pairs
+from core.dataset.embedding import Density
+from core.display.head_detail import Pairs
 
 CLS_COLOUR, PATCH_COLOUR = "#1f77b4", "#ff7f0e"  # blue: CLS-related, orange: patch pairs
 
@@ -69,10 +69,15 @@ def histogram_chart(edges: np.ndarray, counts: np.ndarray, threshold: float,
     return alt.layer(hist, rule, text).properties(height=180)
 
 
-def two_axes_chart(pairs: Pairs, tokens: pd.DataFrame, token_pick: str) -> alt.LayerChart:
+def two_axes_chart(pairs: Pairs, names: list[str], chosen: int,
+                   token_pick: str) -> alt.LayerChart:
     """Source tokens on the top axis, target tokens on the bottom one, a line per
     pair of `pairs` (shade: attention value; blue CLS-related, orange patch pairs).
-    `tokens` (token, name, axis, y, chosen) are clickable points on both axes."""
+    The tokens (`names`, in token order; `chosen` in red) are clickable on both axes."""
+    tokens = pd.DataFrame({"token": np.tile(np.arange(len(names)), 2), "name": names * 2,
+                           "axis": ["source"] * len(names) + ["target"] * len(names),
+                           "y": [1.0] * len(names) + [0.0] * len(names)})
+    tokens["chosen"] = tokens["token"] == chosen
     lines = pd.DataFrame({"source": pairs.source, "target": pairs.target, "top": 1.0,
                           "bottom": 0.0, "attention": pairs.value,
                           "pair": np.where(pairs.cls_related, "CLS-related", "patch -> patch")})

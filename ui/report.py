@@ -12,18 +12,19 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 
-from core.cache import ArrayCache
-from core.datasets import Dataset, load_batch
-from core.engine import Analysis, run
-from core.forward_summary import FORWARD
-from core.importance import IMPORTANCE, METRIC_LABELS, METRICS
-from core.maps import heat_map
-from core.models import LoadedModel
-from core.pattern_labels import describe
-from core.pattern_vectors import DEFAULT_TOP_PERCENT, PATTERNS, head_matrix, top_percent_threshold
-from core.predictions import top_k
-from core.rollout_analysis import EXPLANATIONS, MAP_METHODS
-from core.strength import STRENGTH
+from core.analyses import ANALYSES
+from core.analyses.explanations import MAP_METHODS
+from core.analyses.importance import METRIC_LABELS, METRICS
+from core.analyses.pattern_labels import describe
+from core.analyses.patterns import DEFAULT_TOP_PERCENT
+from core.data.datasets import Dataset, load_batch
+from core.display.head_detail import head_matrix, top_percent_threshold
+from core.display.maps import heat_map
+from core.display.predictions import top_k
+from core.engine import run
+from core.explain import METHODS
+from core.model import LoadedModel
+from core.storage.cache import ArrayCache
 from ui.charts import overlay, predictions_chart
 from ui.downloads import chart_png, figure_png, image_png
 from ui.importance_charts import heads_chart
@@ -36,8 +37,6 @@ h1{margin-bottom:0}section{margin:2em 0}img{max-width:100%}.row{display:flex;gap
 flex-wrap:wrap}.row figure{margin:0;flex:1;min-width:200px}figcaption{color:#555;
 font-size:.9em}table{border-collapse:collapse}td,th{padding:.2em .8em;border-bottom:1px solid
 #ddd;text-align:left}.muted{color:#666}"""
-MAP_NAMES = {"rollout": "Attention rollout", "gradient_rollout": "Gradient rollout",
-             "relevance": "Gradient-weighted relevance", "raw_attention": "Last-layer attention"}
 
 
 def img_tag(png: bytes, alt: str) -> str:
@@ -55,9 +54,11 @@ def section(title: str, intro: str, body: str) -> str:
             "</section>")
 
 
-def one(lm: LoadedModel, ds: Dataset, index: int, analysis: Analysis,
-        cache: ArrayCache | None, params: dict | None = None) -> dict[str, np.ndarray]:
-    result = run(lm, ds, [index], analysis, params, cache=cache)
+def one(lm: LoadedModel, ds: Dataset, index: int, name: str,
+        cache: ArrayCache | None) -> dict[str, np.ndarray]:
+    """Analysis `name` of the registry for image `index`, default parameters and target
+    (the same cache entries as the pages and the precompute)."""
+    result = run(lm, ds, [index], ANALYSES[name], cache=cache)
     if index not in result.arrays:
         raise ValueError(f"Image {ds.records[index].id}: {result.skipped[0][1]}")
     return result.arrays[index]
@@ -68,7 +69,7 @@ def image_report(lm: LoadedModel, ds: Dataset, index: int, layer: int, head: int
     """The HTML text of the report for image `index` and head (`layer`, `head`)."""
     record = ds.records[index]
     true_name = None if record.label is None else lm.class_names[record.label]
-    forward = one(lm, ds, index, FORWARD, cache)
+    forward = one(lm, ds, index, "forward", cache)
     batch, _, _ = load_batch(lm, ds, [index])
     image = enlarged(lm.to_display(batch[0]))
 
@@ -85,7 +86,7 @@ def image_report(lm: LoadedModel, ds: Dataset, index: int, layer: int, head: int
         + img_tag(chart_png(predictions_chart(top_k(forward["logits"], lm.class_names),
                                               true_name)), "top-5 predictions"))]
 
-    values = one(lm, ds, index, IMPORTANCE, cache, {"target": record.label})["importance"]
+    values = one(lm, ds, index, "importance", cache)["importance"]
     prob = values[METRICS.index("prob")]
     top = np.dstack(np.unravel_index(np.argsort(-prob, axis=None)[:3], prob.shape))[0]
     parts.append(section(
@@ -98,21 +99,18 @@ def image_report(lm: LoadedModel, ds: Dataset, index: int, layer: int, head: int
         img_tag(chart_png(heads_chart(prob, None, METRIC_LABELS["prob"], (layer, head))),
                 "importance of every head")))
 
-    strength = one(lm, ds, index, STRENGTH, cache)
-    heads = pd.DataFrame({"layer": np.repeat(np.arange(lm.num_layers), lm.num_heads),
-                          "head": np.tile(np.arange(lm.num_heads), lm.num_layers),
-                          "entropy": strength["entropy"].ravel(),
-                          "mean_distance": strength["mean_distance"].ravel()})
+    strength = one(lm, ds, index, "strength", cache)
     parts.append(section(
         "How far the heads look",
         "Left: every head of this image; low entropy = the head focuses on one distance. "
         f"Right: the share of attention head {head} of layer {layer} gives to patches 0, 1, "
         f"2... steps away (mean distance {strength['mean_distance'][layer, head]:.1f} px).",
-        figure_row([(chart_png(heads_scatter(heads, layer, head)), "Entropy of every head"),
+        figure_row([(chart_png(heads_scatter(strength["entropy"], strength["mean_distance"], layer,
+                                              head)), "Entropy of every head"),
                     (chart_png(strength_bars(strength["s"][layer, head])),
                      "Attention strength by hop")])))
 
-    patterns = one(lm, ds, index, PATTERNS, cache)
+    patterns = one(lm, ds, index, "patterns", cache)
     name, confidence = describe(patterns["label_scores"][layer, head],
                                 int(patterns["diagonal_offset"][layer, head]))
     matrix = head_matrix(lm, batch[0], layer, head)
@@ -125,12 +123,12 @@ def image_report(lm: LoadedModel, ds: Dataset, index: int, layer: int, head: int
         img_tag(figure_png(heatmap_figure(matrix, threshold, lm.num_prefix_tokens)),
                 "attention matrix")))
 
-    maps = one(lm, ds, index, EXPLANATIONS, cache)["maps"]
+    maps = one(lm, ds, index, "explanations", cache)["maps"]
     parts.append(section(
         "What the whole model looks at",
         "Each map combines the attention of all layers in its own way; bright patches "
         "matter most for the predicted class.",
-        figure_row([(heat(values), MAP_NAMES[method])
+        figure_row([(heat(values), METHODS[method].label)
                     for method, values in zip(MAP_METHODS, maps)])))
 
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

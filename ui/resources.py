@@ -1,12 +1,18 @@
-"""Cached engine objects for the app (one per process, shared by sessions)."""
+"""Engine objects for the app (one per process, shared by sessions) and the engine
+calls of the pages, with progress bars and the question asked before any computation
+over the whole image set."""
 from __future__ import annotations
+
+from typing import Any
 
 import streamlit as st
 
-from core.cache import ArrayCache, Arrays, make_key
-from core.datasets import Dataset, load_dataset
-from core.engine import Analysis, RunResult, run
-from core.models import LoadedModel, load_model
+from core.analyses.base import Analysis, TargetChoice
+from core.data.datasets import Dataset, load_dataset
+from core.dataset.base import DatasetStep
+from core.engine import RunResult, run, run_step
+from core.model import LoadedModel, load_model
+from core.storage.cache import ArrayCache, Arrays
 
 
 @st.cache_resource(show_spinner="Loading the model...")
@@ -22,36 +28,6 @@ def dataset(spec: str, model_identity: str, class_names: tuple[str, ...]) -> Dat
 @st.cache_resource
 def cache() -> ArrayCache:
     return ArrayCache()
-
-
-def analyse(lm: LoadedModel, ds: Dataset, indices: list[int], analysis: Analysis,
-            params: dict | None = None) -> RunResult:
-    """Run an analysis with a progress bar when more than a few images need work."""
-    bar = st.progress(0.0, text=f"Computing {analysis.name}...") if len(indices) > 8 else None
-
-    def report(done: int, total: int) -> None:
-        if bar is not None:
-            bar.progress(done / max(total, 1), text=f"{analysis.name}: {done}/{total} images")
-
-    result = run(lm, ds, indices, analysis, params, cache=cache(), progress=report)
-    if bar is not None:
-        bar.empty()
-    return result
-
-
-def cached_only(lm: LoadedModel, ds: Dataset, indices: list[int], analysis: Analysis,
-                params: dict | None = None) -> dict[int, Arrays]:
-    """The results already in the disk cache (nothing is computed): image index -> arrays."""
-    found: dict[int, Arrays] = {}
-    for i in indices:
-        try:
-            arrays = cache().get(make_key(lm.identity, ds.content_hash(i), analysis.name,
-                                          params or {}))
-        except OSError:  # unreadable file: the full run reports it
-            continue
-        if arrays is not None:
-            found[i] = arrays
-    return found
 
 
 class Unavailable(Exception):
@@ -71,3 +47,80 @@ def current() -> tuple[LoadedModel, Dataset]:
         raise Unavailable(f"The image set {sel['images']!r} holds no images "
                           "(.png, .jpg, .bmp, .gif, .webp, .tif).")
     return lm, ds
+
+
+def _bar(what: str, total: int):
+    """A progress bar and its callback ``(done, total)``."""
+    bar = st.progress(0.0, text=f"Computing {what}...")
+
+    def report(done: int, count: int) -> None:
+        bar.progress(done / max(count, 1), text=f"{what}: {done}/{count} images")
+
+    return bar, report
+
+
+def analyse(lm: LoadedModel, ds: Dataset, indices: list[int], analysis: Analysis,
+            params: Any = None, target: TargetChoice | None = None) -> RunResult:
+    """Run an analysis on a few images (a progress bar when more than 8 need work)."""
+    if len(indices) <= 8:
+        return run(lm, ds, indices, analysis, params, target=target, cache=cache())
+    bar, report = _bar(analysis.name, len(indices))
+    result = run(lm, ds, indices, analysis, params, target=target, cache=cache(),
+                 progress=report)
+    bar.empty()
+    return result
+
+
+def _ask(what: str, missing: int, total: int, key: str) -> bool:
+    """Ask before a computation over the whole image set: True once the user chose to
+    compute it now; otherwise the page says how to precompute it instead."""
+    needs = (f"{missing} of the {total} images have no results in the cache yet"
+             if missing else "it is not computed yet")
+    st.info(f"{what} needs every image of the set, and {needs}. Compute it now (a progress "
+            "bar shows how far it is), or for the whole set beforehand with "
+            "`python -m core.cli.precompute --model MODEL --images IMAGES`.")
+    return st.button("Compute now" + (f" ({missing} images)" if missing else ""), key=key)
+
+
+def _skipped(skipped: list[tuple[str, str]]) -> None:
+    if skipped:
+        st.warning(f"{len(skipped)} image(s) could not be used and are left out: "
+                   + "; ".join(f"{name}: {why}" for name, why in skipped[:5]))
+
+
+def whole_set(lm: LoadedModel, ds: Dataset, analysis: Analysis, what: str, key: str,
+              params: Any = None) -> RunResult | None:
+    """`analysis` for every image: from the cache, or computed when the user asks
+    (None until then)."""
+    everything = list(range(len(ds)))
+    found = run(lm, ds, everything, analysis, params, cache=cache(), compute=False)
+    if not found.missing:
+        return found
+    if not _ask(what, len(found.missing), len(ds), key):
+        return None
+    bar, report = _bar(analysis.name, len(ds))
+    result = run(lm, ds, everything, analysis, params, cache=cache(), progress=report)
+    bar.empty()
+    _skipped(result.skipped)
+    return result
+
+
+def whole_set_step(lm: LoadedModel, ds: Dataset, step: DatasetStep, what: str, key: str,
+                   params: Any = None) -> Arrays | None:
+    """A dataset step's result: from the cache, or computed when the user asks (None
+    until then)."""
+    found = run_step(lm, ds, step, params, cache=cache(), compute=False)
+    if found.arrays is not None:
+        return found.arrays
+    if not _ask(what, found.missing, len(ds), key):
+        return None
+    bar, report = _bar(step.reads.name, len(ds))
+    try:
+        result = run_step(lm, ds, step, params, cache=cache(), progress=report,
+                          stage=lambda text, fraction: bar.progress(min(fraction, 1.0), text))
+    except ValueError as err:
+        st.error(str(err))
+        return None
+    bar.empty()
+    _skipped(result.skipped)
+    return result.arrays

@@ -9,16 +9,15 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.maps import heat_map, normalise
-from core.models import LoadedModel
+from core.display.maps import normalise
+from core.model import LoadedModel
 from ui.charts import overlay
 
 
-def map_row(lm: LoadedModel, image: np.ndarray, maps: np.ndarray, captions: list[str]) -> None:
-    """One overlay per map (K x G) on the enlarged image, side by side; each map
-    scaled to its own range (bright = most relevant patch)."""
-    for column, values, caption in zip(st.columns(len(maps)), maps, captions):
-        heat = heat_map(values, lm, image.shape[:2])
+def map_row(image: np.ndarray, heats: list[np.ndarray], captions: list[str]) -> None:
+    """One overlay per heat map (each height x width in [0, 1], bright = most relevant
+    patch) on the enlarged image, side by side."""
+    for column, heat, caption in zip(st.columns(len(heats)), heats, captions):
         column.image(overlay(image, heat), caption=caption)
 
 

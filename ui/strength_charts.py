@@ -1,5 +1,5 @@
 """Charts of the strength page (SPEC "Attention strength"). They draw what
-`core.strength` computed; nothing here computes."""
+`core.analyses.strength` computed; nothing here computes."""
 from __future__ import annotations
 
 import altair as alt
@@ -10,12 +10,16 @@ LAYER_COLOURS = "viridis"
 PICK = "head_pick"
 
 
-def heads_scatter(heads: pd.DataFrame, layer: int, head: int) -> alt.Chart:
-    """One point per head (columns layer, head, entropy, mean_distance): x the layer,
-    spread by head, y the entropy, colour the layer; the selected head is ringed.
-    Clicking a point selects it (selection name ``head_pick``, fields layer, head)."""
+def heads_scatter(entropy: np.ndarray, mean_distance: np.ndarray, layer: int,
+                  head: int) -> alt.Chart:
+    """One point per head of layer x head arrays: x the layer, spread by head, y the
+    entropy, colour the layer; the selected head is ringed. Clicking a point selects
+    it (selection name ``head_pick``, fields layer, head)."""
     pick = alt.selection_point(name=PICK, fields=["layer", "head"], on="click", nearest=True)
-    layers, per_layer = int(heads["layer"].max()) + 1, int(heads["head"].max()) + 1
+    layers, per_layer = entropy.shape
+    heads = pd.DataFrame({"layer": np.repeat(np.arange(layers), per_layer),
+                          "head": np.tile(np.arange(per_layer), layers),
+                          "entropy": entropy.ravel(), "mean_distance": mean_distance.ravel()})
     base = alt.Chart(heads).transform_calculate(  # heads side by side within their layer
         spread=f"datum.layer + (datum.head - {(per_layer - 1) / 2}) * {0.7 / per_layer}"
     ).encode(

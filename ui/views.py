@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from core.datasets import Dataset, load_batch
-from core.forward_summary import FORWARD
-from core.models import LoadedModel
-from core.maps import heat_map
-from core.predictions import top_k
+from core.analyses import FORWARD
+from core.data.datasets import Dataset, load_batch
+from core.display.maps import heat_map
+from core.display.predictions import top_k
+from core.model import LoadedModel
 from ui import downloads, resources
 from ui.charts import overlay, predictions_chart
 from ui.state import selection
@@ -26,9 +26,17 @@ def intro(title: str, what: str, how: str) -> None:
 
 
 def enlarged(image: np.ndarray) -> np.ndarray:
-    """An H x W x C image in [0, 1] enlarged by pixel repetition to about DISPLAY_SIZE."""
+    """A height x width x channel image in [0, 1] enlarged by pixel repetition to about
+    DISPLAY_SIZE."""
     scale = max(1, DISPLAY_SIZE // max(image.shape[:2]))
     return np.kron(image, np.ones((scale, scale, 1)))
+
+
+def display_image(lm: LoadedModel, ds: Dataset, index: int) -> np.ndarray | None:
+    """Image `index` as the model sees it (after its resize and crop), enlarged for
+    display; None when it cannot be read."""
+    batch, _, _ = load_batch(lm, ds, [index])
+    return None if batch is None else enlarged(lm.to_display(batch[0]))
 
 
 @dataclass
@@ -63,8 +71,7 @@ def selected_image() -> Selected:
         st.error(f"Image {ds.records[index].id} could not be used: {result.skipped[0][1]}")
         st.stop()
     arrays = result.arrays[index]
-    batch, _, _ = load_batch(lm, ds, [index])
-    big = enlarged(lm.to_display(batch[0]))
+    big = display_image(lm, ds, index)
     heat = heat_map(arrays["cls_attention"][layer, head], lm, big.shape[:2])
     label = ds.records[index].label
     true_name = None if label is None else lm.class_names[label]

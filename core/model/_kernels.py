@@ -8,8 +8,8 @@ the stock kernels, 158 ms with oneDNN linear layers and 115 ms with the GELU fus
 too; the results agree to float rounding (bit for bit there).
 
 :func:`onednn` switches a model over for the duration of a ``with`` block; the
-no-capture paths of ``core.capture`` (leave-one-out importance, the perturbation
-tests) run inside one, while the instrumented :func:`core.capture.forward` keeps
+no-capture paths (:func:`fast_path`: leave-one-out importance, the perturbation
+tests) run inside one, while the instrumented ``core.model.capture.forward`` keeps
 the stock kernels, so that the tests compare every fast path with a stock one.
 Small products stay on ``F.linear``, where oneDNN's call overhead outweighs the
 gain. ``VIT_EXPLORER_ONEDNN=0`` switches all of this off.

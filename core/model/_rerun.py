@@ -78,10 +78,11 @@ def forward_from(lm: LoadedModel, hidden: torch.Tensor, start: int,
     computes only the token rows the head reads where ``_final_rows`` allows it.
     """
     model = lm.model
-    rows = rows_read_by_head(model)
     block = model.blocks[start]
     z: list[torch.Tensor] = [] if attn_output is None else [attn_output.to(lm.device)]
     with lm.lock:
+        # under the lock: another call may have swapped the final block's attention
+        rows = rows_read_by_head(model)
         original = block.attn
         handle = original.register_forward_hook(lambda _m, _a, out: z.append(out))
         try:

@@ -12,15 +12,17 @@ from streamlit.testing.v1 import AppTest
 
 from core.data.datasets import demo_dataset, load_batch
 from core.model.loading import load_model
+from core.analyses.base import NoParams
 from core.analyses.strength import STRENGTH
+from testing.images import demo_class_folder
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PAGES = ["app_pages/overview_page.py", "app_pages/importance_page.py",
          "app_pages/strength_page.py", "app_pages/patterns_page.py",
          "app_pages/rollout_page.py"]
 
 
-# Dataset-level views compute over all 1,000 demo images on first use; the app's
+# Dataset-level views ask before computing over all 1,000 demo images; the app's
 # cache (st.cache_resource) is shared by every AppTest in this process anyway.
 TIMEOUT = 600
 
@@ -91,13 +93,15 @@ def test_strength_page_shows_the_selected_heads_strength():
     assert not at.exception, at.exception
     assert [s.value for s in at.subheader][:3] == [
         "All heads of this image", "Layer 2, head 3: strength by hop",
-        "Layer 2, head 3 over all 1000 images"]
+        "Layer 2, head 3 over all images"]
+    # the whole set is not computed without asking
+    assert any(b.label == "Compute now (999 images)" for b in at.button)
     scatter, bars = at.get("vega_lite_chart")[1:3]
     assert "head_pick" in scatter.proto.selection_mode  # clicking a head selects it
     assert len(chart_data(scatter)) == 6 * 4  # every head of the image
     lm = load_model("demo", device="cpu")
     batch, _, _ = load_batch(lm, demo_dataset(), [0])
-    expected = STRENGTH.compute(lm, batch, {})[0]["s"][2, 3]
+    expected = STRENGTH.compute(lm, batch, [None], NoParams())[0]["s"][2, 3]
     np.testing.assert_allclose(chart_data(bars)["strength"], expected, rtol=1e-5)
 
 
@@ -118,10 +122,9 @@ def test_rollout_page_shows_every_method_layers_curves_and_a_comparison():
     assert any("Layer (0 = first block)" in spec for spec in charts)
     assert any("Patches removed (deletion)" in spec for spec in charts)
     # the selected image is scored on the way; the other 999 wait for the button
-    assert any(b.label.startswith("Compute the scores for the 999") for b in at.button)
-    table = at.dataframe[0].value
+    assert any(b.label == "Compute now (999 images)" for b in at.button)
+    table = at.dataframe[0].value  # this image's scores
     assert len(table) == 5 and any("Pointing game" in c for c in table.columns)
-    assert any("1 of 1000 images scored" in m.value for m in at.markdown)
     at.radio(key="ro_class").set_value("true label").run()
     assert any(c.startswith("Gradient rollout for Ankle boot") for img in at.get("image")
                for c in img.captions)
@@ -129,7 +132,7 @@ def test_rollout_page_shows_every_method_layers_curves_and_a_comparison():
     at.button[[b.label for b in at.button].index("Compare")].click().run()
     assert not at.exception and not at.error
     captions = [c for img in at.get("image") for c in img.captions]
-    assert sum(c == "Attention rollout" for c in captions) == 3  # selected, selected, second
+    assert sum(c == "Attention rollout" for c in captions) == 2  # selected, second
     at.text_input(key="ro_model").input("vit_tiny_patch16_224")
     at.text_input(key="ro_checkpoint").input("/no/such.safetensors")
     at.button[[b.label for b in at.button].index("Compare")].click().run()
@@ -166,8 +169,8 @@ def test_importance_mean_over_all_images_and_overview_map(demo, tmp_path):
     at.run()
     at.switch_page("app_pages/overview_page.py").run()
     assert not at.exception and not at.error
-    assert at.button[0].label == "Compute head importance for 12 image(s)"
-    at.button[0].click().run()
+    assert at.button(key="overview_compute").label == "Compute now (12 images)"
+    at.button(key="overview_compute").click().run()
     assert not at.exception and not at.error
     assert any(c.value.startswith("12 images; each point") for c in at.caption)
     target = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png"))[5]
@@ -177,5 +180,6 @@ def test_importance_mean_over_all_images_and_overview_map(demo, tmp_path):
     assert any("No image id contains" in w.value for w in at.warning)
     at.switch_page("app_pages/importance_page.py").run()
     at.toggle(key="importance_mean").set_value(True).run()
-    assert not at.exception and not at.error
+    assert not at.exception and not at.error  # computed for the overview: no question
+    assert not [b for b in at.button if b.key == "importance_compute"]
     assert any(s.value.startswith("All 12 images") for s in at.subheader)

@@ -172,7 +172,7 @@ def test_the_app_shows_a_message_for_a_broken_image_and_keeps_running(messy_fold
                                                                       monkeypatch, image_id):
     from streamlit.testing.v1 import AppTest
     monkeypatch.setenv("VIT_EXPLORER_CACHE", str(tmp_path / "cache"))
-    app = str(Path(__file__).resolve().parent.parent / "app.py")
+    app = str(Path(__file__).resolve().parents[2] / "app.py")
     at = AppTest.from_file(app, default_timeout=300)
     at.query_params.update({"images": str(messy_folder), "image": image_id})
     at.run()

@@ -9,6 +9,7 @@ import torch
 from core.model import capture
 from core.model.loading import LoadedModel, load_model
 from testing.models import TIMM_CASES, random_input, random_vit
+from testing.reference import zero_head_by_hand
 
 
 @pytest.fixture(scope="module", params=["demo", *TIMM_CASES])
@@ -45,26 +46,6 @@ def test_prefix_tokens_and_grid_read_from_model(case_name):
     _, _, prefix, grid = TIMM_CASES[case_name]
     assert (lm.num_prefix_tokens, lm.grid) == (prefix, grid)
     assert lm.num_tokens == prefix + grid[0] * grid[1]
-
-
-def zero_head_by_hand(model: torch.nn.Module, layer: int, head: int, x: torch.Tensor):
-    """Independent pruning: zero the head's slice of the concatenated head outputs
-    (the input of the output projection), which is what A = 0 gives for A @ V."""
-    attn = model.blocks[layer].attn
-    width = attn.head_dim
-
-    def hook(_module, args):
-        (inp,) = args
-        inp = inp.clone()
-        inp[..., head * width:(head + 1) * width] = 0
-        return (inp,)
-
-    handle = attn.proj.register_forward_pre_hook(hook)
-    try:
-        with torch.no_grad():
-            return model(x)
-    finally:
-        handle.remove()
 
 
 @pytest.mark.parametrize("layer,head", [(0, 0), (1, 1), (-1, -1)])

@@ -1,4 +1,4 @@
-"""oneDNN kernels (core.fast_kernels) against the stock PyTorch ones."""
+"""oneDNN kernels (core.model._kernels) against the stock PyTorch ones."""
 from __future__ import annotations
 
 import pytest

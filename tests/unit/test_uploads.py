@@ -1,4 +1,4 @@
-"""Uploaded images become a content-named image set (core.uploads)."""
+"""Uploaded images become a content-named image set (core.data.uploads)."""
 from __future__ import annotations
 
 import io
