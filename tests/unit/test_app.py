@@ -183,3 +183,26 @@ def test_importance_mean_over_all_images_and_overview_map(demo, tmp_path):
     assert not at.exception and not at.error  # computed for the overview: no question
     assert not [b for b in at.button if b.key == "importance_compute"]
     assert any(s.value.startswith("All 12 images") for s in at.subheader)
+
+
+def test_the_report_reuses_the_entries_the_pages_computed(demo):
+    """One typed parameter set per view: the report's analyses hit the cache entries the
+    pages wrote (before, the Rollout page and the report computed the maps twice)."""
+    import os
+
+    from core.analyses import ANALYSES
+    from core.engine import run
+    from core.storage.cache import ArrayCache
+    image_id = demo_dataset().records[9].id
+    for page in ("app_pages/importance_page.py", "app_pages/strength_page.py",
+                 "app_pages/patterns_page.py", "app_pages/rollout_page.py"):
+        at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+        at.query_params.update({"image": image_id})
+        at.run()
+        at.switch_page(page).run()
+        assert not at.exception, at.exception
+    cache = ArrayCache(os.environ["VIT_EXPLORER_CACHE"])
+    ds = demo_dataset()
+    index = ds.index_of(image_id)
+    for name in ("forward", "importance", "strength", "patterns", "explanations"):  # report's
+        assert run(demo, ds, [index], ANALYSES[name], cache=cache, compute=False).missing == [], name
