@@ -10,7 +10,6 @@ import html
 from datetime import datetime, timezone
 
 import numpy as np
-import pandas as pd
 
 from core.analyses import ANALYSES
 from core.analyses.explanations import MAP_METHODS

@@ -1,5 +1,18 @@
-"""Real-browser fixtures: `streamlit run` on a free port, Debian's Chromium
-driven by Playwright. Screenshots go to test-artifacts/."""
+"""Real-browser fixtures: one cache prepared in this process before the server
+starts, `streamlit run` on a free port reading it, Debian's Chromium driven by
+Playwright. Screenshots go to test-artifacts/.
+
+The prepared cache holds what the tests open, computed by the engine exactly as
+the pages ask for it (checked before the server starts):
+
+* demo images ``DEMO_IMAGES``: every per-image analysis with the pages' default
+  settings (the default view of each page, the shared link of image 123);
+* ``clicks``, a folder of 30 demo images (3 classes), for the chart-click tests: its
+  per-image analyses and the importance map and pattern layouts of the whole set
+  (seconds here; two minutes for the 1,000 demo images);
+* ``ask``, a folder of 9 other demo images with nothing of the whole set cached, for
+  the tests of the "Compute now" question.
+"""
 from __future__ import annotations
 
 import os
@@ -8,6 +21,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,7 +30,21 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+                  "--disable-component-update", "--disable-sync", "--no-first-run",
+                  "--disable-background-timer-throttling",
+                  "--disable-backgrounding-occluded-windows",
+                  "--disable-renderer-backgrounding"]
+DEMO_IMAGES = (0, 123)  # the default image, the shared-link test's image
+CLICK_CLASSES, CLICKS_PER_CLASS = (1, 5, 7), 10  # Trouser, Sandal, Sneaker
+ASK_CLASSES, ASK_PER_CLASS = (2, 4, 8), 3  # Pullover, Coat, Bag: no image in common
+
+
+@dataclass(frozen=True)
+class Prepared:
+    cache: Path
+    clicks: Path  # image folder, whole-set steps cached
+    ask: Path  # image folder, nothing of the whole set cached
+    demo_ids: dict[int, str]  # demo index -> image id
 
 
 def free_port() -> int:
@@ -26,19 +54,75 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def app_url(tmp_path_factory) -> str:
+def engine_model():
+    """The demo model in this process (what the server loads: same weights, CPU)."""
+    from core import load_model
+    return load_model("demo", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory, engine_model) -> Prepared:
+    from core import ANALYSES, ArrayCache, load_dataset, run, run_step
+    from core.analyses import FORWARD, IMPORTANCE, PARTIAL_PRUNING, PATTERNS, STRENGTH
+    from core.analyses.importance import METRICS
+    from core.dataset import IMPORTANCE_OVERVIEW, PATTERN_LAYOUTS
+    from core.dataset.importance_overview import OverviewParams
+    from testing.images import demo_class_folder
+
+    lm = engine_model
+    root = tmp_path_factory.mktemp("e2e")
+    cache = ArrayCache(root / "cache")
+    assert cache.enabled, cache.warning
+    # (image set, images, analyses with the pages' default settings)
+    plan = []
+    demo = load_dataset("demo", lm.class_names)
+    plan.append((demo, list(DEMO_IMAGES), list(ANALYSES.values())))
+    clicks_dir = demo_class_folder(root / "clicks", lm.class_names, CLICKS_PER_CLASS,
+                                   CLICK_CLASSES)
+    clicks = load_dataset(str(clicks_dir), lm.class_names)
+    plan.append((clicks, list(range(len(clicks))),
+                 [FORWARD, STRENGTH, PATTERNS, IMPORTANCE, PARTIAL_PRUNING]))
+    ask_dir = demo_class_folder(root / "ask", lm.class_names, ASK_PER_CLASS, ASK_CLASSES)
+    ask = load_dataset(str(ask_dir), lm.class_names)
+    plan.append((ask, [0], [FORWARD]))  # the first image shows; the set is not computed
+    steps = [(IMPORTANCE_OVERVIEW, OverviewParams(METRICS[0])), (PATTERN_LAYOUTS, None)]
+    for ds, indices, analyses in plan:
+        for analysis in analyses:
+            run(lm, ds, indices, analysis, cache=cache)
+    for step, params in steps:
+        run_step(lm, clicks, step, params, cache=cache)
+    # the pages' own calls find all of it (a change of keys or defaults shows here)
+    for ds, indices, analyses in plan:
+        for analysis in analyses:
+            assert not run(lm, ds, indices, analysis, cache=cache, compute=False).missing
+    for step, params in steps:
+        assert run_step(lm, clicks, step, params, cache=cache, compute=False).arrays is not None
+        assert run_step(lm, ask, step, params, cache=cache, compute=False).arrays is None
+    assert run(lm, ask, [1], STRENGTH, cache=cache, compute=False).missing == [1]
+    assert len(clicks) == len(CLICK_CLASSES) * CLICKS_PER_CLASS
+    return Prepared(cache=root / "cache", clicks=clicks_dir, ask=ask_dir,
+                    demo_ids={i: demo.records[i].id for i in range(len(demo))})
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory, prepared) -> str:
     port = free_port()
-    env = dict(os.environ, VIT_EXPLORER_CACHE=str(tmp_path_factory.mktemp("cache")),
+    env = dict(os.environ, VIT_EXPLORER_CACHE=str(prepared.cache),
                VIT_EXPLORER_UPLOADS=str(tmp_path_factory.mktemp("uploads")),
                VIT_EXPLORER_DEVICE="cpu")
+    env.pop("VIT_EXPLORER_DATA_ROOTS", None)  # the test folders live in a temp dir
     log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
          "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--server.headless", "true"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+         "--server.headless", "true", "--browser.gatherUsageStats", "false",
+         # the code under test does not change during the run: no "source changed"
+         # prompt (it would hold the status widget) and no reload mid-test
+         "--server.fileWatcherType", "none", "--server.runOnSave", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
-    while True:
+    while True:  # the server's own ready signal
         try:
             if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
                 break
@@ -51,6 +135,7 @@ def app_url(tmp_path_factory) -> str:
     yield url
     proc.terminate()
     proc.wait(timeout=20)
+    log.close()
 
 
 @pytest.fixture(scope="session")
@@ -63,33 +148,48 @@ def browser():
 
 
 @pytest.fixture(scope="session")
-def first_visit(app_url, browser) -> dict:
+def new_context(browser):
+    """Browser contexts (one Streamlit session per page) that record script runs."""
+    from tests.e2e.helpers import MONITOR_JS
+
+    opened = []
+
+    def make(**kwargs):
+        kwargs.setdefault("viewport", {"width": 1400, "height": 1000})
+        context = browser.new_context(**kwargs)
+        context.add_init_script(MONITOR_JS)
+        opened.append(context)
+        return context
+
+    yield make
+    for context in opened:
+        try:
+            context.close()
+        except Exception:  # already closed by its test
+            pass
+
+
+@pytest.fixture(scope="session")
+def first_visit(app_url, new_context) -> dict:
     """The fresh server's very first session, opened on a shared link (/patterns), as
     a user following a link would; records whether Streamlit's "Page not found"
-    dialog showed and the page's heading."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    dialog ever showed and the page's heading."""
+    from tests.e2e.helpers import open_app, saw_page_not_found
 
-    from tests.e2e.helpers import wait_for_app
-    context = browser.new_context()
+    context = new_context()
     first = context.new_page()
-    first.goto(f"{app_url}/patterns")
-    try:
-        first.get_by_text("Page not found").wait_for(timeout=5_000)
-        flashed = True
-    except PlaywrightTimeout:
-        flashed = False
-    wait_for_app(first)
+    open_app(first, f"{app_url}/patterns", timeout_ms=180_000)  # imports torch: slower
     ARTIFACTS.mkdir(exist_ok=True)
     first.screenshot(path=str(ARTIFACTS / "first_visit.png"), full_page=True)
-    seen = {"not_found": flashed or first.get_by_text("Page not found").count() > 0,
+    seen = {"not_found": saw_page_not_found(first) or first.get_by_text("Page not found").count() > 0,
             "heading": first.locator("h1").first.inner_text()}
     context.close()
     return seen
 
 
 @pytest.fixture
-def page(browser, first_visit, request):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+def page(new_context, first_visit, request):
+    context = new_context()
     pg = context.new_page()
     yield pg
     ARTIFACTS.mkdir(exist_ok=True)

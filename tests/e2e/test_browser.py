@@ -1,14 +1,24 @@
-"""End-to-end tests in Debian's Chromium against `streamlit run app.py`."""
+"""End-to-end tests in Debian's Chromium against `streamlit run app.py`.
+
+Every wait names the content it needs and the end of the script run that draws it
+(``helpers.wait_for_app``); nothing waits for a fixed time. The server reads the
+cache prepared by the ``prepared`` fixture (conftest.py), so the pages find what
+these tests open already computed, except where a test is about computing.
+"""
 from __future__ import annotations
 
+import io
+import re
+from urllib.parse import urlencode
+
+import numpy as np
+import pandas as pd
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
-from core.datasets import demo_dataset
-from tests.e2e.helpers import (assert_no_exception, click_chart, largest_chart,
-                               open_page_from_sidebar,
-                               query_param, wait_for_app)
+from tests.e2e.helpers import (assert_no_exception, chart, click_chart, download, keyed,
+                               open_app, open_page_from_sidebar, query_param, runs,
+                               saw_page_not_found, wait_for_app)
 
 pytestmark = pytest.mark.e2e
 
@@ -16,6 +26,16 @@ pytestmark = pytest.mark.e2e
 PAGES = {"": "Overview", "importance": "Head importance",
          "strength": "Attention strength", "patterns": "Attention patterns",
          "rollout": "Attention rollout"}
+# on the demo set, what each page draws last (the run has reached the end of the page)
+LAST_ON_DEMO = {"": "overview_compute", "importance": "importance_mode_predictions",
+                "strength": "strength_compute", "patterns": "pattern_compute",
+                "rollout": "ro_compare"}
+ASKS = re.compile(r"Compute now \(\d+ images\)")
+URL_HAS_HEAD = "() => /[?&](layer|head)=/.test(window.location.search)"
+
+
+def url(app_url: str, path: str = "", **params: object) -> str:
+    return f"{app_url}/{path}" + (f"?{urlencode(params)}" if params else "")
 
 
 def test_a_fresh_servers_first_session_opens_a_shared_link(first_visit):
@@ -25,122 +45,117 @@ def test_a_fresh_servers_first_session_opens_a_shared_link(first_visit):
 
 @pytest.mark.parametrize("path,title", list(PAGES.items()))
 def test_every_page_opens(page, app_url, path, title):
-    seen_not_found = []
-    page.goto(f"{app_url}/{path}")
-    try:  # a direct link must not flash Streamlit's "Page not found" dialog
-        page.get_by_text("Page not found").wait_for(timeout=5_000)
-        seen_not_found.append(True)
-    except PlaywrightTimeout:
-        pass
-    wait_for_app(page)
-    assert not seen_not_found
+    open_app(page, url(app_url, path), keyed(page, LAST_ON_DEMO[path]))
+    assert not saw_page_not_found(page)  # a direct link must not flash "Page not found"
     expect(page.locator("h1").first).to_contain_text(title)
     assert_no_exception(page)
 
 
-def test_a_shared_link_opens_the_same_view_after_reload(page, app_url):
-    image_id = demo_dataset().records[123].id
-    page.goto(f"{app_url}/strength?image={image_id}&layer=4&head=1")
-    wait_for_app(page)
-    caption = "layer 4, head 1"
-    expect(page.get_by_text(caption, exact=False).first).to_be_visible()
-    expect(page.get_by_text(f"Image {image_id}", exact=False).first).to_be_visible()
-    assert f"image={image_id}" in page.url and "layer=4" in page.url
+def test_the_pages_ask_before_computing_over_the_demo_set(page, app_url):
+    open_app(page, url(app_url), keyed(page, "overview_compute"))
+    expect(keyed(page, "overview_compute").get_by_role("button")).to_have_text(ASKS)
+    expect(page.get_by_text("The map of all images needs every image of the set")).to_be_visible()
+    open_page_from_sidebar(page, "Rollout", keyed(page, "faithfulness_compute"),
+                           keyed(page, "csv_faithfulness_image"))
+    expect(keyed(page, "faithfulness_compute").get_by_role("button")).to_have_text(ASKS)
+    assert_no_exception(page)
+
+
+def test_a_shared_link_opens_the_same_view_after_reload(page, app_url, prepared):
+    image_id = prepared.demo_ids[123]
+    ready = [page.get_by_text("Layer 4, head 1: strength by hop"),
+             page.get_by_text("layer 4, head 1", exact=False).first,
+             page.get_by_text(f"Image {image_id}", exact=False).first,
+             keyed(page, "strength_compute")]
+    open_app(page, url(app_url, "strength", image=image_id, layer=4, head=1), *ready)
+    assert (query_param(page, "image"), query_param(page, "layer")) == (image_id, "4")
     page.reload()
-    wait_for_app(page)
-    expect(page.get_by_text(caption, exact=False).first).to_be_visible()
-    expect(page.get_by_text(f"Image {image_id}", exact=False).first).to_be_visible()
+    wait_for_app(page, *ready)
+    assert_no_exception(page)
 
 
 def test_sidebar_change_is_written_to_the_url(page, app_url):
-    page.goto(app_url)
-    wait_for_app(page)
-    slider = page.get_by_role("slider").nth(1)  # head
-    slider.focus()
+    open_app(page, url(app_url), page.get_by_text("layer 0, head 0", exact=False).first,
+             keyed(page, "overview_compute"))
+    keyed(page, "w_head").get_by_role("slider").focus()
     page.keyboard.press("ArrowRight")
-    expect(page.get_by_text("layer 0, head 1", exact=False).first).to_be_visible(timeout=30_000)
-    page.wait_for_function("() => window.location.search.includes('head=1')", timeout=30_000)
+    wait_for_app(page, page.get_by_text("layer 0, head 1", exact=False).first,
+                 keyed(page, "overview_compute"))
+    page.wait_for_function("() => new URLSearchParams(location.search).get('head') === '1'")
+    assert_no_exception(page)
 
 
-def test_clicking_an_image_in_the_overview_map_selects_it_for_importance(page, app_url):
-    page.goto(app_url)
-    wait_for_app(page)
-    compute = page.get_by_role("button", name="Compute head importance")
-    if compute.count():
-        compute.first.click()
-    expect(page.get_by_text("All images by head importance")).to_be_visible()
-    page.wait_for_function("() => document.querySelectorAll("
-                           "'[data-testid=\"stVegaLiteChart\"]').length >= 2", timeout=300_000)
-    wait_for_app(page, timeout_ms=300_000)
+def test_clicking_an_image_in_the_overview_map_selects_it_for_importance(page, app_url, prepared):
+    open_app(page, url(app_url, images=prepared.clicks),
+             page.get_by_text("30 images; each point is one image"), chart(page, "overview_tsne"))
     before = query_param(page, "image")
-    chart = largest_chart(page)
-    for fx, fy in ((0.3, 0.35), (0.7, 0.65), (0.5, 0.2)):  # nearest point to each click
-        click_chart(page, chart, fx, fy)
-        try:
-            page.wait_for_function(f"() => !window.location.search.includes('image={before}')",
-                                   timeout=20_000)
-            break
-        except PlaywrightTimeout:
-            continue
-    wait_for_app(page)
+    assert before
+    click_chart(page, chart(page, "overview_tsne"), [(0.3, 0.35), (0.7, 0.65), (0.5, 0.2)],
+                f"() => new URLSearchParams(location.search).get('image') !== {before!r}")
     chosen = query_param(page, "image")
-    assert chosen and chosen != before
-    open_page_from_sidebar(page, "Importance")
-    expect(page.locator("h1").first).to_contain_text("Head importance")
-    expect(page.get_by_text(f"Image {chosen}", exact=False).first).to_be_visible()
+    wait_for_app(page, page.get_by_text(f"Image {chosen}, true label", exact=False),
+                 chart(page, "overview_tsne"))
+    open_page_from_sidebar(page, "Importance", page.locator("h1", has_text="Head importance"),
+                           page.get_by_text(f"Image {chosen}: the effect of pruning each head"),
+                           keyed(page, "importance_mode_predictions"))
     assert query_param(page, "image") == chosen
     assert_no_exception(page)
 
 
 def test_clicking_a_head_in_the_strength_scatter_selects_it_for_patterns(page, app_url):
-    page.goto(f"{app_url}/strength?layer=0&head=0")
-    wait_for_app(page, timeout_ms=300_000)
-    scatter = page.locator('[data-testid="stVegaLiteChart"]').nth(1)  # after the top-5 bars
-    click_chart(page, scatter, 0.6, 0.2)  # a head of layer 3 or 4
+    open_app(page, url(app_url, "strength", layer=0, head=0),
+             page.get_by_text("Layer 0, head 0: strength by hop"), chart(page, "strength_scatter"))
     # the URL leaves out default values (layer 0, head 0): a new head adds one of them
-    page.wait_for_function("() => /[?&](layer|head)=/.test(window.location.search)",
-                           timeout=30_000)
-    wait_for_app(page)
+    click_chart(page, chart(page, "strength_scatter"), [(0.6, 0.2), (0.8, 0.3), (0.4, 0.15)],
+                URL_HAS_HEAD)
     layer, head = query_param(page, "layer") or "0", query_param(page, "head") or "0"
     assert (layer, head) != ("0", "0")
-    expect(page.get_by_text(f"Layer {layer}, head {head}: strength by hop")).to_be_visible()
-    open_page_from_sidebar(page, "Patterns")
-    expect(page.get_by_text(f"Head detail: layer {layer}, head {head}")).to_be_visible(
-        timeout=120_000)
+    wait_for_app(page, page.get_by_text(f"Layer {layer}, head {head}: strength by hop"))
+    open_page_from_sidebar(page, "Patterns",
+                           page.get_by_text(f"Head detail: layer {layer}, head {head}"))
     assert (query_param(page, "layer"), query_param(page, "head")) == (layer, head)
     assert_no_exception(page)
 
 
-def test_clicking_a_head_in_the_pattern_layout_selects_it_everywhere(page, app_url):
-    page.goto(f"{app_url}/patterns")
-    wait_for_app(page)
-    compute = page.get_by_role("button", name="Compute the pattern layouts")
-    if compute.count():
-        compute.first.click()  # the autoencoder and two t-SNE layouts of 24,000 heads
-    page.get_by_text("Layout of").wait_for(timeout=600_000)
-    wait_for_app(page, timeout_ms=600_000)
-    chart = largest_chart(page)
-    for fx, fy in ((0.2, 0.3), (0.7, 0.7), (0.4, 0.8), (0.8, 0.2)):
-        click_chart(page, chart, fx, fy)  # the nearest of the image's 24 heads
-        try:
-            page.wait_for_function("() => /[?&](layer|head)=/.test(window.location.search)",
-                                   timeout=15_000)
-            break
-        except PlaywrightTimeout:
-            continue
-    wait_for_app(page)
+def test_clicking_a_head_in_the_pattern_layout_selects_it_everywhere(page, app_url, prepared):
+    open_app(page, url(app_url, "patterns", images=prepared.clicks),
+             page.get_by_text("Head detail: layer 0, head 0"),
+             chart(page, "pattern_layout_density"))
+    expect(keyed(page, "pattern_compute")).to_have_count(0)  # the layouts are cached
+    click_chart(page, chart(page, "pattern_layout_density"),
+                [(0.2, 0.3), (0.7, 0.7), (0.4, 0.8), (0.8, 0.2)], URL_HAS_HEAD)
     layer, head = query_param(page, "layer") or "0", query_param(page, "head") or "0"
     assert (layer, head) != ("0", "0")
-    expect(page.get_by_text(f"Head detail: layer {layer}, head {head}")).to_be_visible()
-    open_page_from_sidebar(page, "Strength")
-    expect(page.get_by_text(f"Layer {layer}, head {head}: strength by hop")).to_be_visible()
+    wait_for_app(page, page.get_by_text(f"Head detail: layer {layer}, head {head}"))
+    open_page_from_sidebar(page, "Strength",
+                           page.get_by_text(f"Layer {layer}, head {head}: strength by hop"))
     assert_no_exception(page)
 
 
-def test_uploaded_images_become_the_image_set_and_a_link_reopens_it(page, app_url):
-    import io
+@pytest.mark.parametrize("path,key,label,result", [
+    ("", "overview_compute", "Compute now (9 images)", "9 images; each point is one image"),
+    ("strength", "strength_compute", "Compute now (8 images)",
+     "Do later layers attend more globally?"),
+    ("patterns", "pattern_compute", "Compute now (9 images)",
+     "Pattern labels of layer 0, head 0 over all images"),
+])
+def test_compute_now_computes_the_whole_set_once(page, app_url, prepared, path, key, label,
+                                                 result):
+    address = url(app_url, path, images=prepared.ask)
+    open_app(page, address, keyed(page, key))
+    button = keyed(page, key).get_by_role("button")
+    expect(button).to_have_text(label)
+    expect(page.get_by_text(result)).to_have_count(0)
+    button.click()
+    wait_for_app(page, page.get_by_text(result).first)
+    expect(keyed(page, key)).to_have_count(0)
+    assert_no_exception(page)
+    page.goto(address)  # a new session: now from the cache, without asking
+    wait_for_app(page, page.get_by_text(result).first)
+    expect(keyed(page, key)).to_have_count(0)
 
-    import numpy as np
+
+def test_uploaded_images_become_the_image_set_and_a_link_reopens_it(page, app_url):
     from PIL import Image
 
     def png(value: int) -> bytes:
@@ -148,21 +163,116 @@ def test_uploaded_images_become_the_image_set_and_a_link_reopens_it(page, app_ur
         Image.fromarray(np.full((40, 40, 3), value, dtype=np.uint8)).save(out, format="PNG")
         return out.getvalue()
 
-    page.goto(app_url)
-    wait_for_app(page)
+    open_app(page, url(app_url), keyed(page, "overview_compute"))
     page.locator('[data-testid="stSidebar"] input[type="file"]').set_input_files([
         {"name": "dark.png", "mimeType": "image/png", "buffer": png(30)},
         {"name": "light.png", "mimeType": "image/png", "buffer": png(220)},
         {"name": "labels.csv", "mimeType": "text/csv", "buffer": b"dark.png,Bag\n"}])
-    page.wait_for_function("() => window.location.search.includes('images=upload')",
-                           timeout=60_000)
-    wait_for_app(page)
-    expect(page.get_by_text("2 images.", exact=False)).to_be_visible()
-    expect(page.get_by_text("Image dark.png", exact=False).first).to_be_visible()
+    page.wait_for_function("() => window.location.search.includes('images=upload')")
+    wait_for_app(page, page.get_by_text("2 images.", exact=False),
+                 page.get_by_text("Image dark.png, true label: Bag"))
     query = page.url.split("?", 1)[1]
     assert_no_exception(page)
     other = page.context.new_page()  # a new session following a shared link
-    other.goto(f"{app_url}/strength?{query}")
-    wait_for_app(other)
-    expect(other.get_by_text("2 images.", exact=False)).to_be_visible()
+    open_app(other, f"{app_url}/strength?{query}", other.get_by_text("2 images.", exact=False),
+             other.get_by_text("Image dark.png", exact=False).first,
+             chart(other, "strength_scatter"))
     assert_no_exception(other)
+
+
+# -- several sessions at once -------------------------------------------------------------
+
+CONCURRENT_IMAGES = (901, 902)  # not in the prepared cache: every session computes
+SESSIONS = 4
+
+
+def reference(lm, image: int) -> dict[str, np.ndarray]:
+    """What one session alone computes for a demo image: the engine in this process,
+    without a cache, with the pages' default settings."""
+    from core import load_dataset, run
+    from core.analyses import EXPLANATIONS, FAITHFULNESS, IMPORTANCE
+    from core.explain import RolloutParams
+
+    ds = load_dataset("demo", lm.class_names)
+    return {"importance": run(lm, ds, [image], IMPORTANCE).arrays[image]["importance"],
+            "maps": run(lm, ds, [image], EXPLANATIONS, RolloutParams(),
+                        target="prediction").arrays[image]["maps"],
+            **{f"faith_{k}": v for k, v in
+               run(lm, ds, [image], FAITHFULNESS).arrays[image].items()}}
+
+
+def read_csv(data: bytes) -> pd.DataFrame:
+    return pd.read_csv(io.BytesIO(data))
+
+
+def test_four_sessions_computing_at_once_show_the_numbers_of_one_session_alone(
+        new_context, first_visit, app_url, prepared, engine_model):
+    from core.analyses.faithfulness import METRICS as FAITH_METRICS
+    from core.analyses.importance import METRICS
+    from core.dataset.faithfulness_table import shown_metrics
+    from core.explain.rollout import FUSIONS
+
+    assert FUSIONS[0] == "mean"  # the Rollout page's default is RolloutParams()
+    images = [CONCURRENT_IMAGES[k % len(CONCURRENT_IMAGES)] for k in range(SESSIONS)]
+    opened = []  # (image, page kind, page): two tabs, two Streamlit sessions, per context
+    for image in images:
+        context = new_context()
+        for kind in ("importance", "rollout"):
+            opened.append((image, kind, context.new_page()))
+    for image, kind, pg in opened:  # every navigation starts before any is waited for
+        pg.goto(url(app_url, kind, image=prepared.demo_ids[image]), wait_until="commit")
+    for image, kind, pg in opened:
+        ready = ([keyed(pg, "csv_importance_heads"), keyed(pg, "importance_mode_predictions")]
+                 if kind == "importance" else
+                 [keyed(pg, "csv_maps_selected_model"), keyed(pg, "csv_faithfulness_image"),
+                  keyed(pg, "ro_compare")])
+        wait_for_app(pg, pg.get_by_text(f"Image {prepared.demo_ids[image]}",
+                                        exact=False).first, *ready, timeout_ms=300_000)
+        assert_no_exception(pg)
+
+    # the sessions' first script runs were all going on at one moment
+    first_runs = [runs(pg)[0] for _, _, pg in opened]
+    assert all(r["end"] is not None for r in first_runs)
+    assert max(r["start"] for r in first_runs) < min(r["end"] for r in first_runs), first_runs
+
+    got: dict[tuple[int, str], pd.DataFrame] = {}
+    for k, (image, kind, pg) in enumerate(opened):
+        if kind == "importance":
+            got[k, "importance"] = read_csv(download(pg, keyed(pg, "csv_importance_heads")
+                                                     .get_by_role("button")))
+        else:
+            got[k, "maps"] = read_csv(download(pg, keyed(pg, "csv_maps_selected_model")
+                                               .get_by_role("button")))
+            got[k, "faith"] = read_csv(download(pg, keyed(pg, "csv_faithfulness_image")
+                                                .get_by_role("button")))
+        assert_no_exception(pg)
+
+    lm = engine_model
+    expected = {image: reference(lm, image) for image in CONCURRENT_IMAGES}
+    from core import load_dataset
+    shown = shown_metrics(load_dataset("demo", lm.class_names))
+    layers, heads = lm.num_layers, lm.num_heads
+    for k, (image, kind, _) in enumerate(opened):
+        want = expected[image]
+        if kind == "importance":
+            df = got[k, "importance"]
+            assert list(df.columns) == ["layer", "head", *METRICS]
+            assert (df["layer"].to_numpy() == np.repeat(np.arange(layers), heads)).all()
+            assert (df["head"].to_numpy() == np.tile(np.arange(heads), layers)).all()
+            np.testing.assert_allclose(df[list(METRICS)].to_numpy().T,
+                                       want["importance"].reshape(len(METRICS), -1),
+                                       rtol=0, atol=1e-6)
+        else:
+            maps = got[k, "maps"].set_index("patch")
+            np.testing.assert_allclose(maps.to_numpy().T, want["maps"], rtol=0, atol=1e-6)
+            faith = got[k, "faith"]
+            for m in shown:
+                column = [c for c in faith.columns if c.startswith(FAITH_METRICS[m][0] + " (")]
+                assert len(column) == 1, (m, list(faith.columns))
+                np.testing.assert_allclose(faith[column[0]].to_numpy(), want[f"faith_{m}"],
+                                           rtol=0, atol=1e-6)
+    # the sessions on one image agree with each other as well
+    first: dict[tuple[int, str], pd.DataFrame] = {}
+    for (k, name), df in got.items():
+        twin = first.setdefault((opened[k][0], name), df)
+        pd.testing.assert_frame_equal(df, twin, check_exact=False, atol=1e-6, rtol=0)

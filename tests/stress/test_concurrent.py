@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pytest
 import torch
+from timm.layers import Attention
 
 from core import (ANALYSES, DATASET_STEPS, METHODS, ArrayCache, explain, load_batch,
                   load_model, run, run_step)
@@ -38,7 +39,7 @@ from core.model import LoadedModel, capture
 from core.model._kernels import fast_path, onednn
 from core.model._rerun import forward_from, states
 from core.model.capture import _tapped
-from testing.models import model_state
+from testing.models import model_state, random_input, random_vit
 
 IMAGES = [0, 1, 2, 3]  # demo images of the per-image analyses and the methods
 OTHER_IMAGES = [4, 5]  # a second, differently sized batch in flight at the same time
@@ -120,6 +121,7 @@ def hammer(jobs: list[Job], threads: int = THREADS) -> list[str]:
     barrier = threading.Barrier(threads)
     results: list[Any] = [None] * len(jobs)
     failures: list[str] = []
+    raised: set[int] = set()
     lock = threading.Lock()
 
     def worker(k: int) -> None:
@@ -131,13 +133,14 @@ def hammer(jobs: list[Job], threads: int = THREADS) -> list[str]:
                     jobs[j].check(results[j])
             except BaseException:  # noqa: BLE001 - every exception is a failure
                 with lock:
+                    raised.add(j)
                     failures.append(f"{jobs[j].name} raised:\n{traceback.format_exc()}")
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
         for future in [pool.submit(worker, k) for k in range(threads)]:
             future.result()
-    for job, result in zip(jobs, results):
-        if job.expected is not None and not any(f.startswith(job.name) for f in failures):
+    for j, (job, result) in enumerate(zip(jobs, results)):
+        if job.expected is not None and j not in raised:
             failures += differences(job.expected, result, job.name)
     return failures
 
@@ -156,6 +159,16 @@ def lock_is_free(lm: LoadedModel) -> bool:
     thread.start()
     thread.join()
     return got == [True]
+
+
+def assert_as_loaded(lm: LoadedModel, loaded: list[tuple]) -> None:
+    """The model is exactly as loaded (no taps, hooks, swapped modules or kernels,
+    flags or weights changed), no gradient was accumulated into its weights, and its
+    lock is free."""
+    now = model_state(lm.model)
+    assert now == loaded, [row for row, original in zip(now, loaded) if row != original][:5]
+    assert all(p.grad is None for p in lm.model.parameters()), "gradients left on weights"
+    assert lock_is_free(lm), "the model's lock is still held"
 
 
 def run_arrays(lm: LoadedModel, ds: Dataset, name: str, indices: list[int],
@@ -302,8 +315,7 @@ def test_every_analysis_and_method_at_once_on_one_shared_model(shared, ds, batch
     random.Random(0).shuffle(jobs)
     failures = hammer(jobs)
     assert not failures, "\n".join(failures[:10])
-    assert model_state(lm.model) == loaded
-    assert lock_is_free(lm)
+    assert_as_loaded(lm, loaded)
 
 
 def test_leave_one_out_with_states_and_gradient_explanations_at_once(shared, batches):
@@ -320,7 +332,7 @@ def test_leave_one_out_with_states_and_gradient_explanations_at_once(shared, bat
     def grad_capture(inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         with lm.lock:  # the backward of a grad=True capture runs under the lock too
             out = capture.forward(lm, inputs, grad=True)
-            out.logits[:, 0].sum().backward()
+            out.logits[:, 0].sum().backward(inputs=out.per_layer)  # nothing on the weights
             return (out.logits.detach(), out.attention,
                     torch.stack([a.grad for a in out.per_layer], dim=1))
 
@@ -364,8 +376,106 @@ def test_leave_one_out_with_states_and_gradient_explanations_at_once(shared, bat
     random.Random(1).shuffle(jobs)
     failures = hammer(jobs, threads=8)
     assert not failures, "\n".join(failures[:10])
-    assert model_state(lm.model) == loaded
-    assert lock_is_free(lm)
+    assert_as_loaded(lm, loaded)
+
+
+def test_two_shared_models_at_once(shared, batches):
+    """The demo and a random-init ViT with five prefix tokens (registers), each shared
+    by all threads, hammered at once with leave-one-out, states, partial pruning,
+    gradient explanations, captures and fast logits: every result is its sequential
+    one bit for bit and both models end as loaded (each model's lock guards only it)."""
+    demo, demo_loaded = shared
+    registers, _ = random_vit("registers")
+    registers_loaded = model_state(registers.model)
+    inputs = {"demo": (demo, *batches["main"]),
+              "registers": (registers, random_input(registers, 3, seed=3), [None, 7, 2])}
+    calls: dict[str, Callable[[], Any]] = {}
+    for key, (lm, x, targets) in inputs.items():
+        masks = {lm.num_layers - 1: capture.head_mask(lm, [1], 3)}
+        calls |= {
+            f"{key} importance": lambda lm=lm, x=x, t=targets: leave_one_out(lm, x, t),
+            f"{key} states": lambda lm=lm, x=x: states(lm, x),
+            f"{key} partial pruning": lambda lm=lm, x=x, t=targets: modes_of_head(
+                lm, x, lm.num_layers - 1, 1, t),
+            f"{key} relevance": lambda lm=lm, x=x, t=targets: explain(lm, x, "relevance", t),
+            f"{key} gradient rollout": lambda lm=lm, x=x: explain(lm, x, "gradient_rollout"),
+            f"{key} masked capture": lambda lm=lm, x=x, m=masks: capture.forward(
+                lm, x, masks=m).attention,
+            f"{key} logits": lambda lm=lm, x=x: capture.logits(lm, x),
+        }
+    expected = {name: call() for name, call in calls.items()}
+    jobs = [Job(name, call, expected[name]) for name, call in calls.items()
+            for _ in range(3)]
+    random.Random(3).shuffle(jobs)
+    failures = hammer(jobs)
+    assert not failures, "\n".join(failures[:10])
+    assert_as_loaded(demo, demo_loaded)
+    assert_as_loaded(registers, registers_loaded)
+
+
+class WatchedLock:
+    """A re-entrant lock like ``LoadedModel.lock`` that notes when a thread has to wait
+    for it (so a test knows that thread got as far as the lock)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.waited = threading.Event()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if self._lock.acquire(blocking=False):
+            return True
+        if not blocking:
+            return False
+        self.waited.set()
+        return self._lock.acquire(timeout=timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *_exc) -> None:
+        self.release()
+
+
+def test_forward_from_looks_at_the_model_only_under_its_lock(shared, batches):
+    """A re-run from layer 0 that starts while leave-one-out holds the model with its
+    final block's attention replaced by a given output (``_rerun._Given``) must still
+    take the final block's shortcut decided on the restored model, and give its
+    sequential result bit for bit. Deterministic: leave-one-out is paused right there
+    (a pre-hook on the final norm) until the re-run waits for the lock."""
+    lm, loaded = shared
+    watched = dataclasses.replace(lm, lock=WatchedLock())  # same model, observed lock
+    x, labels = batches["main"]
+    base = states(watched, x)
+    mask = capture.head_mask(lm, [1, 2])
+    expected_rerun = forward_from(watched, base.inputs[0], 0, mask=mask)
+    expected_importance = leave_one_out(watched, x, labels)
+    paused, resume = threading.Event(), threading.Event()
+
+    def pause(_module, _args) -> None:
+        final_swapped = not isinstance(lm.model.blocks[-1].attn, Attention)
+        if final_swapped and not paused.is_set():
+            paused.set()
+            assert resume.wait(BARRIER_TIMEOUT), "never resumed"
+
+    handle = lm.model.norm.register_forward_pre_hook(pause)
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            importance = pool.submit(leave_one_out, watched, x, labels)
+            assert paused.wait(BARRIER_TIMEOUT), "leave-one-out never swapped the final block"
+            watched.lock.waited.clear()
+            rerun = pool.submit(forward_from, watched, base.inputs[0], 0, mask=mask)
+            assert watched.lock.waited.wait(BARRIER_TIMEOUT), "the re-run never waited"
+            resume.set()
+            got_rerun, got_importance = rerun.result(), importance.result()
+    finally:
+        resume.set()
+        handle.remove()
+    assert_same(expected_rerun, got_rerun, "forward_from from layer 0")
+    assert_same(expected_importance, got_importance, "leave-one-out")
+    assert_as_loaded(lm, loaded)
 
 
 def _failure_cases(lm: LoadedModel, x: torch.Tensor, labels: list[int | None]
@@ -482,7 +592,7 @@ def test_a_call_that_raises_leaves_the_model_as_loaded(shared, batches):
             break  # every later call would wait forever
         problems += differences(expected[name], normal(), f"{name}: next normal call")
     assert not problems, "\n".join(problems)
-    assert model_state(lm.model) == loaded
+    assert_as_loaded(lm, loaded)
 
 
 def test_calls_that_raise_do_not_disturb_other_threads(shared, batches):
@@ -509,23 +619,25 @@ def test_calls_that_raise_do_not_disturb_other_threads(shared, batches):
     random.Random(2).shuffle(jobs)
     failures = hammer(jobs)
     assert not failures, "\n".join(failures[:10])
-    assert model_state(lm.model) == loaded
-    assert lock_is_free(lm)
+    assert_as_loaded(lm, loaded)
 
 
-def test_no_process_wide_torch_setting_changes(shared, ds, reference):
+def test_no_process_wide_torch_setting_changes(shared, ds, tmp_path):
     """Thread count, random state, grad mode and the other process-wide torch settings
-    are the same after every analysis, every method, every dataset step and the
-    pattern autoencoder's training (which draws from its own generator)."""
+    are the same after the pattern autoencoder's training (which draws from its own
+    generator), every analysis, every method and every dataset step."""
     lm, loaded = shared
     torch.manual_seed(1234)  # a known, non-default global random state
-    before = torch_settings()
-    changed = []
+    start = torch_settings()
+    previous = [start]
+    changed: list[str] = []
 
     def note(what: str) -> None:
+        """Record which settings the call `what` changed (against the previous call)."""
         after = torch_settings()
-        changed.extend(f"{what}: {key}" for key in before
-                       if differences(before[key], after[key]))
+        changed.extend(f"{what} changed {key}" for key in after
+                       if differences(previous[0][key], after[key]))
+        previous[0] = after
 
     data = (np.random.default_rng(0).random((40, 7, 7)) < 0.1).astype(np.uint8)
     _, losses = autoencoder.train(data, autoencoder.Config(num_patches=7, code_dim=8),
@@ -533,19 +645,18 @@ def test_no_process_wide_torch_setting_changes(shared, ds, reference):
     assert losses.shape == (1,) and np.isfinite(losses).all()
     note("autoencoder.train")
 
-    few = IMAGES[:2]
-    x, _, _ = load_batch(lm, ds, few)
-    per_image = {}
+    # four images: the dataset steps' t-SNE runs (below four points it is skipped)
+    small = Dataset("four demo images", ds.records[:4], pixels=ds.pixels[:4])
+    everything = list(range(len(small)))
+    cache = ArrayCache(tmp_path / "cache")
     for name, analysis in ANALYSES.items():
-        indices = FEW_IMAGES.get(name, few)
-        per_image[name] = run(lm, ds, indices, analysis)
+        result = run(lm, small, everything, analysis, cache=cache)
+        assert sorted(result.arrays) == everything and result.from_cache == 0
         note(f"analysis {name}")
+    x, _, _ = load_batch(lm, small, everything)
     for name in METHODS:
         explain(lm, x, name)
         note(f"method {name}")
-
-    small = Dataset("four demo images", ds.records[:4], pixels=ds.pixels[:4])
-    cache = ArrayCache.__new__(ArrayCache) if False else None  # steps run uncached
     for name, step in DATASET_STEPS.items():
         params = step.params()
         if "epochs" in {f.name for f in dataclasses.fields(params)}:
@@ -555,4 +666,5 @@ def test_no_process_wide_torch_setting_changes(shared, ds, reference):
         note(f"dataset step {name}")
 
     assert not changed, changed
-    assert model_state(lm.model) == loaded
+    assert not differences(start, torch_settings())
+    assert_as_loaded(lm, loaded)
