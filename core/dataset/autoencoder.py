@@ -108,7 +108,9 @@ def train(data: np.ndarray, config: Config, epochs: int = 3, batch_size: int = 1
     if len(data) == 0:
         raise ValueError("no matrices to train the autoencoder on")
     generator = torch.Generator().manual_seed(seed)
-    model = PatternAutoencoder(config)
+    with torch.device("meta"):  # built without drawing PyTorch's default initialisation
+        model = PatternAutoencoder(config)  # from the process-wide random state
+    model = model.to_empty(device="cpu")
     initialise(model, generator)
     model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
