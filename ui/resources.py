@@ -73,13 +73,20 @@ def analyse(lm: LoadedModel, ds: Dataset, indices: list[int], analysis: Analysis
 
 def _ask(what: str, missing: int, total: int, key: str) -> bool:
     """Ask before a computation over the whole image set: True once the user chose to
-    compute it now; otherwise the page says how to precompute it instead."""
+    compute it now (the question is then cleared); otherwise the page says how to
+    precompute it instead."""
     needs = (f"{missing} of the {total} images have no results in the cache yet"
              if missing else "it is not computed yet")
-    st.info(f"{what} needs every image of the set, and {needs}. Compute it now (a progress "
-            "bar shows how far it is), or for the whole set beforehand with "
-            "`python -m core.cli.precompute --model MODEL --images IMAGES`.")
-    return st.button("Compute now" + (f" ({missing} images)" if missing else ""), key=key)
+    question = st.empty()
+    with question.container():
+        st.info(f"{what} needs every image of the set, and {needs}. Compute it now (a "
+                "progress bar shows how far it is), or for the whole set beforehand with "
+                "`python -m core.cli.precompute --model MODEL --images IMAGES`.")
+        clicked = st.button("Compute now" + (f" ({missing} images)" if missing else ""),
+                            key=key)
+    if clicked:
+        question.empty()
+    return clicked
 
 
 def _skipped(skipped: list[tuple[str, str]]) -> None:

@@ -48,9 +48,11 @@ def layer_grid_chart(lm: LoadedModel, layer_cls: np.ndarray, layer_score: np.nda
 
 def faithfulness_frame(table: dict[str, np.ndarray], labels: list[str],
                        metrics: dict[str, tuple[str, bool]]) -> pd.DataFrame:
-    """Methods as rows, metrics as columns, each header saying which way is better."""
+    """Methods as rows (the index, named so that the CSV download keeps it), metrics as
+    columns, each header saying which way is better."""
     return pd.DataFrame({f"{metrics[m][0]} ({'↑' if metrics[m][1] else '↓'} better)":
-                         values for m, values in table.items()}, index=labels)
+                         values for m, values in table.items()},
+                        index=pd.Index(labels, name="method"))
 
 
 def curves_chart(curves: dict[str, np.ndarray], x: np.ndarray, labels: list[str],

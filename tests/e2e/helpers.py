@@ -108,10 +108,10 @@ def keyed(page: Page, key: str) -> Locator:
 
 
 def chart(page: Page, key: str) -> Locator:
-    """An Altair chart drawn with ``key=``, once Vega has drawn it (its canvas)."""
-    box = keyed(page, key).locator('[data-testid="stVegaLiteChart"]')
-    expect(box.locator("canvas, svg.marks").first).to_be_visible(timeout=TIMEOUT_MS)
-    return box
+    """What Vega drew of the Altair chart made with ``key=`` (its canvas or SVG marks):
+    visible once the chart is drawn and can take clicks."""
+    return keyed(page, key).locator('[data-testid="stVegaLiteChart"]').locator(
+        "canvas, svg.marks").first
 
 
 def open_page_from_sidebar(page: Page, title: str, *ready: Locator | str) -> None:
@@ -121,17 +121,19 @@ def open_page_from_sidebar(page: Page, title: str, *ready: Locator | str) -> Non
     wait_for_app(page, *ready)
 
 
-def click_chart(page: Page, box: Locator, positions: list[tuple[float, float]],
+def click_chart(page: Page, key: str, positions: list[tuple[float, float]],
                 changed: str) -> None:
-    """Click the chart at fractions (fx, fy) of its box until the JS predicate
-    `changed` (on the page after the click's run) holds. Each click waits for the run
-    it starts to finish (nearest-point selections: a click anywhere in the plot picks
-    a point, so every click starts one); a click that picked the point already
+    """Click the chart made with ``key=`` at fractions (fx, fy) of its drawing until
+    the JS predicate `changed` holds after the click's run. Each click waits for the
+    run it starts and for its end (nearest-point selections: a click anywhere in the
+    plot picks a point and starts a run); a click that picked the point already
     selected changes nothing, and the next position is tried."""
+    drawn = chart(page, key)
     for fx, fy in positions:
+        expect(drawn).to_be_visible(timeout=TIMEOUT_MS)
         before = len(runs(page))
-        box.scroll_into_view_if_needed()
-        area = box.bounding_box()
+        drawn.scroll_into_view_if_needed()
+        area = drawn.bounding_box()
         x, y = area["x"] + fx * area["width"], area["y"] + fy * area["height"]
         page.mouse.move(x, y)
         page.mouse.click(x, y)

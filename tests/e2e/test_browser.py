@@ -1,9 +1,10 @@
 """End-to-end tests in Debian's Chromium against `streamlit run app.py`.
 
 Every wait names the content it needs and the end of the script run that draws it
-(``helpers.wait_for_app``); nothing waits for a fixed time. The server reads the
-cache prepared by the ``prepared`` fixture (conftest.py), so the pages find what
-these tests open already computed, except where a test is about computing.
+(``helpers.wait_for_app``); nothing waits for a fixed time (timeouts are only the
+ceiling of a failing test). The server reads the cache prepared by the ``prepared``
+fixture (conftest.py), so the pages find what these tests open already computed,
+except where a test is about computing.
 """
 from __future__ import annotations
 
@@ -27,9 +28,9 @@ PAGES = {"": "Overview", "importance": "Head importance",
          "strength": "Attention strength", "patterns": "Attention patterns",
          "rollout": "Attention rollout"}
 # on the demo set, what each page draws last (the run has reached the end of the page)
-LAST_ON_DEMO = {"": "overview_compute", "importance": "importance_mode_predictions",
+LAST_ON_DEMO = {"": "overview_compute", "importance": "png_importance_mode_predictions",
                 "strength": "strength_compute", "patterns": "pattern_compute",
-                "rollout": "ro_compare"}
+                "rollout": "ro_checkpoint"}
 ASKS = re.compile(r"Compute now \(\d+ images\)")
 URL_HAS_HEAD = "() => /[?&](layer|head)=/.test(window.location.search)"
 
@@ -90,14 +91,14 @@ def test_clicking_an_image_in_the_overview_map_selects_it_for_importance(page, a
              page.get_by_text("30 images; each point is one image"), chart(page, "overview_tsne"))
     before = query_param(page, "image")
     assert before
-    click_chart(page, chart(page, "overview_tsne"), [(0.3, 0.35), (0.7, 0.65), (0.5, 0.2)],
+    click_chart(page, "overview_tsne", [(0.3, 0.35), (0.7, 0.65), (0.5, 0.2)],
                 f"() => new URLSearchParams(location.search).get('image') !== {before!r}")
     chosen = query_param(page, "image")
     wait_for_app(page, page.get_by_text(f"Image {chosen}, true label", exact=False),
                  chart(page, "overview_tsne"))
     open_page_from_sidebar(page, "Importance", page.locator("h1", has_text="Head importance"),
                            page.get_by_text(f"Image {chosen}: the effect of pruning each head"),
-                           keyed(page, "importance_mode_predictions"))
+                           keyed(page, "png_importance_mode_predictions"))
     assert query_param(page, "image") == chosen
     assert_no_exception(page)
 
@@ -106,7 +107,7 @@ def test_clicking_a_head_in_the_strength_scatter_selects_it_for_patterns(page, a
     open_app(page, url(app_url, "strength", layer=0, head=0),
              page.get_by_text("Layer 0, head 0: strength by hop"), chart(page, "strength_scatter"))
     # the URL leaves out default values (layer 0, head 0): a new head adds one of them
-    click_chart(page, chart(page, "strength_scatter"), [(0.6, 0.2), (0.8, 0.3), (0.4, 0.15)],
+    click_chart(page, "strength_scatter", [(0.6, 0.2), (0.8, 0.3), (0.4, 0.15)],
                 URL_HAS_HEAD)
     layer, head = query_param(page, "layer") or "0", query_param(page, "head") or "0"
     assert (layer, head) != ("0", "0")
@@ -122,7 +123,7 @@ def test_clicking_a_head_in_the_pattern_layout_selects_it_everywhere(page, app_u
              page.get_by_text("Head detail: layer 0, head 0"),
              chart(page, "pattern_layout_density"))
     expect(keyed(page, "pattern_compute")).to_have_count(0)  # the layouts are cached
-    click_chart(page, chart(page, "pattern_layout_density"),
+    click_chart(page, "pattern_layout_density",
                 [(0.2, 0.3), (0.7, 0.7), (0.4, 0.8), (0.8, 0.2)], URL_HAS_HEAD)
     layer, head = query_param(page, "layer") or "0", query_param(page, "head") or "0"
     assert (layer, head) != ("0", "0")
@@ -148,7 +149,7 @@ def test_compute_now_computes_the_whole_set_once(page, app_url, prepared, path, 
     expect(page.get_by_text(result)).to_have_count(0)
     button.click()
     wait_for_app(page, page.get_by_text(result).first)
-    expect(keyed(page, key)).to_have_count(0)
+    expect(keyed(page, key)).to_have_count(0)  # the question is gone once answered
     assert_no_exception(page)
     page.goto(address)  # a new session: now from the cache, without asking
     wait_for_app(page, page.get_by_text(result).first)
@@ -201,42 +202,78 @@ def reference(lm, image: int) -> dict[str, np.ndarray]:
                run(lm, ds, [image], FAITHFULNESS).arrays[image].items()}}
 
 
+# The trigger of the concurrent runs: each page clicks its sidebar link at one wall-clock
+# time, ARM_MS after the arming starts (arming all pages takes milliseconds), so the
+# runs start together however slowly Playwright reaches each page. A start signal, not
+# a wait: the test then waits for each page's content as everywhere else.
+ARM_MS = 2_000
+# click the sidebar link named args[0] at the wall-clock time args[1] (ms); returns when armed
+ARM_CLICK_JS = """([title, at]) => {
+  const link = Array.from(document.querySelectorAll('[data-testid="stSidebarNav"] a'))
+    .find((a) => a.textContent.trim() === title);
+  if (!link) throw new Error('no sidebar link ' + title);
+  setTimeout(() => link.click(), Math.max(0, at - Date.now()));
+  return Date.now();
+}"""
+
+
+def page_time(pg) -> float:
+    return pg.evaluate("Date.now()")
+
+
 def read_csv(data: bytes) -> pd.DataFrame:
     return pd.read_csv(io.BytesIO(data))
 
 
 def test_four_sessions_computing_at_once_show_the_numbers_of_one_session_alone(
         new_context, first_visit, app_url, prepared, engine_model):
+    from core import load_dataset
+    from core.analyses.faithfulness import METHOD_NAMES
     from core.analyses.faithfulness import METRICS as FAITH_METRICS
     from core.analyses.importance import METRICS
     from core.dataset.faithfulness_table import shown_metrics
+    from core.explain import METHODS
     from core.explain.rollout import FUSIONS
 
     assert FUSIONS[0] == "mean"  # the Rollout page's default is RolloutParams()
     images = [CONCURRENT_IMAGES[k % len(CONCURRENT_IMAGES)] for k in range(SESSIONS)]
-    opened = []  # (image, page kind, page): two tabs, two Streamlit sessions, per context
-    for image in images:
+    opened = []  # (context, image, page kind, page): two tabs (two Streamlit sessions) each
+    for c, image in enumerate(images):
         context = new_context()
         for kind in ("importance", "rollout"):
-            opened.append((image, kind, context.new_page()))
-    for image, kind, pg in opened:  # every navigation starts before any is waited for
-        pg.goto(url(app_url, kind, image=prepared.demo_ids[image]), wait_until="commit")
-    for image, kind, pg in opened:
-        ready = ([keyed(pg, "csv_importance_heads"), keyed(pg, "importance_mode_predictions")]
+            opened.append((c, image, kind, context.new_page()))
+    # every session first loads the app on the Overview page of its image (cheap: the
+    # image's forward pass), so that the sessions connect and are idle ...
+    for c, image, kind, pg in opened:
+        pg.goto(url(app_url, image=prepared.demo_ids[image]), wait_until="commit")
+    for c, image, kind, pg in opened:
+        wait_for_app(pg, pg.get_by_text(f"Image {prepared.demo_ids[image]}", exact=False),
+                     keyed(pg, "overview_compute"), timeout_ms=300_000)
+    # ... then all switch to their page at the same moment (a click armed in each page)
+    before = [len(runs(pg)) for *_, pg in opened]
+    at = page_time(opened[0][-1]) + ARM_MS
+    armed = [pg.evaluate(ARM_CLICK_JS, [kind.title(), at]) for *_, kind, pg in opened]
+    assert max(armed) < at, "arming the clicks took longer than ARM_MS"
+    for c, image, kind, pg in opened:
+        ready = ([keyed(pg, "csv_importance_heads"), keyed(pg, "png_importance_mode_predictions")]
                  if kind == "importance" else
                  [keyed(pg, "csv_maps_selected_model"), keyed(pg, "csv_faithfulness_image"),
-                  keyed(pg, "ro_compare")])
-        wait_for_app(pg, pg.get_by_text(f"Image {prepared.demo_ids[image]}",
-                                        exact=False).first, *ready, timeout_ms=300_000)
+                  keyed(pg, "ro_checkpoint")])
+        wait_for_app(pg, pg.locator("h1", has_text=PAGES[kind]),
+                     pg.get_by_text(f"Image {prepared.demo_ids[image]}", exact=False), *ready,
+                     timeout_ms=300_000)
         assert_no_exception(pg)
 
-    # the sessions' first script runs were all going on at one moment
-    first_runs = [runs(pg)[0] for _, _, pg in opened]
-    assert all(r["end"] is not None for r in first_runs)
-    assert max(r["start"] for r in first_runs) < min(r["end"] for r in first_runs), first_runs
+    # the four users' sessions were computing at one moment
+    computing = [(c, runs(pg)[n]) for (c, *_, pg), n in zip(opened, before)]
+    assert all(r["end"] is not None for _, r in computing), computing
+    at_once = max(len({c for c, r in computing if r["start"] <= t < r["end"]})
+                  for t in (r["start"] for _, r in computing))
+    t0 = min(r["start"] for _, r in computing)
+    assert at_once == SESSIONS, [(c, r["start"] - t0, r["end"] - t0) for c, r in computing]
 
     got: dict[tuple[int, str], pd.DataFrame] = {}
-    for k, (image, kind, pg) in enumerate(opened):
+    for k, (c, image, kind, pg) in enumerate(opened):
         if kind == "importance":
             got[k, "importance"] = read_csv(download(pg, keyed(pg, "csv_importance_heads")
                                                      .get_by_role("button")))
@@ -249,10 +286,10 @@ def test_four_sessions_computing_at_once_show_the_numbers_of_one_session_alone(
 
     lm = engine_model
     expected = {image: reference(lm, image) for image in CONCURRENT_IMAGES}
-    from core import load_dataset
     shown = shown_metrics(load_dataset("demo", lm.class_names))
+    labels = [METHODS[name].label for name in METHOD_NAMES]  # the table's rows
     layers, heads = lm.num_layers, lm.num_heads
-    for k, (image, kind, _) in enumerate(opened):
+    for k, (c, image, kind, pg) in enumerate(opened):
         want = expected[image]
         if kind == "importance":
             df = got[k, "importance"]
@@ -265,7 +302,8 @@ def test_four_sessions_computing_at_once_show_the_numbers_of_one_session_alone(
         else:
             maps = got[k, "maps"].set_index("patch")
             np.testing.assert_allclose(maps.to_numpy().T, want["maps"], rtol=0, atol=1e-6)
-            faith = got[k, "faith"]
+            faith = got[k, "faith"].set_index("method")
+            assert list(faith.index) == labels
             for m in shown:
                 column = [c for c in faith.columns if c.startswith(FAITH_METRICS[m][0] + " (")]
                 assert len(column) == 1, (m, list(faith.columns))
@@ -274,5 +312,5 @@ def test_four_sessions_computing_at_once_show_the_numbers_of_one_session_alone(
     # the sessions on one image agree with each other as well
     first: dict[tuple[int, str], pd.DataFrame] = {}
     for (k, name), df in got.items():
-        twin = first.setdefault((opened[k][0], name), df)
+        twin = first.setdefault((opened[k][1], name), df)
         pd.testing.assert_frame_equal(df, twin, check_exact=False, atol=1e-6, rtol=0)
