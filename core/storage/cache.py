@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import Callable
 
 import diskcache
 import numpy as np
@@ -91,13 +90,6 @@ class ArrayCache:
             self._store.set(key, encode(arrays))
         except Exception as err:  # disk full, permissions changed: keep working
             self.warning = f"Could not write to the cache at {self.directory} ({err})."
-
-    def get_or_compute(self, key: str, compute: Callable[[], Arrays]) -> Arrays:
-        found = self.get(key)
-        if found is None:
-            found = compute()
-            self.set(key, found)
-        return found
 
     def __len__(self) -> int:
         return 0 if self._store is None else len(self._store)
