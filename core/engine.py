@@ -4,7 +4,9 @@ image, and dataset-level steps over the whole set, cached per set.
 :func:`run` resolves the per-image targets from one choice (true label, prediction
 or one class), builds every key with ``core.storage.keys.cache_key``, checks cached
 entries against the analysis's declared outputs (a stale or corrupt entry is
-recomputed), decodes images in batches and lists the ones it could not use.
+recomputed), decodes images in batches and lists the ones it could not use. A file
+that is not an image is remembered as such (by its content), so that it is listed
+again without being counted as missing work.
 :func:`run_step` gives a dataset step the per-image results it reads.
 """
 from __future__ import annotations
@@ -13,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from core.analyses.base import Analysis, TargetChoice, params_of, resolve_targets
-from core.data.datasets import Dataset, load_batch
+import numpy as np
+
+from core.data.datasets import NOT_AN_IMAGE, Dataset, load_batch
 from core.dataset.base import DatasetStep, Stage, no_stage
 from core.model import LoadedModel
 from core.storage.cache import ArrayCache, Arrays
@@ -47,19 +51,24 @@ def run(lm: LoadedModel, ds: Dataset, indices: list[int], analysis: Analysis,
                else [None] * len(indices))
     result = RunResult()
     keys: dict[int, str] = {}
+    contents: dict[int, str] = {}
     wanted: dict[int, int | None] = {}
     for i, t in zip(indices, targets):
         try:
-            keys[i] = cache_key(lm.identity, ds.content_hash(i), analysis.name,
-                                analysis.version, params,
-                                target_part(t, analysis.class_specific))
+            contents[i] = ds.content_hash(i)
         except OSError as err:  # unreadable file (permissions, vanished)
             result.skipped.append((ds.records[i].id, f"could not be opened ({err})"))
             continue
+        keys[i] = cache_key(lm.identity, contents[i], analysis.name, analysis.version, params,
+                            target_part(t, analysis.class_specific))
         found = cache.get(keys[i]) if cache is not None else None
+        known_bad = (cache.get(_not_an_image_key(lm, contents[i]))
+                     if cache is not None and found is None else None)
         if found is not None and not analysis.problems(found, lm):
             result.arrays[i] = found
             result.from_cache += 1
+        elif known_bad is not None:
+            result.skipped.append((ds.records[i].id, str(known_bad["reason"])))
         else:
             wanted[i] = t
     todo = list(wanted)
@@ -73,6 +82,10 @@ def run(lm: LoadedModel, ds: Dataset, indices: list[int], analysis: Analysis,
         chunk = todo[start:start + analysis.batch_size]
         batch, kept, failures = load_batch(lm, ds, chunk)
         result.skipped += failures
+        failed = [i for i in chunk if i not in set(kept)]  # in the order of `failures`
+        for i, (_, reason) in zip(failed, failures):
+            if cache is not None and reason.startswith(NOT_AN_IMAGE):
+                cache.set(_not_an_image_key(lm, contents[i]), {"reason": np.array(reason)})
         if batch is not None:
             computed = analysis.compute(lm, batch, [wanted[i] for i in kept], params)
             for i, arrays in zip(kept, computed):
@@ -83,6 +96,12 @@ def run(lm: LoadedModel, ds: Dataset, indices: list[int], analysis: Analysis,
         if progress:
             progress(done, len(indices))
     return result
+
+
+def _not_an_image_key(lm: LoadedModel, content: str) -> str:
+    """Where the engine remembers that a file's content is not an image this model can
+    read (a file that could not be opened is not remembered: that may pass)."""
+    return cache_key(lm.identity, content, "not_an_image", 1)
 
 
 @dataclass

@@ -21,6 +21,7 @@ from core.data.paths import DEMO_DIR, allowed_path
 from core.model.loading import LoadedModel
 from core.storage.keys import image_hash
 
+NOT_AN_IMAGE = "could not be read as an image"  # how a file that can never be used is listed
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
 
 
@@ -156,7 +157,7 @@ def load_batch(lm: LoadedModel, ds: Dataset, indices: list[int]
             tensors.append(lm.transform(ds.image(i, mode)))
             kept.append(i)
         except ImageDecodeError as err:
-            failures.append((ds.records[i].id, f"could not be read as an image: {err}"))
+            failures.append((ds.records[i].id, f"{NOT_AN_IMAGE}: {err}"))
         except OSError as err:  # permissions, vanished file
             failures.append((ds.records[i].id, f"could not be opened: {err.strerror or err}"))
     return (torch.stack(tensors) if tensors else None), kept, failures

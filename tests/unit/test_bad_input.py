@@ -13,6 +13,8 @@ from core.cli import precompute
 from core.data.datasets import load_batch, load_dataset
 from core.data.decode import ImageDecodeError, decode_image
 from core.analyses.forward import FORWARD
+from core.engine import run
+from core.storage.cache import ArrayCache
 
 
 def png_bytes(img: Image.Image, fmt: str = "PNG") -> bytes:
@@ -138,6 +140,20 @@ def test_messy_folder_keeps_the_good_images_and_lists_the_rest(messy_folder, dem
     assert "truncated or corrupt" in why["truncated.png"]
     assert "not an image" in why["text.jpg"]
     assert "Permission denied" in why["locked.png"]
+
+
+def test_files_that_are_not_images_are_listed_again_not_counted_as_missing_work(
+        messy_folder, demo, monkeypatch, tmp_path):
+    deny_locked_file(monkeypatch)
+    ds = load_dataset(str(messy_folder), demo.class_names)
+    everything = list(range(len(ds)))
+    cache = ArrayCache(tmp_path / "cache")
+    first = run(demo, ds, everything, FORWARD, cache=cache)
+    known = run(demo, ds, everything, FORWARD, cache=cache, compute=False)
+    assert known.missing == []  # a page shows the set without asking to compute again
+    assert sorted(known.arrays) == sorted(first.arrays) and known.from_cache == 7
+    assert dict(known.skipped) == dict(first.skipped)  # the same four files, same reasons
+    assert {"empty.png", "truncated.png", "text.jpg", "locked.png"} == set(dict(known.skipped))
 
 
 def test_batch_command_goes_on_and_summarises_what_it_skipped(messy_folder, tmp_path,
