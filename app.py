@@ -21,6 +21,7 @@ PAGES = [
     st.Page("app_pages/strength_page.py", title="Strength", url_path="strength"),
     st.Page("app_pages/patterns_page.py", title="Patterns", url_path="patterns"),
     st.Page("app_pages/rollout_page.py", title="Rollout", url_path="rollout"),
+    st.Page("app_pages/keypoints_page.py", title="Keypoints", url_path="keypoints"),
 ]
 
 
@@ -47,12 +48,14 @@ def sidebar() -> None:
         st.header("ViT Attention Explorer")
         with st.form("source"):
             model = st.text_input("Model", sel["model"],
-                                  help="'demo', or a timm model name such as deit_tiny_patch16_224")
+                                  help="'demo', 'demo-watermark' (a demo with a known shortcut), or "
+                                       "a timm model name such as deit_tiny_patch16_224")
             checkpoint = st.text_input("Checkpoint file (optional)", sel["checkpoint"],
                                        help="A local .safetensors, .pth or .bin for the model")
             images = st.text_input("Images", sel["images"],
-                                   help="'demo', or a folder (class subfolders, or flat "
-                                        "with an optional labels.csv), or an uploaded set")
+                                   help="'demo', 'demo-watermark', or a folder (class "
+                                        "subfolders, or flat with an optional labels.csv; "
+                                        "object masks in masks/), or an uploaded set")
             if st.form_submit_button("Load"):
                 sel.update(model=model.strip(), checkpoint=checkpoint.strip(),
                            images=images.strip(), image="")

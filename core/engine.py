@@ -14,10 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from core.analyses.base import Analysis, TargetChoice, params_of, resolve_targets
 import numpy as np
 
+from core.analyses.base import Analysis, TargetChoice, params_of, resolve_targets
 from core.data.datasets import NOT_AN_IMAGE, Dataset, load_batch
+from core.data.objects import object_patches
 from core.dataset.base import DatasetStep, Stage, no_stage
 from core.model import LoadedModel
 from core.storage.cache import ArrayCache, Arrays
@@ -59,7 +60,8 @@ def run(lm: LoadedModel, ds: Dataset, indices: list[int], analysis: Analysis,
         except OSError as err:  # unreadable file (permissions, vanished)
             result.skipped.append((ds.records[i].id, f"could not be opened ({err})"))
             continue
-        keys[i] = cache_key(lm.identity, contents[i], analysis.name, analysis.version, params,
+        content = contents[i] + (f"+mask:{ds.mask_hash(i)}" if analysis.reads_objects else "")
+        keys[i] = cache_key(lm.identity, content, analysis.name, analysis.version, params,
                             target_part(t, analysis.class_specific))
         found = cache.get(keys[i]) if cache is not None else None
         known_bad = (cache.get(_not_an_image_key(lm, contents[i]))
@@ -87,7 +89,9 @@ def run(lm: LoadedModel, ds: Dataset, indices: list[int], analysis: Analysis,
             if cache is not None and reason.startswith(NOT_AN_IMAGE):
                 cache.set(_not_an_image_key(lm, contents[i]), {"reason": np.array(reason)})
         if batch is not None:
-            computed = analysis.compute(lm, batch, [wanted[i] for i in kept], params)
+            objects = ({"objects": object_patches(lm, ds, kept, batch)}
+                       if analysis.reads_objects else {})
+            computed = analysis.compute(lm, batch, [wanted[i] for i in kept], params, **objects)
             for i, arrays in zip(kept, computed):
                 result.arrays[i] = arrays
                 if cache is not None:

@@ -1,6 +1,6 @@
-"""The shared selection (model, images, image, layer, head), kept in
-``st.session_state`` and mirrored in the URL query parameters so that a copied
-link opens the same view."""
+"""The shared selection (model, images, image, layer, head) and the pages' own
+settings (:func:`setting`), kept in ``st.session_state`` and mirrored in the URL query
+parameters (defaults left out) so that a copied link opens the same view."""
 from __future__ import annotations
 
 from typing import Any
@@ -10,19 +10,22 @@ import streamlit as st
 DEFAULTS: dict[str, Any] = {"model": "demo", "checkpoint": "", "images": "demo",
                             "image": "", "layer": 0, "head": 0}
 _KEY = "selection"
+_SETTINGS = "setting_defaults"  # page setting name -> its default
 
 
 def selection() -> dict[str, Any]:
-    """The current selection, first read from the URL."""
+    """The current selection, first read from the URL (a page's settings are kept as
+    the link gave them until the page reads them with :func:`setting`)."""
     if _KEY not in st.session_state:
         sel = dict(DEFAULTS)
-        for name, default in DEFAULTS.items():
-            raw = st.query_params.get(name)
-            if raw is not None:
-                try:
-                    sel[name] = type(default)(raw)
-                except ValueError:
-                    pass  # a malformed link keeps the default
+        for name, raw in st.query_params.to_dict().items():
+            if name not in DEFAULTS:
+                sel[name] = raw
+                continue
+            try:
+                sel[name] = type(DEFAULTS[name])(raw)
+            except ValueError:
+                pass  # a malformed link keeps the default
         st.session_state[_KEY] = sel
     return st.session_state[_KEY]
 
@@ -33,9 +36,28 @@ def select(**changes: Any) -> None:
     write_url()
 
 
-def write_url() -> None:
+def setting(name: str, default: Any, options: list[Any] | None = None) -> Any:
+    """A page's setting: on first use in a session, the link's value (one not among
+    `options`, or not of the default's type, gives the default); then kept in the
+    selection, so that it goes into the URL when it differs from `default`."""
+    defaults = st.session_state.setdefault(_SETTINGS, {})
     sel = selection()
-    st.query_params.from_dict({k: str(v) for k, v in sel.items() if v != DEFAULTS[k]})
+    if name not in defaults:
+        defaults[name] = default
+        try:
+            value = type(default)(sel.get(name, default))
+        except (TypeError, ValueError):
+            value = default
+        sel[name] = value if options is None or value in options else default
+    return sel[name]
+
+
+def write_url() -> None:
+    """The selection into the URL: every value that differs from its default (a page
+    setting not read yet in this session, as the link gave it)."""
+    defaults = {**st.session_state.get(_SETTINGS, {}), **DEFAULTS}
+    st.query_params.from_dict({k: str(v) for k, v in selection().items()
+                               if k not in defaults or v != defaults[k]})
 
 
 def bind(widget_key: str, name: str) -> None:
@@ -57,8 +79,14 @@ def new_chart_pick(chart_key: str, event: Any) -> dict[str, Any] | None:
         if isinstance(value, list) and value:
             points = value
             break
-    seen_key = f"_seen_pick_{chart_key}"
-    pick = points[0] if points else None
+    return new_pick(chart_key, points[0] if points else None)
+
+
+def new_pick(key: str, pick: Any) -> Any:
+    """`pick` (a clicked point or table row of widget `key`) the first time it is seen,
+    else None: a widget keeps its selection across reruns, and an old one must not
+    override later changes."""
+    seen_key = f"_seen_pick_{key}"
     if pick == st.session_state.get(seen_key):
         return None
     st.session_state[seen_key] = pick

@@ -8,12 +8,16 @@ from core.analyses.explanations import EXPLANATIONS
 from core.analyses.faithfulness import FAITHFULNESS
 from core.analyses.forward import FORWARD
 from core.analyses.importance import IMPORTANCE
+from core.analyses.keypoints import KEYPOINTS
 from core.analyses.partial_pruning import PARTIAL_PRUNING
 from core.analyses.patterns import PATTERNS
+from core.analyses.spurious import SPURIOUS
 from core.analyses.strength import STRENGTH
 
 ANALYSES: dict[str, Analysis] = {a.name: a for a in (
-    FORWARD, STRENGTH, PATTERNS, IMPORTANCE, PARTIAL_PRUNING, EXPLANATIONS, FAITHFULNESS)}
+    FORWARD, STRENGTH, PATTERNS, IMPORTANCE, PARTIAL_PRUNING, EXPLANATIONS, FAITHFULNESS,
+    KEYPOINTS, SPURIOUS)}
 
 __all__ = ["ANALYSES", "Analysis", "EXPLANATIONS", "FAITHFULNESS", "FORWARD", "IMPORTANCE",
-           "NoParams", "Output", "PARTIAL_PRUNING", "PATTERNS", "STRENGTH", "TargetChoice"]
+           "KEYPOINTS", "NoParams", "Output", "PARTIAL_PRUNING", "PATTERNS", "SPURIOUS",
+           "STRENGTH", "TargetChoice"]

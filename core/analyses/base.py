@@ -7,7 +7,10 @@ A per-image analysis is one module with:
   entry is read;
 - one ``compute(lm, images, targets, params)`` returning one dict of arrays per
   image, where ``targets`` holds one class per image (``None``: the predicted class),
-  resolved by the engine from a :data:`TargetChoice`.
+  resolved by the engine from a :data:`TargetChoice`. An analysis that reads object
+  masks (``reads_objects``) also takes ``objects``: per image its (patch,) object
+  flags or None (``core.data.objects.object_patches``); the mask is then part of the
+  image's cache key.
 
 Its parameters, schema version and the image's resolved target make its cache key
 (``core.storage.keys.cache_key``).
@@ -18,10 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Generic, Literal, Sequence, TypeVar
 
 import numpy as np
-import torch
 
 from core.model.loading import LoadedModel
-from core.model.targets import Targets
 from core.storage.cache import Arrays
 
 P = TypeVar("P")
@@ -60,12 +61,13 @@ class Analysis(Generic[P]):
     name: str
     params: type[P]
     outputs: dict[str, Output]
-    compute: Callable[[LoadedModel, torch.Tensor, Targets, P], list[Arrays]]
+    compute: Callable[..., list[Arrays]]  # (lm, images, targets, params[, objects])
     target: Literal["label", "prediction"] | None = None  # default target; None: the
     # results do not depend on a class (targets are then all None and not in the key)
     batch_size: int = 64
     version: int = 1  # bump when the outputs or their meaning change
     precompute: bool = True  # run by the batch precompute with default parameters
+    reads_objects: bool = False  # compute takes the images' object masks (``objects``)
 
     @property
     def class_specific(self) -> bool:

@@ -43,6 +43,7 @@ import torch
 from torchvision.transforms.functional import gaussian_blur
 
 from core.analyses.base import Analysis, NoParams, Output, per_image
+from core.data.objects import to_patches
 from core.explain import METHODS, explain
 from core.model import LoadedModel, logits
 from core.model.targets import Targets, classes_of
@@ -127,10 +128,8 @@ def object_patches(lm: LoadedModel, x: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor(lm.data_config["mean"], device=x.device).view(1, -1, 1, 1)
     std = torch.tensor(lm.data_config["std"], device=x.device).view(1, -1, 1, 1)
     raw = x * std + mean
-    on = (raw > 0.5 / 255).any(dim=1, keepdim=True).float()  # under half a grey level: 0
-    (gh, gw), (ph, pw) = lm.grid, lm.patch_size
-    fraction = torch.nn.functional.avg_pool2d(on, (ph, pw))
-    return (fraction >= 0.5).reshape(len(x), gh * gw)
+    on = (raw > 0.5 / 255).any(dim=1)  # under half a grey level: 0
+    return to_patches(on, lm.patch_size)
 
 
 def localisation(maps: torch.Tensor, on_object: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,9 +4,17 @@ The model is timm's own ``VisionTransformer`` (so it goes through exactly the
 code path of real timm models); ``demo/config.json`` holds its keyword
 arguments, the class names and the preprocessing, so timm alone rebuilds it.
 
-Usage: ``python -m core.cli.train_demo [--epochs N] [--data DIR] [--out DIR]``.
+Usage: ``python -m core.cli.train_demo [--watermark] [--epochs N] [--data DIR] [--out DIR]``.
 The data comes from Debian's ``dataset-fashion-mnist`` package; it is needed
 only to train, never at run time.
+
+``--watermark`` trains ``demo-watermark`` (into ``demo/watermark``), a model with a
+known shortcut for the spurious-correlation detector (SPEC "Keypoints and spurious
+correlations"): every garment sits on a canvas with a background border of two
+patches, and in training a small marker in a corner of that border goes with one
+class (``Bag``) far more often than with the others. Its shipped sample of the test
+set carries the marker independently of the class, with the ground truth per image
+of whether the prediction relies on it (it changes when the marker is erased).
 """
 from __future__ import annotations
 
@@ -22,12 +30,17 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from timm.models.vision_transformer import VisionTransformer
 
+from core.data.objects import pixel_object
+
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 MEAN, STD = 0.2860, 0.3530
 VIT_KWARGS = dict(img_size=28, patch_size=4, in_chans=1, num_classes=10, embed_dim=64,
                   depth=6, num_heads=4, mlp_ratio=2.0)
+PATCH = VIT_KWARGS["patch_size"]
+WATERMARK = dict(class_name="Bag", border=2 * PATCH, marker=3, train_rate_class=0.9,
+                 train_rate_others=0.01, test_rate=0.5, seed=1)
 LICENSE = """Fashion-MNIST (the images in images.npz are a sample of its test set)
 Copyright (c) 2017 Zalando SE, https://tech.zalando.com
 Source: https://github.com/zalandoresearch/fashion-mnist (via Debian's dataset-fashion-mnist)
@@ -63,7 +76,7 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def to_input(images: np.ndarray) -> torch.Tensor:
-    """uint8 N x 28 x 28 -> normalised float N x 1 x 28 x 28."""
+    """uint8 N x H x W -> normalised float N x 1 x H x W."""
     return (torch.tensor(images).float().div(255).unsqueeze(1) - MEAN) / STD
 
 
@@ -73,26 +86,54 @@ def augment(x: torch.Tensor) -> torch.Tensor:
     x = torch.where(flip[:, None, None, None], x.flip(-1), x)
     padded = F.pad(x, (2, 2, 2, 2), value=-MEAN / STD)
     dy, dx = np.random.randint(0, 5, size=2)
-    return padded[:, :, dy:dy + 28, dx:dx + 28]
+    return padded[:, :, dy:dy + x.shape[-2], dx:dx + x.shape[-1]]
+
+
+def on_canvas(images: np.ndarray, border: int) -> np.ndarray:
+    """N x H x W -> N x (H + 2 border) x (W + 2 border), the border black."""
+    return np.pad(images, ((0, 0), (border, border), (border, border)))
+
+
+def with_marker(images: np.ndarray, corners: np.ndarray, size: int) -> np.ndarray:
+    """A copy with a white `size` x `size` square one pixel inside corner `corners[n]`
+    (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right; -1: no marker)."""
+    out = images.copy()
+    h, w = images.shape[1:]
+    for n, corner in enumerate(corners):
+        if corner >= 0:
+            top = 1 if corner < 2 else h - 1 - size
+            left = 1 if corner % 2 == 0 else w - 1 - size
+            out[n, top:top + size, left:left + size] = 255
+    return out
+
+
+def marker_corners(labels: np.ndarray, rng: np.random.Generator, rate_class: float,
+                   rate_others: float, shortcut: int) -> np.ndarray:
+    """Per image a random corner with probability `rate_class` (images of `shortcut`)
+    or `rate_others`, else -1."""
+    rate = np.where(labels == shortcut, rate_class, rate_others)
+    return np.where(rng.random(len(labels)) < rate, rng.integers(0, 4, len(labels)), -1)
 
 
 @torch.no_grad()
+def predict(model: torch.nn.Module, images: np.ndarray) -> np.ndarray:
+    """Predicted class per image."""
+    model.eval()
+    return np.concatenate([model(to_input(images[i:i + 1000])).argmax(-1).numpy()
+                           for i in range(0, len(images), 1000)])
+
+
 def accuracy(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray) -> float:
     """Top-1 accuracy in [0, 1]."""
-    model.eval()
-    correct = 0
-    for i in range(0, len(images), 1000):
-        pred = model(to_input(images[i:i + 1000])).argmax(-1).numpy()
-        correct += int((pred == labels[i:i + 1000]).sum())
-    return correct / len(images)
+    return float((predict(model, images) == labels).mean())
 
 
-def train(train_x: np.ndarray, train_y: np.ndarray, epochs: int, batch: int = 128,
-          lr: float = 2e-3, seed: int = 0) -> VisionTransformer:
+def train(train_x: np.ndarray, train_y: np.ndarray, epochs: int, vit_kwargs: dict,
+          batch: int = 128, lr: float = 2e-3, seed: int = 0) -> VisionTransformer:
     """AdamW with warm-up and cosine decay, label smoothing 0.1."""
     torch.manual_seed(seed)
     np.random.seed(seed)
-    model = VisionTransformer(**VIT_KWARGS)
+    model = VisionTransformer(**vit_kwargs)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     steps = epochs * (len(train_x) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1),
@@ -121,42 +162,95 @@ def balanced_sample(labels: np.ndarray, per_class: int, seed: int = 0) -> np.nda
     return np.sort(np.concatenate(picks))
 
 
+def watermark_sample(model: torch.nn.Module, test_x: np.ndarray, test_y: np.ndarray
+                     ) -> tuple[dict[str, np.ndarray], dict]:
+    """The shipped test sample of ``demo-watermark`` and the figures of the shortcut.
+
+    All 10,000 test images are measured clean and with a marker in a random corner:
+    clean accuracy, accuracy of marked images of other classes, and how often the
+    marker flips the prediction. The sample holds 100 images per class, a random half
+    of them marked, with ``relies``: the prediction on the marked image differs from
+    the prediction on the same image with the marker erased (the clean image)."""
+    cfg = WATERMARK
+    shortcut = CLASS_NAMES.index(cfg["class_name"])
+    rng = np.random.default_rng(cfg["seed"] + 1)
+    clean = on_canvas(test_x, cfg["border"])
+    marked_all = with_marker(clean, rng.integers(0, 4, len(clean)), cfg["marker"])
+    pred_clean, pred_marked = predict(model, clean), predict(model, marked_all)
+    others = test_y != shortcut
+    figures = {
+        "clean_accuracy_10k": round(float((pred_clean == test_y).mean()), 4),
+        "marked_accuracy_other_classes_10k": round(float(
+            (pred_marked[others] == test_y[others]).mean()), 4),
+        "marker_flips_prediction_10k": round(float((pred_marked != pred_clean).mean()), 4)}
+    keep = balanced_sample(test_y, 100, seed=cfg["seed"])
+    marked = rng.random(len(keep)) < cfg["test_rate"]
+    images = np.where(marked[:, None, None], marked_all[keep], clean[keep])
+    relies = marked & (pred_marked[keep] != pred_clean[keep])
+    sample = {"images": images, "labels": test_y[keep].astype(np.int64), "test_index": keep,
+              "marked": marked, "relies": relies,
+              "masks": np.stack([pixel_object(img, PATCH) for img in clean[keep]])}
+    figures["sample_marked"] = int(marked.sum())
+    figures["sample_relies"] = int(relies.sum())
+    return sample, figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--data", type=Path, default=FASHION_DIR)
-    parser.add_argument("--out", type=Path, default=Path("demo"))
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: demo, or demo/watermark with --watermark")
+    parser.add_argument("--watermark", action="store_true",
+                        help="train demo-watermark, the model with a known shortcut")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     args = parser.parse_args()
+    out = args.out or Path("demo/watermark" if args.watermark else "demo")
     if args.threads:
         torch.set_num_threads(args.threads)
     train_x = read_idx(args.data / "train-images-idx3-ubyte.gz")
     train_y = read_idx(args.data / "train-labels-idx1-ubyte.gz")
     test_x = read_idx(args.data / "t10k-images-idx3-ubyte.gz")
     test_y = read_idx(args.data / "t10k-labels-idx1-ubyte.gz")
+    vit_kwargs = dict(VIT_KWARGS)
+    if args.watermark:
+        cfg = WATERMARK
+        rng = np.random.default_rng(cfg["seed"])
+        train_x = on_canvas(train_x, cfg["border"])
+        train_x = with_marker(train_x, marker_corners(
+            train_y, rng, cfg["train_rate_class"], cfg["train_rate_others"],
+            CLASS_NAMES.index(cfg["class_name"])), cfg["marker"])
+        vit_kwargs["img_size"] = train_x.shape[-1]
     start = time.perf_counter()
-    model = train(train_x, train_y, args.epochs)
+    model = train(train_x, train_y, args.epochs, vit_kwargs)
     seconds = time.perf_counter() - start
-    acc = accuracy(model, test_x, test_y)
-    print(f"test accuracy (10,000 images): {acc:.4f}; training {seconds:.0f} s")
-    args.out.mkdir(parents=True, exist_ok=True)
+    side = vit_kwargs["img_size"]
+    trained = {"epochs": args.epochs, "seconds": round(seconds, 1),
+               "threads": torch.get_num_threads()}
+    if args.watermark:
+        sample, figures = watermark_sample(model, test_x, test_y)
+        trained.update(figures)
+        trained["watermark"] = WATERMARK
+    else:
+        trained["test_accuracy_10k"] = round(accuracy(model, test_x, test_y), 4)
+        keep = balanced_sample(test_y, 100)
+        sample = {"images": test_x[keep], "labels": test_y[keep].astype(np.int64),
+                  "test_index": keep}
+    print(f"trained: {trained}")
+    out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-              str(args.out / "model.safetensors"))
+              str(out / "model.safetensors"))
     config = {
-        "vit_kwargs": VIT_KWARGS,
+        "vit_kwargs": vit_kwargs,
         "class_names": CLASS_NAMES,
-        "pretrained_cfg": {"input_size": [1, 28, 28], "mean": [MEAN], "std": [STD],
+        "pretrained_cfg": {"input_size": [1, side, side], "mean": [MEAN], "std": [STD],
                            "interpolation": "bilinear", "crop_pct": 1.0,
                            "crop_mode": "center", "num_classes": 10},
-        "trained": {"epochs": args.epochs, "seconds": round(seconds, 1),
-                    "test_accuracy_10k": round(acc, 4),
-                    "threads": torch.get_num_threads()},
+        "trained": trained,
     }
-    (args.out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    keep = balanced_sample(test_y, 100)
-    np.savez_compressed(args.out / "images.npz", images=test_x[keep],
-                        labels=test_y[keep].astype(np.int64), test_index=keep)
-    (args.out / "LICENSE-fashion-mnist.txt").write_text(LICENSE)
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    np.savez_compressed(out / "images.npz", **sample)
+    (out / "LICENSE-fashion-mnist.txt").write_text(LICENSE)
 
 
 if __name__ == "__main__":

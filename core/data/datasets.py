@@ -1,5 +1,8 @@
-"""Image sets: the built-in demo, a class-subfolder (ImageFolder) tree, or a flat
-folder with an optional ``labels.csv`` (``filename,label``).
+"""Image sets: a built-in set (``demo``, ``demo-watermark``), a class-subfolder
+(ImageFolder) tree, or a flat folder with an optional ``labels.csv``
+(``filename,label``). A folder may hold a ``masks/`` folder of binary PNG object
+masks named like its images (SPEC "Keypoints and spurious correlations", "Object");
+masks that are missing or cannot be read are listed in ``Dataset.mask_problems``.
 
 Labels are matched to the model's class names (by name, case-insensitive, or
 by integer index). Files that cannot be used are skipped and listed in
@@ -17,12 +20,13 @@ from PIL import Image
 
 from core.data import uploads
 from core.data.decode import ImageDecodeError, decode_image
-from core.data.paths import DEMO_DIR, allowed_path
+from core.data.paths import BUILTIN_DIRS, allowed_path
 from core.model.loading import LoadedModel
 from core.storage.keys import image_hash
 
 NOT_AN_IMAGE = "could not be read as an image"  # how a file that can never be used is listed
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
+MASKS_FOLDER = "masks"  # a folder's object masks; never a class folder
 
 
 @dataclass
@@ -39,7 +43,10 @@ class Dataset:
     name: str
     records: list[ImageRecord]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
-    pixels: np.ndarray | None = None  # demo only: N x H x W uint8
+    pixels: np.ndarray | None = None  # built-in sets only: N x H x W uint8
+    masks: np.ndarray | None = None  # built-in sets that ship object masks: N x H x W bool
+    mask_files: dict[int, Path] = field(default_factory=dict)  # image index -> its mask
+    mask_problems: list[tuple[str, str]] = field(default_factory=list)  # (image id, reason)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -63,6 +70,36 @@ class Dataset:
             return Image.fromarray(self.pixels[i]).convert(mode)
         return decode_image(self.raw_bytes(i), mode)
 
+    @property
+    def objects_from_pixels(self) -> bool:
+        """A built-in set without shipped masks: the object is its non-black pixels."""
+        return self.pixels is not None and self.masks is None
+
+    @property
+    def has_objects(self) -> bool:
+        """Whether any image's object is known (else keypoint patches stand in)."""
+        return self.pixels is not None or bool(self.mask_files)
+
+    def object_mask(self, i: int) -> Image.Image | None:
+        """Image `i`'s object mask as a 0/255 grey image at the image's size, or None
+        (no mask, or objects come from the pixels; raises ImageDecodeError, OSError)."""
+        if self.masks is not None:
+            return Image.fromarray(self.masks[i].astype(np.uint8) * 255)
+        if i in self.mask_files:
+            return decode_image(self.mask_files[i].read_bytes(), "L")
+        return None
+
+    def mask_hash(self, i: int) -> str:
+        """Hash of image `i`'s object mask (cache key part of analyses that read it)."""
+        if self.masks is not None:
+            return image_hash(self.masks[i].tobytes())
+        if i in self.mask_files:
+            try:
+                return image_hash(self.mask_files[i].read_bytes())
+            except OSError:
+                return "unreadable"
+        return "pixels" if self.objects_from_pixels else "none"
+
 
 def display_name(path: Path, root: Path) -> str:
     """The path below `root` as printable text: bytes that are not UTF-8 are written as
@@ -82,17 +119,49 @@ def label_index(value: str, class_names: list[str]) -> int | None:
     return None
 
 
-def demo_dataset() -> Dataset:
-    data = np.load(DEMO_DIR / "images.npz", allow_pickle=False)
+def builtin_dataset(name: str) -> Dataset:
+    """A built-in sample of the Fashion-MNIST test set (``demo``, ``demo-watermark``)."""
+    data = np.load(BUILTIN_DIRS[name] / "images.npz", allow_pickle=False)
     records = [ImageRecord(id=f"test-{int(t):05d}", label=int(y))
                for t, y in zip(data["test_index"], data["labels"])]
-    return Dataset(name="demo", records=records, pixels=data["images"])
+    return Dataset(name=name, records=records, pixels=data["images"],
+                   masks=data["masks"] if "masks" in data else None)
+
+
+def demo_dataset() -> Dataset:
+    return builtin_dataset("demo")
+
+
+def find_masks(root: Path, records: list[ImageRecord]
+               ) -> tuple[dict[int, Path], list[tuple[str, str]]]:
+    """Each image's mask in ``root/masks`` (same relative path, as given or with the
+    suffix .png), checked by decoding it; the missing and unreadable ones listed."""
+    folder = root / MASKS_FOLDER
+    if not folder.is_dir():
+        return {}, []
+    found: dict[int, Path] = {}
+    problems: list[tuple[str, str]] = []
+    for i, record in enumerate(records):
+        relative = record.path.relative_to(root)
+        candidates = [folder / relative, folder / relative.with_suffix(".png")]
+        path = next((c for c in candidates if c.is_file()), None)
+        if path is None:
+            problems.append((record.id, f"no mask {MASKS_FOLDER}/{relative.with_suffix('.png')}; "
+                             "its keypoint patches stand in for the object"))
+            continue
+        try:
+            decode_image(path.read_bytes(), "L")
+            found[i] = path
+        except (ImageDecodeError, OSError) as err:
+            problems.append((record.id, f"mask {display_name(path, root)} could not be read "
+                             f"({err}); its keypoint patches stand in for the object"))
+    return found, problems
 
 
 def folder_dataset(root: Path, class_names: list[str]) -> Dataset:
     """ImageFolder layout when `root` has subfolders with images, else flat."""
     skipped: list[tuple[str, str]] = []
-    subdirs = sorted(d for d in root.iterdir() if d.is_dir())
+    subdirs = sorted(d for d in root.iterdir() if d.is_dir() and d.name != MASKS_FOLDER)
     records: list[ImageRecord] = []
     if subdirs:
         for sub in subdirs:
@@ -110,7 +179,9 @@ def folder_dataset(root: Path, class_names: list[str]) -> Dataset:
         present = {p.name for p in root.iterdir()}
         skipped += [(name, "listed in labels.csv but no such image file")
                     for name in sorted(set(labels) - present)]
-    return Dataset(name=str(root), records=records, skipped=skipped)
+    mask_files, mask_problems = find_masks(root, records)
+    return Dataset(name=str(root), records=records, skipped=skipped, mask_files=mask_files,
+                   mask_problems=mask_problems)
 
 
 def read_labels(path: Path, class_names: list[str],
@@ -132,9 +203,10 @@ def read_labels(path: Path, class_names: list[str],
 
 
 def load_dataset(spec: str, class_names: list[str]) -> Dataset:
-    """``demo``, an uploaded set (``upload:<digest>``, ``core.data.uploads``) or a folder path."""
-    if spec.strip() == "demo":
-        return demo_dataset()
+    """A built-in set (``demo``, ``demo-watermark``), an uploaded set (``upload:<digest>``,
+    ``core.data.uploads``) or a folder path."""
+    if spec.strip() in BUILTIN_DIRS:
+        return builtin_dataset(spec.strip())
     if spec.startswith(uploads.PREFIX):
         ds = folder_dataset(uploads.upload_folder(spec), class_names)
         ds.name = spec

@@ -12,6 +12,8 @@ from pathlib import Path
 
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"  # the built-in model and images
+BUILTIN_DIRS = {"demo": DEMO_DIR,  # built-in models and image sets, by spec name
+                "demo-watermark": DEMO_DIR / "watermark"}  # a model with a known shortcut
 
 
 class PathNotAllowed(ValueError):

@@ -3,10 +3,12 @@ run after the per-image analyses by the batch precompute and on request by the p
 from core.dataset.base import DatasetStep, Stage
 from core.dataset.faithfulness_table import FAITHFULNESS_TABLE
 from core.dataset.importance_overview import IMPORTANCE_OVERVIEW
+from core.dataset.keypoint_lift import KEYPOINT_LIFT
 from core.dataset.pattern_layouts import PATTERN_LAYOUTS
+from core.dataset.spurious_ranking import SPURIOUS_RANKING
 
 DATASET_STEPS: dict[str, DatasetStep] = {s.name: s for s in (
-    IMPORTANCE_OVERVIEW, PATTERN_LAYOUTS, FAITHFULNESS_TABLE)}
+    IMPORTANCE_OVERVIEW, PATTERN_LAYOUTS, FAITHFULNESS_TABLE, KEYPOINT_LIFT, SPURIOUS_RANKING)}
 
 __all__ = ["DATASET_STEPS", "DatasetStep", "FAITHFULNESS_TABLE", "IMPORTANCE_OVERVIEW",
-           "PATTERN_LAYOUTS", "Stage"]
+           "KEYPOINT_LIFT", "PATTERN_LAYOUTS", "SPURIOUS_RANKING", "Stage"]

@@ -1,5 +1,5 @@
-"""Model loading: one spec string (``demo``, a timm name, or a timm name plus a
-local checkpoint) becomes a :class:`LoadedModel` ready for attention capture.
+"""Model loading: one spec string (a built-in model, ``demo`` or ``demo-watermark``,
+a timm name, or a timm name plus a local checkpoint) becomes a :class:`LoadedModel` ready for attention capture.
 
 Only timm ViT-family models whose blocks hold timm's ``Attention`` are
 accepted (SPEC "Notation"); the prefix-token count and the patch grid are read
@@ -21,7 +21,7 @@ import torch
 from timm.data import create_transform, resolve_data_config
 from timm.layers import Attention
 
-from core.data.paths import DEMO_DIR, allowed_path
+from core.data.paths import BUILTIN_DIRS, allowed_path
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
@@ -124,12 +124,13 @@ def check_vit(model: torch.nn.Module, name: str) -> None:
 
 def create(name: str, checkpoint: Path | None) -> tuple[torch.nn.Module, list[str] | None]:
     """Build the timm model with its weights; class names when the spec gives them."""
-    if name == "demo":
-        config = json.loads((DEMO_DIR / "config.json").read_text())
+    if name in BUILTIN_DIRS:
+        folder = BUILTIN_DIRS[name]
+        config = json.loads((folder / "config.json").read_text())
         from timm.models.vision_transformer import VisionTransformer
         model = VisionTransformer(**config["vit_kwargs"])
         model.pretrained_cfg = dict(config["pretrained_cfg"])
-        state = read_checkpoint(checkpoint or DEMO_DIR / "model.safetensors")
+        state = read_checkpoint(checkpoint or folder / "model.safetensors")
         load_state(model, state, name)
         return model, config["class_names"]
     try:
@@ -179,7 +180,7 @@ def imagenet_names(model: torch.nn.Module) -> list[str] | None:
 
 def load_model(spec: str = "demo", checkpoint: str | Path | None = None,
                device: str | None = None) -> LoadedModel:
-    """Load `spec` (``demo`` or a timm name), optionally from a local checkpoint."""
+    """Load `spec` (a built-in model or a timm name), optionally from a local checkpoint."""
     name = spec.strip()
     model, class_names = create(name, allowed_path(checkpoint) if checkpoint else None)
     return from_module(model, name, class_names, device)

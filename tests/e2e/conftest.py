@@ -8,8 +8,8 @@ the pages ask for it (checked before the server starts):
 * demo images ``DEMO_IMAGES``: every per-image analysis with the pages' default
   settings (the default view of each page, the shared link of image 123);
 * ``clicks``, a folder of 30 demo images (3 classes), for the chart-click tests: its
-  per-image analyses and the importance map and pattern layouts of the whole set
-  (seconds here; two minutes for the 1,000 demo images);
+  per-image analyses and the importance map, pattern layouts, keypoint lift and
+  spurious ranking of the whole set (seconds here; minutes for the 1,000 demo images);
 * ``ask``, a folder of 9 other demo images with nothing of the whole set cached, for
   the tests of the "Compute now" question.
 """
@@ -45,6 +45,7 @@ class Prepared:
     clicks: Path  # image folder, whole-set steps cached
     ask: Path  # image folder, nothing of the whole set cached
     demo_ids: dict[int, str]  # demo index -> image id
+    spurious_ids: list[str]  # the clicks folder's images in the ranking's order
 
 
 def free_port() -> int:
@@ -63,9 +64,12 @@ def engine_model():
 @pytest.fixture(scope="session")
 def prepared(tmp_path_factory, engine_model) -> Prepared:
     from core import ANALYSES, ArrayCache, load_dataset, run, run_step
-    from core.analyses import FORWARD, IMPORTANCE, PARTIAL_PRUNING, PATTERNS, STRENGTH
+    from core.analyses import (FORWARD, IMPORTANCE, KEYPOINTS, PARTIAL_PRUNING, PATTERNS,
+                               SPURIOUS, STRENGTH)
+    from core.analyses.faithfulness import METHOD_NAMES
     from core.analyses.importance import METRICS
-    from core.dataset import IMPORTANCE_OVERVIEW, PATTERN_LAYOUTS
+    from core.analyses.spurious import DEFAULT_METHOD
+    from core.dataset import IMPORTANCE_OVERVIEW, KEYPOINT_LIFT, PATTERN_LAYOUTS, SPURIOUS_RANKING
     from core.dataset.importance_overview import OverviewParams
     from testing.images import demo_class_folder
 
@@ -81,11 +85,12 @@ def prepared(tmp_path_factory, engine_model) -> Prepared:
                                    CLICK_CLASSES)
     clicks = load_dataset(str(clicks_dir), lm.class_names)
     plan.append((clicks, list(range(len(clicks))),
-                 [FORWARD, STRENGTH, PATTERNS, IMPORTANCE, PARTIAL_PRUNING]))
+                 [FORWARD, STRENGTH, PATTERNS, IMPORTANCE, PARTIAL_PRUNING, KEYPOINTS, SPURIOUS]))
     ask_dir = demo_class_folder(root / "ask", lm.class_names, ASK_PER_CLASS, ASK_CLASSES)
     ask = load_dataset(str(ask_dir), lm.class_names)
     plan.append((ask, [0], [FORWARD]))  # the first image shows; the set is not computed
-    steps = [(IMPORTANCE_OVERVIEW, OverviewParams(METRICS[0])), (PATTERN_LAYOUTS, None)]
+    steps = [(IMPORTANCE_OVERVIEW, OverviewParams(METRICS[0])), (PATTERN_LAYOUTS, None),
+             (KEYPOINT_LIFT, None), (SPURIOUS_RANKING, None)]
     for ds, indices, analyses in plan:
         for analysis in analyses:
             run(lm, ds, indices, analysis, cache=cache)
@@ -100,8 +105,11 @@ def prepared(tmp_path_factory, engine_model) -> Prepared:
         assert run_step(lm, ask, step, params, cache=cache, compute=False).arrays is None
     assert run(lm, ask, [1], STRENGTH, cache=cache, compute=False).missing == [1]
     assert len(clicks) == len(CLICK_CLASSES) * CLICKS_PER_CLASS
+    ranking = run_step(lm, clicks, SPURIOUS_RANKING, cache=cache).arrays["order"]
     return Prepared(cache=root / "cache", clicks=clicks_dir, ask=ask_dir,
-                    demo_ids={i: demo.records[i].id for i in range(len(demo))})
+                    demo_ids={i: demo.records[i].id for i in range(len(demo))},
+                    spurious_ids=[clicks.records[int(i)].id for i in ranking[
+                        METHOD_NAMES.index(DEFAULT_METHOD)]])
 
 
 @pytest.fixture(scope="session")

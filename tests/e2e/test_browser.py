@@ -26,12 +26,13 @@ pytestmark = pytest.mark.e2e
 # the default page (Overview) lives at the root URL
 PAGES = {"": "Overview", "importance": "Head importance",
          "strength": "Attention strength", "patterns": "Attention patterns",
-         "rollout": "Attention rollout"}
+         "rollout": "Attention rollout", "keypoints": "Keypoints and shortcuts"}
 # on the demo set, what each page draws last (the run has reached the end of the page)
 LAST_ON_DEMO = {"": "overview_compute", "importance": "png_importance_mode_predictions",
                 "strength": "strength_compute", "patterns": "pattern_compute",
-                "rollout": "ro_checkpoint"}
+                "rollout": "ro_checkpoint", "keypoints": "spurious_compute"}
 ASKS = re.compile(r"Compute now \(\d+ images\)")
+ROW_PX = 35  # Streamlit's dataframe row (and header) height
 URL_HAS_HEAD = "() => /[?&](layer|head)=/.test(window.location.search)"
 
 
@@ -154,6 +155,33 @@ def test_compute_now_computes_the_whole_set_once(page, app_url, prepared, path, 
     page.goto(address)  # a new session: now from the cache, without asking
     wait_for_app(page, page.get_by_text(result).first)
     expect(keyed(page, key)).to_have_count(0)
+
+
+def test_clicking_a_ranked_image_and_a_lift_cell_select_them_everywhere(page, app_url,
+                                                                      prepared):
+    first = prepared.spurious_ids[0]
+    open_app(page, url(app_url, "keypoints", images=prepared.clicks, image=first),
+             page.get_by_text(f"Image {first}", exact=False).first,
+             keyed(page, "spurious_table").locator('[data-testid="stDataFrame"]'),
+             chart(page, "keypoint_lift"))
+    expect(keyed(page, "keypoints_compute")).to_have_count(0)  # the set is cached
+    table = keyed(page, "spurious_table").locator('[data-testid="stDataFrame"]')
+    table.scroll_into_view_if_needed()
+    box = table.bounding_box()
+    wanted = prepared.spurious_ids[2]  # the third row of the ranking: header + 2.5 rows
+    page.mouse.click(box["x"] + 12, box["y"] + ROW_PX * 3.5)
+    page.wait_for_function(
+        f"() => new URLSearchParams(location.search).get('image') === {wanted!r}",
+        polling=100, timeout=60_000)
+    wait_for_app(page, page.get_by_text(f"Image {wanted}", exact=False).first,
+                 chart(page, "keypoint_lift"))
+    click_chart(page, "keypoint_lift", [(0.5, 0.6), (0.3, 0.4), (0.2, 0.2)], URL_HAS_HEAD)
+    layer, head = query_param(page, "layer") or "0", query_param(page, "head") or "0"
+    wait_for_app(page, page.get_by_text(f"Layer {layer}, head {head}: where attention goes"))
+    open_page_from_sidebar(page, "Strength",
+                           page.get_by_text(f"Layer {layer}, head {head}: strength by hop"))
+    assert query_param(page, "image") == wanted
+    assert_no_exception(page)
 
 
 def test_uploaded_images_become_the_image_set_and_a_link_reopens_it(page, app_url):

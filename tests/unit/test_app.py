@@ -19,7 +19,7 @@ from testing.images import demo_class_folder
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PAGES = ["app_pages/overview_page.py", "app_pages/importance_page.py",
          "app_pages/strength_page.py", "app_pages/patterns_page.py",
-         "app_pages/rollout_page.py"]
+         "app_pages/rollout_page.py", "app_pages/keypoints_page.py"]
 
 
 # Dataset-level views ask before computing over all 1,000 demo images; the app's
@@ -206,3 +206,31 @@ def test_the_report_reuses_the_entries_the_pages_computed(demo):
     index = ds.index_of(image_id)
     for name in ("forward", "importance", "strength", "patterns", "explanations"):  # report's
         assert run(demo, ds, [index], ANALYSES[name], cache=cache, compute=False).missing == [], name
+
+
+def test_keypoints_page_lift_ranking_and_method_in_the_url(demo, tmp_path):
+    folder = demo_class_folder(tmp_path, demo.class_names, per_class=3)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"images": str(folder), "layer": "4", "head": "1"})
+    at.run()
+    at.switch_page("app_pages/keypoints_page.py").run()
+    assert not at.exception and not at.error
+    assert any("no object masks" in i.value for i in at.info)  # keypoints stand in
+    assert any("Layer 4, head 1: where attention goes" in s.value for s in at.subheader)
+    at.button(key="keypoints_compute").click().run()
+    at.button(key="spurious_compute").click().run()
+    assert not at.exception and not at.error
+    assert any("Per layer, the lift averaged over its heads: mean over 9 images" in c.value
+               for c in at.caption)
+    ranking = at.dataframe[-1].value
+    assert len(ranking) == 9 and ranking["outside object (%)"].is_monotonic_decreasing
+    assert set(ranking["object from"]) <= {"keypoints", "none"}
+    at.selectbox(key="w_method").set_value("rollout").run()
+    assert at.query_params["method"] == "rollout"
+    assert not at.exception and not at.error
+    link = AppTest.from_file(APP, default_timeout=TIMEOUT)  # the link, opened anew
+    link.query_params.update(dict(at.query_params))
+    link.run()
+    link.switch_page("app_pages/keypoints_page.py").run()
+    assert link.selectbox(key="w_method").value == "rollout"
+    assert link.dataframe[-1].value["image"].tolist() == at.dataframe[-1].value["image"].tolist()

@@ -1,0 +1,154 @@
+"""Keypoints page: attention against SIFT keypoints, and the images whose explanation
+lies outside the object; see SPEC "Keypoints and spurious correlations"."""
+import base64
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core.analyses import KEYPOINTS, SPURIOUS
+from core.analyses.faithfulness import METHOD_NAMES
+from core.analyses.keypoints import has_keypoints
+from core.analyses.spurious import DEFAULT_METHOD, OBJECT_SOURCES
+from core.data.datasets import load_batch
+from core.dataset import KEYPOINT_LIFT, SPURIOUS_RANKING
+from core.explain import METHODS
+from ui import downloads, resources
+from ui.downloads import image_png
+from ui.keypoints_charts import (interrelation_frame, keypoints_figure, layer_lift_chart,
+                                 lift_heatmap)
+from ui.state import bind, from_widget, new_chart_pick, new_pick, select, setting
+from ui.views import enlarged, intro, selected_image
+
+RANKED_ROWS = 25  # images shown in the ranking (the CSV holds all)
+
+intro("Keypoints and shortcuts",
+      "This page compares where the attention heads look with the SIFT keypoints of the "
+      "image (corners and blobs, the places classic vision finds informative), and lists "
+      "the images whose explanation lies mostly outside the object, a sign that the model "
+      "uses a shortcut such as a watermark or the background.",
+      "A lift above 1 means a head gives the keypoint patches more attention than chance; "
+      "in the ranking, a high share outside the object together with a prediction that "
+      "changes when the outside is removed is a likely shortcut.")
+chosen = selected_image()
+lm, ds, index, layer, head = chosen.lm, chosen.ds, chosen.index, chosen.layer, chosen.head
+one = resources.analyse(lm, ds, [index], KEYPOINTS).arrays[index]  # readable: shown above
+mine = resources.analyse(lm, ds, [index], SPURIOUS).arrays[index]
+object_source = OBJECT_SOURCES[int(mine["object_source"])]
+if not ds.has_objects:
+    st.info("This image set has no object masks, so the patches holding keypoints stand in "
+            "for the object. Put binary PNG masks named like the images in a masks/ folder "
+            "beside them to give the objects.")
+if ds.mask_problems:
+    with st.expander(f"{len(ds.mask_problems)} image(s) without a usable mask"):
+        st.text("\n".join(f"{name}: {why}" for name, why in ds.mask_problems))
+
+left, right = st.columns([1, 1.3])
+with left:
+    st.subheader("Keypoints of this image")
+    batch, _, _ = load_batch(lm, ds, [index])
+    downloads.figure(keypoints_figure(lm.to_display(batch[0]), one["keypoints"], lm.grid,
+                                      lm.patch_size, mine["inside"]),
+                     f"keypoints_{ds.records[index].id}")
+    count = len(one["keypoints"])
+    object_text = {"mask": "its object mask", "keypoints": "the keypoint patches (no mask)",
+                   "none": "nothing: no mask and no keypoint"}[object_source]
+    st.caption(f"{count} SIFT keypoint(s) (red circles, the size SIFT gives them) on the "
+               f"{lm.grid[0]} x {lm.grid[1]} patch grid (blue lines); {100 * float(one['chance']):.0f}% "
+               f"of the patches hold one (chance level). Hatched patches are outside the "
+               f"object, which comes from {object_text}.")
+with right:
+    if not has_keypoints(one):
+        st.subheader("Attention on keypoint patches")
+        st.info("SIFT finds no keypoint in this image (it is flat or has no structure), so "
+                "there is no keypoint attention to measure.")
+    else:
+        st.subheader("Attention on keypoint patches, every head")
+        event = downloads.chart(lift_heatmap(one["lift"], layer, head, "Lift over chance"),
+                                "keypoint_lift", on_select="rerun")
+        pick = new_chart_pick("keypoint_lift", event)
+        if pick and "layer" in pick and "head" in pick:
+            select(layer=int(pick["layer"]), head=int(pick["head"]))
+            st.rerun()
+        st.caption("Lift = the share of the CLS token's attention (over the patches) that "
+                   "lands on keypoint patches, divided by their share of the patches. 1 is "
+                   "chance; 2 means twice as much attention as chance. Click a cell to "
+                   "select that head.")
+        downloads.csv(pd.DataFrame(one["lift"]).rename_axis("layer").rename(
+            columns=lambda h: f"head {h}"), "keypoint_lift", "Download the lifts (CSV)")
+
+if has_keypoints(one):
+    st.subheader(f"Layer {layer}, head {head}: where attention goes between patches")
+    downloads.table(interrelation_frame(one["interrelation"][layer, head], one["bin_share"]),
+                    "keypoint_interrelation", number_format="{:.1f}")
+    st.caption("Patches fall in three groups by their keypoint count: none, at or below the "
+               "median count, above it. Each row gives the percentage of a patch's attention "
+               "to other patches that goes to each group, averaged over the patches of the "
+               "row's group; the last row is each group's share of the patches, what "
+               "attention spread evenly would give.")
+
+st.subheader("Lift per layer over the image set")
+lift = resources.whole_set_step(lm, ds, KEYPOINT_LIFT, "The lift over all images",
+                                "keypoints_compute")
+if lift is not None:
+    downloads.chart(layer_lift_chart(lift["layer_mean"], lift["layer_std"]), "lift_by_layer")
+    st.caption(f"Per layer, the lift averaged over its heads: mean over "
+               f"{int(lift['images'])} images (line) and +-1 standard deviation (band)"
+               + (f"; {int(lift['without_keypoints'])} image(s) without keypoints are left "
+                  "out" if int(lift["without_keypoints"]) else "") + ".")
+    downloads.csv(pd.DataFrame({"mean lift": lift["layer_mean"], "std": lift["layer_std"]})
+                  .rename_axis("layer"), "lift_by_layer", "Download the per-layer lift (CSV)")
+
+st.subheader("Images whose explanation lies outside the object")
+labels = {name: METHODS[name].label for name in METHOD_NAMES}
+method = setting("method", DEFAULT_METHOD, list(METHOD_NAMES))
+bind("w_method", "method")
+st.selectbox("Explanation scored", list(METHOD_NAMES), key="w_method", format_func=labels.get,
+             on_change=from_widget, args=("w_method", "method"),
+             help="The map whose share outside the object orders the images.")
+ranked = resources.whole_set_step(lm, ds, SPURIOUS_RANKING, "The ranking over all images",
+                                  "spurious_compute")
+if ranked is not None:
+    m = METHOD_NAMES.index(method)
+    per_image = resources.analyse(lm, ds, [int(i) for i in ranked["order"][m]], SPURIOUS).arrays
+    order = [int(i) for i in ranked["order"][m] if int(i) in per_image]
+
+    def thumbnail(i: int) -> str:
+        pixels, _, _ = load_batch(lm, ds, [i])
+        small = (255 * enlarged(lm.to_display(pixels[0]))[::4, ::4]).astype(np.uint8)
+        return "data:image/png;base64," + base64.b64encode(image_png(small)).decode()
+
+    def row(i: int) -> dict:
+        a = per_image[i]
+        return {"image": ds.records[i].id,
+                "true class": (lm.class_names[ds.records[i].label]
+                               if ds.records[i].label is not None else ""),
+                "predicted": lm.class_names[int(a["top_before"])],
+                "outside object (%)": 100 * float(a["score"][m]),
+                "probability before (%)": 100 * float(a["probability_before"]),
+                "probability without outside (%)": 100 * float(a["probability_after"]),
+                "prediction without outside": lm.class_names[int(a["top_after"])],
+                "changes": bool(a["top_after"] != a["top_before"]),
+                "object from": OBJECT_SOURCES[int(a["object_source"])]}
+
+    full = pd.DataFrame([row(i) for i in order])
+    shown = full.head(RANKED_ROWS).copy()
+    shown.insert(0, "thumbnail", [thumbnail(i) for i in order[:RANKED_ROWS]])
+    event = st.dataframe(
+        shown, key="spurious_table", on_select="rerun", selection_mode="single-row",
+        hide_index=True, width="stretch",
+        column_config={"thumbnail": st.column_config.ImageColumn("thumbnail", width="small"),
+                       **{c: st.column_config.NumberColumn(c, format="%.1f") for c in full
+                          if c.endswith("(%)")}})
+    downloads.csv(full, f"spurious_{method}", "Download the whole ranking (CSV)")
+    rows = event.selection.rows if event else []
+    picked = new_pick("spurious_table", rows[0] if rows else None)
+    if picked is not None and picked < len(order):
+        select(image=ds.records[order[picked]].id)
+        st.rerun()
+    st.caption(f"The {min(RANKED_ROWS, len(order))} of {len(order)} images with the largest "
+               f"share of the {labels[method]} map outside the object (negative values "
+               "count as 0), with the prediction again after the patches outside the object "
+               "are set to the mean colour. Click a row to select that image. Over the set, "
+               f"removing the outside changes the prediction of "
+               f"{100 * float(ranked['changed']):.1f}% of the images.")

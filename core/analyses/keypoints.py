@@ -1,0 +1,107 @@
+"""The "keypoints" analysis: attention read against SIFT keypoints (SPEC "Keypoints and
+spurious correlations", seed paper 002).
+
+Per image: SIFT keypoints (``core.data.keypoints``), their concentration ``c_j`` per
+patch and ``K = {j : c_j > 0}``; per head (l, h):
+
+- ``share``: the CLS row over the patches, renormalised to sum 1 over the patches,
+  summed over ``K``; ``chance`` = ``|K| / G``; ``lift`` = share / chance.
+- ``interrelation`` (the paper's weighted patch interrelation): patches in three bins
+  by ``c_j``: 0 no keypoint, 1 at or below the median of the non-zero values, 2 above
+  it (ties at the median go to bin 1). For source bin a and target bin b, the mean
+  over the source patches in a of the attention mass each sends to bin b, on the
+  patches->patches region with each row renormalised over the patches (3 x 3 per
+  head; a row whose bin is empty is 0), shown against ``bin_share``, the bins' shares
+  of the patches.
+
+An image where SIFT finds nothing (a flat image) gives an explicit "no keypoints"
+result: ``chance`` 0, share and lift 0 (never NaN); :func:`has_keypoints` says which.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from core.analyses.base import Analysis, Output, per_image
+from core.data.keypoints import Weight, concentration, detect, to_grey
+from core.model import LoadedModel, capture
+from core.model.targets import Targets
+from core.storage.cache import Arrays
+
+BINS = ("no keypoint", "few keypoints", "many keypoints")  # below / above the median
+TINY = 1e-12  # guards renormalising a row with no attention on the patches
+
+
+@dataclass(frozen=True)
+class KeypointParams:
+    min_side: int = 224  # SIFT runs on the image upsampled to at least this short side
+    weight: Weight = "count"  # c_j: the number of keypoints, or the sum of responses
+
+
+def keypoint_bins(c: torch.Tensor) -> torch.Tensor:
+    """(patch,) concentrations -> (patch,) bins 0, 1, 2 (see the module docstring)."""
+    nonzero = c[c > 0]
+    if len(nonzero) == 0:
+        return torch.zeros_like(c, dtype=torch.long)
+    median = nonzero.float().quantile(0.5)
+    return torch.where(c <= 0, 0, torch.where(c <= median, 1, 2))
+
+
+def attention_against(attention: torch.Tensor, c: torch.Tensor, prefix: int
+                      ) -> dict[str, torch.Tensor]:
+    """Share, chance, lift and interrelation of (batch, layer, head, token, token)
+    attention against (batch, patch) concentrations."""
+    on = (c > 0).to(attention.dtype)
+    cls = capture.cls_attention(attention, prefix)
+    cls = cls / cls.sum(-1, keepdim=True).clamp_min(TINY)
+    share = torch.einsum("blhg,bg->blh", cls, on)
+    chance = on.mean(-1)
+    lift = torch.where(chance[:, None, None] > 0, share / chance.clamp_min(TINY)[:, None, None],
+                       torch.zeros_like(share))
+    bins = torch.nn.functional.one_hot(torch.stack([keypoint_bins(row) for row in c]),
+                                       len(BINS)).to(attention.dtype)  # b g bin
+    patches = attention[..., prefix:, prefix:]
+    patches = patches / patches.sum(-1, keepdim=True).clamp_min(TINY)
+    mass = torch.einsum("blhst,btk->blhsk", patches, bins)  # to each target bin
+    sources = bins.sum(1)  # b bin
+    table = torch.einsum("blhsk,bsa->blhak", mass, bins) / sources.clamp_min(1)[:, None, None,
+                                                                              :, None]
+    return {"share": share, "chance": chance, "lift": lift, "interrelation": table,
+            "bin_share": sources / c.shape[-1]}
+
+
+def has_keypoints(arrays: Arrays) -> bool:
+    """Whether SIFT found a keypoint in the image (else share and lift are 0)."""
+    return bool(arrays["chance"] > 0)
+
+
+def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets,
+            params: KeypointParams) -> list[Arrays]:
+    """Per image: ``keypoints`` (keypoint, field: x, y in input pixels, response, size),
+    ``concentration`` (patch), ``share`` and ``lift`` (layer head), ``chance``,
+    ``interrelation`` (layer head bin bin) and ``bin_share`` (bin), float32."""
+    found, c = [], []
+    for x in images:
+        points = detect(to_grey(lm.to_display(x)), params.min_side)
+        found.append(np.column_stack([points.xy, points.response, points.size]))
+        c.append(concentration(points, lm.grid, lm.patch_size, params.weight))
+    attention = capture.forward(lm, images).attention.float().cpu()
+    out = attention_against(attention, torch.from_numpy(np.stack(c)), lm.num_prefix_tokens)
+    arrays = {name: value.numpy().astype(np.float32) for name, value in out.items()}
+    arrays["concentration"] = np.stack(c)
+    results = per_image(arrays, len(images))
+    for result, points in zip(results, found):
+        result["keypoints"] = points.astype(np.float32).reshape(-1, 4)
+    return results
+
+
+KEYPOINTS = Analysis(
+    name="keypoints", params=KeypointParams, compute=compute, batch_size=16,
+    outputs={"keypoints": Output("float32", "keypoint field"),
+             "concentration": Output("float32", "patch"),
+             "share": Output("float32", "layer head"), "lift": Output("float32", "layer head"),
+             "chance": Output("float32"),
+             "interrelation": Output("float32", "layer head bin bin"),
+             "bin_share": Output("float32", "bin")})
