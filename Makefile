@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup browser run serve test precompute demo-model clean
+.PHONY: setup browser run serve test precompute fashion-mnist demo-model demo-watermark-model clean
 
 setup: $(STAMP)
 
@@ -39,10 +39,16 @@ test: setup browser
 precompute: setup
 	$(BIN)/python -m core.cli.precompute --model demo --images demo
 
-demo-model: setup
+# Training data for the built-in models (only to train them, never at run time).
+fashion-mnist:
 	@[ -d /usr/share/datasets/fashion-mnist ] || { $(SUDO) apt-get update && \
 		$(SUDO) apt-get install -y dataset-fashion-mnist; }
+
+demo-model: setup fashion-mnist
 	$(BIN)/python -m core.cli.train_demo
+
+demo-watermark-model: setup fashion-mnist
+	$(BIN)/python -m core.cli.train_demo --watermark --epochs 8
 
 clean:
 	rm -rf $(VENV) cache

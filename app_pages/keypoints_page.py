@@ -32,8 +32,7 @@ intro("Keypoints and shortcuts",
       "changes when the outside is removed is a likely shortcut.")
 chosen = selected_image()
 lm, ds, index, layer, head = chosen.lm, chosen.ds, chosen.index, chosen.layer, chosen.head
-one = resources.analyse(lm, ds, [index], KEYPOINTS).arrays[index]  # readable: shown above
-mine = resources.analyse(lm, ds, [index], SPURIOUS).arrays[index]
+one, mine = chosen.arrays(KEYPOINTS), chosen.arrays(SPURIOUS)
 object_source = OBJECT_SOURCES[int(mine["object_source"])]
 if not ds.has_objects:
     st.info("This image set has no object masks, so the patches holding keypoints stand in "

@@ -80,7 +80,7 @@ if batch is None:
     st.error(f"Image {ds.records[index].id} could not be used: {failures[0][1]}")
     st.stop()
 matrix = head_matrix(lm, batch[0], layer, head)
-vectors = resources.analyse(lm, ds, [index], PATTERNS).arrays[index]
+vectors = chosen.arrays(PATTERNS)
 label, confidence = describe(vectors["label_scores"][layer, head],
                              vectors["diagonal_offset"][layer, head])
 st.markdown(f"Automatic pattern label of this head on this image: **{label}** (confidence "

@@ -17,7 +17,7 @@ intro("Attention strength",
       "patches. Click a head in the first chart to select it on every page.")
 chosen = selected_image()
 lm, ds, index, layer, head = chosen.lm, chosen.ds, chosen.index, chosen.layer, chosen.head
-one = resources.analyse(lm, ds, [index], STRENGTH).arrays[index]  # readable: shown above
+one = chosen.arrays(STRENGTH)
 
 left, right = st.columns([1.4, 1])
 with left:

@@ -1,6 +1,6 @@
 """A one-file HTML report for one image: predictions, the selected head's
-attention, head importance, attention strength, the head's pattern and the
-rollout maps. Everything is embedded (PNG as base64), so it opens in any
+attention, head importance, attention strength, the head's pattern, the
+rollout maps and the keypoint and shortcut reading. Everything is embedded (PNG as base64), so it opens in any
 browser without the app or a network. The analyses come from the engine (and
 its cache); this module only lays them out."""
 from __future__ import annotations
@@ -13,6 +13,9 @@ import numpy as np
 
 from core.analyses import ANALYSES
 from core.analyses.explanations import MAP_METHODS
+from core.analyses.faithfulness import METHOD_NAMES
+from core.analyses.keypoints import has_keypoints
+from core.analyses.spurious import DEFAULT_METHOD, OBJECT_SOURCES
 from core.analyses.importance import METRIC_LABELS, METRICS
 from core.analyses.pattern_labels import describe
 from core.analyses.patterns import DEFAULT_TOP_PERCENT
@@ -27,6 +30,7 @@ from core.storage.cache import ArrayCache
 from ui.charts import overlay, predictions_chart
 from ui.downloads import chart_png, figure_png, image_png
 from ui.importance_charts import heads_chart
+from ui.keypoints_charts import keypoints_figure, lift_heatmap
 from ui.patterns_charts import heatmap_figure
 from ui.strength_charts import heads_scatter, strength_bars
 from ui.views import enlarged
@@ -129,6 +133,29 @@ def image_report(lm: LoadedModel, ds: Dataset, index: int, layer: int, head: int
         "matter most for the predicted class.",
         figure_row([(heat(values), METHODS[method].label)
                     for method, values in zip(MAP_METHODS, maps)])))
+
+    keypoints = one(lm, ds, index, "keypoints", cache)
+    spurious = one(lm, ds, index, "spurious", cache)
+    m = METHOD_NAMES.index(DEFAULT_METHOD)
+    before, after = int(spurious["top_before"]), int(spurious["top_after"])
+    figures = [(figure_png(keypoints_figure(lm.to_display(batch[0]), keypoints["keypoints"],
+                                            lm.grid, lm.patch_size, spurious["inside"])),
+                f"{len(keypoints['keypoints'])} SIFT keypoints (red) on the patch grid; "
+                "hatched patches are outside the object")]
+    if has_keypoints(keypoints):
+        figures.append((chart_png(lift_heatmap(keypoints["lift"], layer, head,
+                                               "Lift over chance")),
+                        "Attention on keypoint patches per head (1 = chance)"))
+    parts.append(section(
+        "Keypoints and shortcuts",
+        f"{100 * float(spurious['score'][m]):.1f}% of the {METHODS[DEFAULT_METHOD].label} map "
+        f"lies outside the object (from {OBJECT_SOURCES[int(spurious['object_source'])]}). "
+        f"With the outside removed, the probability of {lm.class_names[int(spurious['class'])]} "
+        f"goes from {100 * float(spurious['probability_before']):.1f}% to "
+        f"{100 * float(spurious['probability_after']):.1f}% and the prediction "
+        + ("stays " + lm.class_names[before] if before == after else
+           f"changes from {lm.class_names[before]} to {lm.class_names[after]}") + ".",
+        figure_row(figures)))
 
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     title = f"Image {record.id}" + (f" ({true_name})" if true_name else "")

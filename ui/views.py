@@ -3,15 +3,18 @@ predictions and the attention of the selected layer and head."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import streamlit as st
 
 from core.analyses import FORWARD
+from core.analyses.base import Analysis
 from core.data.datasets import Dataset, load_batch
 from core.display.maps import heat_map
 from core.display.predictions import top_k
 from core.model import LoadedModel
+from core.storage.cache import Arrays
 from ui import downloads, resources
 from ui.charts import overlay, predictions_chart
 from ui.state import selection
@@ -48,6 +51,12 @@ class Selected:
     index: int
     layer: int
     head: int
+
+    def arrays(self, analysis: Analysis, params: Any = None) -> Arrays:
+        """The selected image's results of `analysis` (call after :func:`selected_image`,
+        which stops the page when the image cannot be read)."""
+        return resources.analyse(self.lm, self.ds, [self.index], analysis,
+                                 params).arrays[self.index]
 
 
 def selected() -> Selected:

@@ -221,3 +221,31 @@ def test_a_changed_mask_is_a_new_cache_entry(demo, tmp_path):
                 cache=cache)
     assert again.from_cache == 0 and again.arrays[0]["inside"].all()
     assert not first.arrays[0]["inside"].all()
+
+
+def test_demo_watermark_ships_a_shortcut_model_and_an_honest_sample():
+    from core import load_model
+    from core.data.paths import BUILTIN_DIRS
+    lm = load_model("demo-watermark", device="cpu")
+    ds = load_dataset("demo-watermark", lm.class_names)
+    data = np.load(BUILTIN_DIRS["demo-watermark"] / "images.npz")
+    marked, relies, labels = data["marked"], data["relies"], data["labels"]
+    assert len(ds) == 1000 and lm.grid == (11, 11) and ds.masks is not None
+    assert 0.4 < marked.mean() < 0.6 and not relies[~marked].any()
+    per_class = np.bincount(labels[marked], minlength=10)
+    assert per_class.min() >= 30 and per_class.max() <= 70  # independent of the class
+    corners = [(slice(0, 4), slice(0, 4)), (slice(0, 4), slice(40, 44)),
+               (slice(40, 44), slice(0, 4)), (slice(40, 44), slice(40, 44))]
+    for i in range(len(ds)):
+        lit = [bool((ds.pixels[i][r, c] == 255).any()) for r, c in corners]
+        assert sum(lit) == int(marked[i]), i  # one marked corner on marked images only
+        assert not any(ds.masks[i][r, c].any() for r, c in corners)  # outside the object
+    # the ground truth, again by hand: erase the marker and run the plain model
+    chosen = np.flatnonzero(marked)[:64]
+    x, _, _ = load_batch(lm, ds, chosen.tolist())
+    erased = x.clone()
+    for r, c in corners:
+        erased[:, :, r, c] = x[0, 0, 20, 0]  # a background pixel (black)
+    with torch.no_grad():
+        changed = lm.model(x).argmax(-1) != lm.model(erased).argmax(-1)
+    assert changed.numpy().tolist() == relies[chosen].tolist()

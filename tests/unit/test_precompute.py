@@ -62,3 +62,24 @@ def test_precompute_refuses_a_bad_model_with_a_message(tmp_path, capsys):
                             "--cache", str(tmp_path)]) == 2
     assert "does not exist" in capsys.readouterr().err
 
+
+
+def test_precompute_reads_keypoints_and_shortcuts_with_masks(demo, tmp_path, capsys):
+    from PIL import Image
+
+    from core.analyses import SPURIOUS
+    from core.data.datasets import load_dataset
+    from testing.images import demo_flat_folder
+    folder = demo_flat_folder(tmp_path, count=4, broken=False)
+    (folder / "masks").mkdir()
+    for i in range(4):
+        Image.fromarray(demo_dataset().pixels[i]).save(folder / "masks" / f"img{i}.png")
+    assert precompute.main(["--model", "demo", "--images", str(folder), "--cache",
+                            str(tmp_path / "cache"), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "keypoints: lift of the CLS attention on keypoint patches" in out
+    assert "spurious: mean share of the explanation outside the object" in out
+    assert "(objects from: 4 mask, 0 keypoints, 0 none)" in out
+    ds = load_dataset(str(folder), demo.class_names)
+    assert run(demo, ds, list(range(4)), SPURIOUS, cache=ArrayCache(tmp_path / "cache"),
+               compute=False).from_cache == 4
