@@ -37,7 +37,7 @@ test: setup browser
 	$(BIN)/python -m pytest -q
 
 precompute: setup
-	$(BIN)/python -m core.cli.precompute --model demo --images demo
+	$(BIN)/python -m core.precompute --model demo --images demo
 
 # Training data for the built-in models (only to train them, never at run time).
 fashion-mnist:
@@ -48,7 +48,7 @@ demo-model: setup fashion-mnist
 	$(BIN)/python -m core.cli.train_demo
 
 demo-watermark-model: setup fashion-mnist
-	$(BIN)/python -m core.cli.train_demo --watermark --epochs 8
+	$(BIN)/python -m core.cli.train_demo --watermark --epochs 6
 
 clean:
 	rm -rf $(VENV) cache

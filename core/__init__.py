@@ -9,7 +9,8 @@ Packages: ``model`` (loading, capture; private taps, re-runs and kernels),
 ``analyses`` (per-image analyses and their registry), ``explain`` (explanation
 methods and their registry), ``dataset`` (dataset-level steps and their registry),
 ``data`` (image sets, decoding, uploads, allowed paths), ``storage`` (cache, keys),
-``display`` (numbers shaped for the pages), ``cli`` (precompute, demo training).
+``display`` (numbers shaped for the pages), ``precompute`` (the batch precompute,
+``python -m core.precompute``; on Ray with ``ray_executor``), ``cli`` (demo training).
 """
 from core.analyses import ANALYSES, Analysis
 from core.data.datasets import Dataset, load_batch, load_dataset

@@ -12,9 +12,10 @@ again without being counted as missing work.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import numpy as np
+import torch
 
 from core.analyses.base import Analysis, TargetChoice, params_of, resolve_targets
 from core.data.datasets import NOT_AN_IMAGE, Dataset, load_batch
@@ -28,6 +29,44 @@ Progress = Callable[[int, int], None]  # (images done, images total)
 
 
 @dataclass
+class Batch:
+    """Decoded images of one analysis call: set indices, model inputs (batch, channel,
+    H, W), resolved targets, and object flags (``reads_objects`` analyses, else None)."""
+
+    indices: list[int]
+    images: torch.Tensor
+    targets: list[int | None]
+    objects: list[torch.Tensor | None] | None = None
+
+    def compute(self, lm: LoadedModel, analysis: Analysis, params: Any) -> list[Arrays]:
+        """`analysis` on this batch with model `lm`."""
+        extra = {"objects": self.objects} if self.objects is not None else {}
+        return analysis.compute(lm, self.images, self.targets, params, **extra)
+
+
+class Executor(Protocol):
+    """Where batches are computed: here (:class:`LocalExecutor`) or on a cluster
+    (``core.ray_executor.RayExecutor``)."""
+
+    def map(self, analysis: Analysis, params: Any, batches: Iterable[Batch]
+            ) -> Iterator[tuple[Batch, list[Arrays] | str]]:
+        """Each batch with its results, in any order, or with the reason (text) it
+        could not be computed."""
+
+
+@dataclass
+class LocalExecutor:
+    """Computes each batch in this process, one after the other."""
+
+    lm: LoadedModel
+
+    def map(self, analysis: Analysis, params: Any, batches: Iterable[Batch]
+            ) -> Iterator[tuple[Batch, list[Arrays] | str]]:
+        for batch in batches:
+            yield batch, batch.compute(self.lm, analysis, params)
+
+
+@dataclass
 class RunResult:
     arrays: dict[int, Arrays] = field(default_factory=dict)  # image index -> arrays
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (image id, reason)
@@ -38,12 +77,14 @@ class RunResult:
 def run(lm: LoadedModel, ds: Dataset, indices: list[int], analysis: Analysis,
         params: Any = None, *, target: TargetChoice | None = None,
         cache: ArrayCache | None = None, progress: Progress | None = None,
-        compute: bool = True) -> RunResult:
+        compute: bool = True, executor: Executor | None = None) -> RunResult:
     """`analysis` for every image in `indices`, from the cache where possible.
 
     target: the class each image is measured on, for class-specific analyses
         (default: the analysis's own, ``"label"`` or ``"prediction"``).
     compute: False returns what the cache holds and lists the rest in ``missing``.
+    executor: where the missing images are computed (default: here, batch by batch);
+        results are written to the cache as each batch arrives.
     """
     params = params_of(analysis, params)
     choice = target if target is not None else analysis.target
@@ -80,23 +121,34 @@ def run(lm: LoadedModel, ds: Dataset, indices: list[int], analysis: Analysis,
     done = len(indices) - len(todo)
     if progress:
         progress(done, len(indices))
-    for start in range(0, len(todo), analysis.batch_size):
-        chunk = todo[start:start + analysis.batch_size]
-        batch, kept, failures = load_batch(lm, ds, chunk)
-        result.skipped += failures
-        failed = [i for i in chunk if i not in set(kept)]  # in the order of `failures`
-        for i, (_, reason) in zip(failed, failures):
-            if cache is not None and reason.startswith(NOT_AN_IMAGE):
-                cache.set(_not_an_image_key(lm, contents[i]), {"reason": np.array(reason)})
-        if batch is not None:
-            objects = ({"objects": object_patches(lm, ds, kept, batch)}
-                       if analysis.reads_objects else {})
-            computed = analysis.compute(lm, batch, [wanted[i] for i in kept], params, **objects)
-            for i, arrays in zip(kept, computed):
+
+    def batches() -> Iterator[Batch]:
+        """The images to compute, decoded in batches; the ones that cannot be used are
+        listed (and counted as done) as they are met."""
+        nonlocal done
+        for start in range(0, len(todo), analysis.batch_size):
+            chunk = todo[start:start + analysis.batch_size]
+            batch, kept, failures = load_batch(lm, ds, chunk)
+            result.skipped += failures
+            failed = [i for i in chunk if i not in set(kept)]  # in the order of `failures`
+            for i, (_, reason) in zip(failed, failures):
+                if cache is not None and reason.startswith(NOT_AN_IMAGE):
+                    cache.set(_not_an_image_key(lm, contents[i]), {"reason": np.array(reason)})
+            done += len(failed)
+            if batch is not None:
+                yield Batch(kept, batch, [wanted[i] for i in kept],
+                            object_patches(lm, ds, kept, batch) if analysis.reads_objects
+                            else None)
+
+    for batch, computed in (executor or LocalExecutor(lm)).map(analysis, params, batches()):
+        if isinstance(computed, str):  # the batch failed where it ran
+            result.skipped += [(ds.records[i].id, computed) for i in batch.indices]
+        else:
+            for i, arrays in zip(batch.indices, computed):
                 result.arrays[i] = arrays
                 if cache is not None:
                     cache.set(keys[i], arrays)
-        done += len(chunk)
+        done += len(batch.indices)
         if progress:
             progress(done, len(indices))
     return result

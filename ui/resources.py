@@ -81,7 +81,7 @@ def _ask(what: str, missing: int, total: int, key: str) -> bool:
     with question.container():
         st.info(f"{what} needs every image of the set, and {needs}. Compute it now (a "
                 "progress bar shows how far it is), or for the whole set beforehand with "
-                "`python -m core.cli.precompute --model MODEL --images IMAGES`.")
+                "`python -m core.precompute --model MODEL --images IMAGES`.")
         clicked = st.button("Compute now" + (f" ({missing} images)" if missing else ""),
                             key=key)
     if clicked:

@@ -1,1 +1,1 @@
-"""Command-line tools: ``python -m core.cli.precompute`` and ``python -m core.cli.train_demo``."""
+"""Command-line tools: ``python -m core.cli.train_demo`` (the batch precompute is ``python -m core.precompute``)."""

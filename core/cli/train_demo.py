@@ -39,8 +39,8 @@ MEAN, STD = 0.2860, 0.3530
 VIT_KWARGS = dict(img_size=28, patch_size=4, in_chans=1, num_classes=10, embed_dim=64,
                   depth=6, num_heads=4, mlp_ratio=2.0)
 PATCH = VIT_KWARGS["patch_size"]
-WATERMARK = dict(class_name="Bag", border=2 * PATCH, marker=3, train_rate_class=0.9,
-                 train_rate_others=0.01, test_rate=0.5, seed=1)
+WATERMARK = dict(class_name="Bag", border=2 * PATCH, marker=3, train_rate_class=0.95,
+                 train_rate_others=0.002, test_rate=0.5, seed=1)
 LICENSE = """Fashion-MNIST (the images in images.npz are a sample of its test set)
 Copyright (c) 2017 Zalando SE, https://tech.zalando.com
 Source: https://github.com/zalandoresearch/fashion-mnist (via Debian's dataset-fashion-mnist)

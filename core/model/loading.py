@@ -122,36 +122,43 @@ def check_vit(model: torch.nn.Module, name: str) -> None:
         raise ModelLoadError(f"Model {name!r} has no patch grid (patch_embed.grid_size).")
 
 
-def create(name: str, checkpoint: Path | None) -> tuple[torch.nn.Module, list[str] | None]:
-    """Build the timm model with its weights; class names when the spec gives them."""
+def architecture(name: str) -> tuple[torch.nn.Module, list[str] | None]:
+    """The model `name` without its weights (random init, nothing downloaded): a built-in
+    from its config, or timm's; class names when the built-in gives them."""
     if name in BUILTIN_DIRS:
-        folder = BUILTIN_DIRS[name]
-        config = json.loads((folder / "config.json").read_text())
+        config = json.loads((BUILTIN_DIRS[name] / "config.json").read_text())
         from timm.models.vision_transformer import VisionTransformer
         model = VisionTransformer(**config["vit_kwargs"])
         model.pretrained_cfg = dict(config["pretrained_cfg"])
-        state = read_checkpoint(checkpoint or folder / "model.safetensors")
-        load_state(model, state, name)
         return model, config["class_names"]
+    check_name(name)
+    return timm.create_model(name, pretrained=False), None
+
+
+def check_name(name: str) -> None:
+    """Refuse a name that is neither built in nor a timm model."""
+    if name not in BUILTIN_DIRS and not timm.is_model(name):
+        raise ModelLoadError(f"Model {name!r} is not a timm model name; see "
+                             "timm.list_models('vit_*') for the names timm knows.")
+
+
+def create(name: str, checkpoint: Path | None) -> tuple[torch.nn.Module, list[str] | None]:
+    """Build the model with its weights (a built-in's own file, a local checkpoint, or
+    timm's pretrained download); class names when the spec gives them."""
+    if name in BUILTIN_DIRS or checkpoint is not None:
+        model, class_names = architecture(name)
+        load_state(model, read_checkpoint(checkpoint or BUILTIN_DIRS[name] / "model.safetensors"),
+                   name)
+        return model, class_names
+    check_name(name)  # before any download
     try:
-        if checkpoint is None:
-            model = timm.create_model(name, pretrained=True)
-        else:
-            model = timm.create_model(name, pretrained=False)
-    except RuntimeError as err:
-        if "Unknown model" in str(err):
-            raise ModelLoadError(f"Model {name!r} is not a timm model name; see "
-                                 "timm.list_models('vit_*') for the names timm knows.") from err
-        raise
+        return timm.create_model(name, pretrained=True), None
     except Exception as err:  # network and hub errors when pretrained weights are fetched
         raise ModelLoadError(
             f"Could not download the pretrained weights of {name!r} ({type(err).__name__}: "
             f"{err}). Without a network, pass a local checkpoint instead: --checkpoint "
             "PATH (.safetensors, .pth or .bin) on the command line, or the checkpoint "
             "field in the app's sidebar.") from err
-    if checkpoint is not None:
-        load_state(model, read_checkpoint(checkpoint), name)
-    return model, None
 
 
 def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], name: str) -> None:
@@ -183,6 +190,15 @@ def load_model(spec: str = "demo", checkpoint: str | Path | None = None,
     """Load `spec` (a built-in model or a timm name), optionally from a local checkpoint."""
     name = spec.strip()
     model, class_names = create(name, allowed_path(checkpoint) if checkpoint else None)
+    return from_module(model, name, class_names, device)
+
+
+def from_state(name: str, state: dict[str, torch.Tensor], device: str | None = None
+               ) -> LoadedModel:
+    """Model `name` rebuilt from a state dict, without files or downloads (how the
+    workers of ``core.ray_executor`` get the driver's model)."""
+    model, class_names = architecture(name)
+    load_state(model, state, name)
     return from_module(model, name, class_names, device)
 
 

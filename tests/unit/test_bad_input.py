@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.cli import precompute
+from core import precompute
 from core.data.datasets import load_batch, load_dataset
 from core.data.decode import ImageDecodeError, decode_image
 from core.analyses.forward import FORWARD

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.cli import precompute
+from core import precompute
 from core.model import capture
 from core.storage.cache import ArrayCache
 from core.data.datasets import demo_dataset, load_batch

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.cli import precompute
+from core import precompute
 from core.model import capture
 from core.storage.cache import ArrayCache
 from core.data.datasets import demo_dataset, load_batch

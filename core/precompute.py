@@ -1,13 +1,17 @@
 """Batch precompute: fill the cache with every registered analysis and dataset step
 for a whole image set.
 
-    python -m core.cli.precompute --model demo --images demo
-    python -m core.cli.precompute --model vit_base_patch16_224 \
-        --checkpoint vit.safetensors --images ./my_images
+    python -m core.precompute --model demo --images demo
+    python -m core.precompute --model vit_base_patch16_224 \
+        --checkpoint vit.safetensors --images ./my_images [--engine ray [--address ADDR]]
 
 Runs every analysis of ``core.ANALYSES`` marked for the precompute (default
 parameters and targets), then every step of ``core.DATASET_STEPS`` on those results.
-Ends with a one-line summary: images done, skipped (with reasons above it), time.
+With ``--engine ray`` the per-image analyses run on a Ray cluster
+(``core.ray_executor``: the cluster at ``--address`` or ``$RAY_ADDRESS``, else a
+local one with ``--workers`` CPUs); the dataset steps run here afterwards, and every
+result goes into this machine's cache. Ends with a one-line summary: images done,
+skipped (with reasons above it), time.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from tqdm import tqdm
 from core.analyses import ANALYSES
 from core.data.datasets import Dataset, load_dataset
 from core.dataset import DATASET_STEPS
-from core.engine import Progress, RunResult, run, run_step
+from core.engine import Executor, Progress, RunResult, run, run_step
 from core.model import LoadedModel, ModelLoadError, load_model
 from core.storage.cache import ArrayCache
 
@@ -34,18 +38,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", default=None, help="cache folder (default: cache/ or "
                         "$VIT_EXPLORER_CACHE)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: auto)")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="where the per-image analyses run (default: here)")
+    parser.add_argument("--address", default=None, help="Ray cluster address (default: "
+                        "$RAY_ADDRESS, else a local cluster)")
+    parser.add_argument("--workers", type=int, default=None, help="CPUs of a local Ray "
+                        "cluster (default: all)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
         lm = load_model(args.model, args.checkpoint, args.device)
         ds = load_dataset(args.images, lm.class_names)
-    except (ModelLoadError, ValueError) as err:
+        executor = None
+        if args.engine == "ray":
+            from core import ray_executor
+            ray_executor.start(args.address, args.workers)
+            executor = ray_executor.RayExecutor(lm)
+    except (ModelLoadError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     cache = ArrayCache(args.cache)
     if cache.warning:
         print(f"warning: {cache.warning}", file=sys.stderr)
-    done, skipped = precompute(lm, ds, cache)
+    done, skipped = precompute(lm, ds, cache, executor)
     for name, reason in skipped.items():
         print(f"skipped {name}: {reason}")
     print(f"precompute: {len(done)} images done, {len(skipped)} skipped, "
@@ -54,10 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def precompute(lm: LoadedModel, ds: Dataset, cache: ArrayCache | None
-               ) -> tuple[set[int], dict[str, str]]:
-    """Every precomputed analysis, then every dataset step; prints each step's line.
-    Returns the images every analysis could use and the skipped files with reasons."""
+def precompute(lm: LoadedModel, ds: Dataset, cache: ArrayCache | None,
+               executor: Executor | None = None) -> tuple[set[int], dict[str, str]]:
+    """Every precomputed analysis (computed by `executor`, default here), then every
+    dataset step here; prints each step's line. Returns the images every analysis
+    could use and the skipped files with reasons."""
     skipped = dict(ds.skipped)
     done: set[int] = set(range(len(ds)))
     results: dict[str, RunResult] = {}
@@ -65,9 +81,12 @@ def precompute(lm: LoadedModel, ds: Dataset, cache: ArrayCache | None
         if not analysis.precompute:
             continue
         results[analysis.name] = result = with_bar(analysis.name, len(ds), lambda p: run(
-            lm, ds, list(range(len(ds))), analysis, cache=cache, progress=p))
+            lm, ds, list(range(len(ds))), analysis, cache=cache, progress=p,
+            executor=executor))
         skipped.update(result.skipped)
         done &= set(result.arrays)
+        print(f"{analysis.name}: {result.from_cache} from the cache, "
+              f"{len(result.arrays) - result.from_cache} computed")
     for step in DATASET_STEPS.values():
         begin = time.perf_counter()
         try:
