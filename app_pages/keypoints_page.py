@@ -5,6 +5,7 @@ import base64
 import numpy as np
 import pandas as pd
 import streamlit as st
+import torch
 
 from core.analyses import KEYPOINTS, SPURIOUS
 from core.analyses.faithfulness import METHOD_NAMES
@@ -112,9 +113,8 @@ if ranked is not None:
     per_image = resources.analyse(lm, ds, [int(i) for i in ranked["order"][m]], SPURIOUS).arrays
     order = [int(i) for i in ranked["order"][m] if int(i) in per_image]
 
-    def thumbnail(i: int) -> str:
-        pixels, _, _ = load_batch(lm, ds, [i])
-        small = (255 * enlarged(lm.to_display(pixels[0]))[::4, ::4]).astype(np.uint8)
+    def thumbnail(x: torch.Tensor) -> str:
+        small = (255 * enlarged(lm.to_display(x))[::4, ::4]).astype(np.uint8)
         return "data:image/png;base64," + base64.b64encode(image_png(small)).decode()
 
     def row(i: int) -> dict:
@@ -132,7 +132,8 @@ if ranked is not None:
 
     full = pd.DataFrame([row(i) for i in order])
     shown = full.head(RANKED_ROWS).copy()
-    shown.insert(0, "thumbnail", [thumbnail(i) for i in order[:RANKED_ROWS]])
+    inputs, _, _ = load_batch(lm, ds, order[:RANKED_ROWS])  # scored, so all readable
+    shown.insert(0, "thumbnail", [thumbnail(x) for x in inputs])
     event = st.dataframe(
         shown, key="spurious_table", on_select="rerun", selection_mode="single-row",
         hide_index=True, width="stretch",

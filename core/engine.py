@@ -19,7 +19,7 @@ import torch
 
 from core.analyses.base import Analysis, TargetChoice, params_of, resolve_targets
 from core.data.datasets import NOT_AN_IMAGE, Dataset, load_batch
-from core.data.objects import object_patches
+from core.data.objects import image_objects
 from core.dataset.base import DatasetStep, Stage, no_stage
 from core.model import LoadedModel
 from core.storage.cache import ArrayCache, Arrays
@@ -137,7 +137,7 @@ def run(lm: LoadedModel, ds: Dataset, indices: list[int], analysis: Analysis,
             done += len(failed)
             if batch is not None:
                 yield Batch(kept, batch, [wanted[i] for i in kept],
-                            object_patches(lm, ds, kept, batch) if analysis.reads_objects
+                            image_objects(lm, ds, kept, batch) if analysis.reads_objects
                             else None)
 
     for batch, computed in (executor or LocalExecutor(lm)).map(analysis, params, batches()):

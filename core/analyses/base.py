@@ -9,7 +9,7 @@ A per-image analysis is one module with:
   image, where ``targets`` holds one class per image (``None``: the predicted class),
   resolved by the engine from a :data:`TargetChoice`. An analysis that reads object
   masks (``reads_objects``) also takes ``objects``: per image its (patch,) object
-  flags or None (``core.data.objects.object_patches``); the mask is then part of the
+  flags or None (``core.data.objects.image_objects``); the mask is then part of the
   image's cache key.
 
 Its parameters, schema version and the image's resolved target make its cache key

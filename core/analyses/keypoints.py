@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from core.analyses.base import Analysis, Output, per_image
-from core.data.keypoints import Weight, concentration, detect, to_grey
+from core.data.keypoints import Weight, concentration, detect_input
 from core.model import LoadedModel, capture
 from core.model.targets import Targets
 from core.storage.cache import Arrays
@@ -84,7 +84,7 @@ def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets,
     ``interrelation`` (layer head bin bin) and ``bin_share`` (bin), float32."""
     found, c = [], []
     for x in images:
-        points = detect(to_grey(lm.to_display(x)), params.min_side)
+        points = detect_input(lm, x, params.min_side)
         found.append(np.column_stack([points.xy, points.response, points.size]))
         c.append(concentration(points, lm.grid, lm.patch_size, params.weight))
     attention = capture.forward(lm, images).attention.float().cpu()

@@ -25,7 +25,7 @@ import torch
 
 from core.analyses.base import Analysis, Output, per_image
 from core.analyses.faithfulness import METHOD_NAMES, patch_pixels
-from core.data.keypoints import concentration, detect, to_grey
+from core.data.keypoints import concentration, detect_input
 from core.explain import explain
 from core.model import LoadedModel, logits
 from core.model.targets import Targets, classes_of
@@ -50,7 +50,7 @@ def outside_share(maps: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
 
 def keypoint_object(lm: LoadedModel, x: torch.Tensor, min_side: int) -> torch.Tensor:
     """(patch,) bool: the patches holding a SIFT keypoint of input `x` (channel, H, W)."""
-    points = detect(to_grey(lm.to_display(x)), min_side)
+    points = detect_input(lm, x, min_side)
     return torch.from_numpy(concentration(points, lm.grid, lm.patch_size) > 0)
 
 

@@ -16,6 +16,9 @@ from typing import Literal
 
 import cv2
 import numpy as np
+import torch
+
+from core.model.loading import LoadedModel
 
 Weight = Literal["count", "response"]
 
@@ -50,6 +53,11 @@ def detect(grey: np.ndarray, min_side: int = 224) -> Keypoints:
     size = np.array([s / factor for (_, s) in found], dtype=np.float32)
     response = np.array(list(found.values()), dtype=np.float32)
     return Keypoints(xy=xy, response=response, size=size)
+
+
+def detect_input(lm: LoadedModel, x: torch.Tensor, min_side: int = 224) -> Keypoints:
+    """SIFT keypoints of one model input (channel, H, W), as the model sees the image."""
+    return detect(to_grey(lm.to_display(x)), min_side)
 
 
 def concentration(keypoints: Keypoints, grid: tuple[int, int], patch_size: tuple[int, int],

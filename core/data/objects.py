@@ -42,7 +42,7 @@ def mask_at_input(lm: LoadedModel, mask: Image.Image) -> np.ndarray:
     return lm.to_display(lm.transform(mask.convert(mode))).mean(-1) > 0.5
 
 
-def object_patches(lm: LoadedModel, ds: Dataset, indices: list[int], images: torch.Tensor
+def image_objects(lm: LoadedModel, ds: Dataset, indices: list[int], images: torch.Tensor
                    ) -> list[torch.Tensor | None]:
     """Each image's object as (patch,) bool, or None where it has no mask (a mask that
     can no longer be read counts as none; ``Dataset.mask_problems`` lists bad ones).

@@ -15,7 +15,7 @@ from core.analyses.keypoints import BINS, attention_against, has_keypoints, keyp
 from core.analyses.spurious import OBJECT_SOURCES, SpuriousParams, outside_share
 from core.data.datasets import demo_dataset, load_batch
 from core.data.keypoints import concentration, detect, upsampling
-from core.data.objects import object_patches
+from core.data.objects import image_objects
 from core.explain import explain
 from core.storage.cache import ArrayCache
 from testing.images import demo_flat_folder
@@ -165,7 +165,7 @@ def test_outside_share_ignores_negative_values():
 def test_demo_objects_are_the_dilated_garment(demo):
     ds = demo_dataset()
     x, _, _ = load_batch(demo, ds, [0])
-    (inside,) = object_patches(demo, ds, [0], x)
+    (inside,) = image_objects(demo, ds, [0], x)
     on = ds.pixels[0] > 0
     for j in range(49):  # a patch with garment pixels is always inside (dilation)
         r, c = divmod(j, 7)
