@@ -169,21 +169,22 @@ class StepResult:
 
 def step_key(lm: LoadedModel, ds: Dataset, step: DatasetStep, params: Any) -> str:
     """The cache key of a step's result on the whole image set."""
-    reads = step.reads
+    targets = ",".join((str(a.target) if a.class_specific else "-") + f"@{a.version}"
+                       for a in step.reads)
     return cache_key(lm.identity, image_set_hash(ds, list(range(len(ds)))), step.name,
-                     step.version, params, str(reads.target) if reads.class_specific else "-")
+                     step.version, params, targets)
 
 
 def run_step(lm: LoadedModel, ds: Dataset, step: DatasetStep, params: Any = None, *,
              cache: ArrayCache | None = None, progress: Progress | None = None,
              stage: Stage | None = None, compute: bool = True,
-             per_image: RunResult | None = None) -> StepResult:
+             per_image: dict[str, RunResult] | None = None) -> StepResult:
     """`step` on the whole image set, from the cache where possible.
 
-    per_image: the per-image results the step reads when the caller already has them
-        (the batch precompute); otherwise they come from :func:`run`.
+    per_image: the per-image results the step reads (analysis name -> result) when the
+        caller already has them (the batch precompute); the others come from :func:`run`.
     compute: False returns the cached result or None, with how many images still lack
-        their per-image results.
+        per-image results of some analysis the step reads.
     """
     params = params if params is not None else step.params()
     key = step_key(lm, ds, step, params)
@@ -191,14 +192,20 @@ def run_step(lm: LoadedModel, ds: Dataset, step: DatasetStep, params: Any = None
     if found is not None:
         return StepResult(found)
     everything = list(range(len(ds)))
-    if per_image is None:
-        per_image = run(lm, ds, everything, step.reads, step.reads_params(params), cache=cache,
-                        progress=progress, compute=compute)
+    results = dict(per_image or {})
+    for analysis, analysis_params in zip(step.reads, step.reads_params(params)):
+        if analysis.name not in results:
+            results[analysis.name] = run(lm, ds, everything, analysis, analysis_params,
+                                         cache=cache, progress=progress, compute=compute)
+    skipped = list(dict(s for r in results.values() for s in r.skipped).items())
     if not compute:
-        return StepResult(None, per_image.skipped, len(per_image.missing))
-    if not per_image.arrays:
+        missing = set().union(*(r.missing for r in results.values()))
+        return StepResult(None, skipped, len(missing))
+    usable = set.intersection(*(set(r.arrays) for r in results.values()))
+    if not usable:
         raise ValueError("none of the images could be read; see the skipped list")
-    arrays = step.build(lm, ds, per_image.arrays, params, stage or no_stage)
+    reads = {name: {i: r.arrays[i] for i in sorted(usable)} for name, r in results.items()}
+    arrays = step.build(lm, ds, reads, params, stage or no_stage)
     if cache is not None:
         cache.set(key, arrays)
-    return StepResult(arrays, per_image.skipped)
+    return StepResult(arrays, skipped)

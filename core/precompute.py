@@ -90,7 +90,8 @@ def precompute(lm: LoadedModel, ds: Dataset, cache: ArrayCache | None,
     for step in DATASET_STEPS.values():
         begin = time.perf_counter()
         try:
-            out = run_step(lm, ds, step, cache=cache, per_image=results.get(step.reads.name),
+            out = run_step(lm, ds, step, cache=cache, per_image={
+                a.name: results[a.name] for a in step.reads if a.name in results},
                            stage=lambda text, fraction, name=step.name: print(
                                f"{name}: {text}", file=sys.stderr))
         except ValueError as err:

@@ -13,34 +13,69 @@ from core.model import LoadedModel, capture
 from core.model.targets import Targets, classes_of
 
 
+def masked_run(lm: LoadedModel, x: torch.Tensor, masks: dict[int, torch.Tensor] | None
+               ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Logits and every layer's attention output z of one full instrumented forward
+    with `masks` (layer -> mask), nothing reused."""
+    z: list[torch.Tensor] = []
+    with lm.lock:  # the hooks change the shared model for this call only
+        handles = [attn.register_forward_hook(lambda _m, _a, output: z.append(output))
+                   for attn in lm.attention_modules]
+        try:
+            return capture.forward(lm, x, masks=masks, layers=()).logits, z
+        finally:
+            for handle in handles:
+                handle.remove()
+
+
 def naive_leave_one_out(lm: LoadedModel, x: torch.Tensor, targets: Targets
                         ) -> np.ndarray:
     """Reference: prune one head at a time and run the whole model each time
     (L x H + 1 full instrumented forwards of the batch, nothing reused). Same output as
     ``core.analyses.importance.leave_one_out``."""
-
-    def run(masks: dict[int, torch.Tensor] | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        z: list[torch.Tensor] = []
-        with lm.lock:  # the hooks change the shared model for this call only
-            handles = [attn.register_forward_hook(lambda _m, _a, output: z.append(output))
-                       for attn in lm.attention_modules]
-            try:
-                return capture.forward(lm, x, masks=masks, layers=()).logits, z
-            finally:
-                for handle in handles:
-                    handle.remove()
-
-    logits, z = run(None)
+    logits, z = masked_run(lm, x, None)
     probs = logits.softmax(-1)
     target = classes_of(logits, targets)
     out = np.zeros((len(x), len(METRICS), lm.num_layers, lm.num_heads))
     for layer in range(lm.num_layers):
         for head in range(lm.num_heads):
-            pruned_logits, pruned_z = run({layer: capture.head_mask(lm, [head])})
+            pruned_logits, pruned_z = masked_run(lm, x, {layer: capture.head_mask(lm, [head])})
             out[:, :, layer, head] = metrics(probs, pruned_logits.softmax(-1), z[layer],
                                              pruned_z[layer], target,
                                              lm.num_prefix_tokens).numpy()
     return out
+
+
+def naive_pairs(lm: LoadedModel, x: torch.Tensor, targets: Targets,
+                heads: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Reference for ``core.analyses.interactions.pair_effects`` on one image (`x`:
+    1 x C x H x W) and its heads: one full masked forward per head and per pair, the
+    pair's effect and its interaction (effect minus the two single effects, ``z``
+    compared at the pair's later layer), metric x k x k each."""
+    logits, z = masked_run(lm, x, None)
+    probs, target = logits.softmax(-1), classes_of(logits, targets)
+
+    def effect(pruned: list[tuple[int, int]], at: int) -> np.ndarray:
+        masks: dict[int, torch.Tensor] = {}
+        for layer, head in pruned:
+            masks[layer] = masks.get(layer, torch.ones(lm.num_heads, lm.num_tokens,
+                                                       lm.num_tokens))
+            masks[layer][head] = 0.0
+        out_logits, out_z = masked_run(lm, x, masks)
+        return metrics(probs, out_logits.softmax(-1), z[at], out_z[at], target,
+                       lm.num_prefix_tokens).numpy()[0]
+
+    k = len(heads)
+    pair, interaction = np.zeros((2, len(METRICS), k, k))
+    for i in range(k):
+        pair[:, i, i] = effect([heads[i]], heads[i][0])
+        for j in range(k):
+            if i != j:
+                at = max(heads[i][0], heads[j][0])
+                pair[:, i, j] = effect([heads[i], heads[j]], at)
+                interaction[:, i, j] = (pair[:, i, j] - effect([heads[i]], at)
+                                        - effect([heads[j]], at))
+    return pair, interaction
 
 
 def loop_strength(head: np.ndarray, grid: tuple[int, int],
@@ -112,3 +147,24 @@ def zero_head_by_hand(model: nn.Module, layer: int, head: int, x: torch.Tensor) 
             return model(x)
     finally:
         handle.remove()
+
+
+@torch.no_grad()
+def naive_patch_ablation(model: nn.Module, x: torch.Tensor, cls: int,
+                         groups: list[list[int]]) -> np.ndarray:
+    """Reference for ``core.explain.ablation.patch_ablation`` on one image (1 x C x H x W)
+    of an untouched timm ViT: one forward per group, its patch tokens deleted after the
+    position embedding, through timm's own modules. Returns the per-patch drop of P[cls]."""
+
+    def probability(drop: list[int]) -> float:
+        h = model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(x))))
+        prefix = model.num_prefix_tokens
+        kept = [t for t in range(h.shape[1]) if t < prefix or t - prefix not in drop]
+        h = model.blocks(h[:, kept])
+        return float(model.forward_head(model.norm(h)).softmax(-1)[0, cls])
+
+    before = probability([])
+    out = np.zeros(sum(len(g) for g in groups))
+    for members in groups:
+        out[members] = before - probability(members)
+    return out

@@ -121,7 +121,7 @@ def whole_set_step(lm: LoadedModel, ds: Dataset, step: DatasetStep, what: str, k
         return found.arrays
     if not _ask(what, found.missing, len(ds), key):
         return None
-    bar, report = _bar(step.reads.name, len(ds))
+    bar, report = _bar(", ".join(a.name for a in step.reads), len(ds))
     try:
         result = run_step(lm, ds, step, params, cache=cache(), progress=report,
                           stage=lambda text, fraction: bar.progress(min(fraction, 1.0), text))

@@ -8,6 +8,8 @@ from core.analyses.explanations import EXPLANATIONS
 from core.analyses.faithfulness import FAITHFULNESS
 from core.analyses.forward import FORWARD
 from core.analyses.importance import IMPORTANCE
+from core.analyses.importance_estimate import IMPORTANCE_ESTIMATE
+from core.analyses.interactions import INTERACTIONS
 from core.analyses.keypoints import KEYPOINTS
 from core.analyses.partial_pruning import PARTIAL_PRUNING
 from core.analyses.patterns import PATTERNS
@@ -15,9 +17,9 @@ from core.analyses.spurious import SPURIOUS
 from core.analyses.strength import STRENGTH
 
 ANALYSES: dict[str, Analysis] = {a.name: a for a in (
-    FORWARD, STRENGTH, PATTERNS, IMPORTANCE, PARTIAL_PRUNING, EXPLANATIONS, FAITHFULNESS,
-    KEYPOINTS, SPURIOUS)}
+    FORWARD, STRENGTH, PATTERNS, IMPORTANCE, IMPORTANCE_ESTIMATE, INTERACTIONS,
+    PARTIAL_PRUNING, EXPLANATIONS, FAITHFULNESS, KEYPOINTS, SPURIOUS)}
 
 __all__ = ["ANALYSES", "Analysis", "EXPLANATIONS", "FAITHFULNESS", "FORWARD", "IMPORTANCE",
-           "KEYPOINTS", "NoParams", "Output", "PARTIAL_PRUNING", "PATTERNS", "SPURIOUS",
+           "IMPORTANCE_ESTIMATE", "INTERACTIONS", "KEYPOINTS", "NoParams", "Output", "PARTIAL_PRUNING", "PATTERNS", "SPURIOUS",
            "STRENGTH", "TargetChoice"]

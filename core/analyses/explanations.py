@@ -42,6 +42,7 @@ def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets,
 
 EXPLANATIONS = Analysis(
     name="explanations", params=RolloutParams, compute=compute, target="prediction",
+    version=2,  # 2: patch ablation joined the methods
     outputs={"maps": Output("float32", "method patch"),
              "layer_cls": Output("float32", "layer patch"),
              "layer_score": Output("float32", "layer patch"),

@@ -196,6 +196,7 @@ def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets,
 
 FAITHFULNESS = Analysis(
     name="faithfulness", params=NoParams, compute=compute, target="prediction",
+    version=2,  # 2: patch ablation joined the methods
     outputs={"maps": Output("float32", "method patch"),
              **{f"{m}_curve": Output("float32", "method step") for m in CURVES},
              **{m: Output("float32", "method") for m in METRICS},

@@ -92,6 +92,7 @@ def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets, params: Spu
 SPURIOUS = Analysis(
     name="spurious", params=SpuriousParams, compute=compute, target="prediction",
     reads_objects=True, batch_size=32,
+    version=2,  # 2: patch ablation joined the methods
     outputs={"score": Output("float32", "method"), "inside": Output("bool", "patch"),
              "object_source": Output("int64"), "class": Output("int64"),
              "probability_before": Output("float32"), "probability_after": Output("float32"),

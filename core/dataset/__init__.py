@@ -1,6 +1,8 @@
 """Dataset-level steps behind one contract (``core.dataset.base``) and one registry,
 run after the per-image analyses by the batch precompute and on request by the pages."""
 from core.dataset.base import DatasetStep, Stage
+from core.dataset.class_views import CLASS_VIEWS
+from core.dataset.estimate_agreement import ESTIMATE_AGREEMENT
 from core.dataset.faithfulness_table import FAITHFULNESS_TABLE
 from core.dataset.importance_overview import IMPORTANCE_OVERVIEW
 from core.dataset.keypoint_lift import KEYPOINT_LIFT
@@ -8,7 +10,8 @@ from core.dataset.pattern_layouts import PATTERN_LAYOUTS
 from core.dataset.spurious_ranking import SPURIOUS_RANKING
 
 DATASET_STEPS: dict[str, DatasetStep] = {s.name: s for s in (
-    IMPORTANCE_OVERVIEW, PATTERN_LAYOUTS, FAITHFULNESS_TABLE, KEYPOINT_LIFT, SPURIOUS_RANKING)}
+    IMPORTANCE_OVERVIEW, ESTIMATE_AGREEMENT, CLASS_VIEWS, PATTERN_LAYOUTS, FAITHFULNESS_TABLE,
+    KEYPOINT_LIFT, SPURIOUS_RANKING)}
 
-__all__ = ["DATASET_STEPS", "DatasetStep", "FAITHFULNESS_TABLE", "IMPORTANCE_OVERVIEW",
+__all__ = ["CLASS_VIEWS", "DATASET_STEPS", "DatasetStep", "ESTIMATE_AGREEMENT", "FAITHFULNESS_TABLE", "IMPORTANCE_OVERVIEW",
            "KEYPOINT_LIFT", "PATTERN_LAYOUTS", "SPURIOUS_RANKING", "Stage"]

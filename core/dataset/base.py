@@ -1,10 +1,12 @@
 """The contract of dataset-level steps (DESIGN "One contract"): results over a whole
-image set (layouts, tables), built from one per-image analysis's results, which the
-engine reads or computes through its cache (``core.engine.run_step``); a step never
-recomputes them itself.
+image set (layouts, tables), built from the results of one or more per-image analyses,
+which the engine reads or computes through its cache (``core.engine.run_step``); a
+step never recomputes them itself.
 
 Every step has one signature, ``build(lm, ds, per_image, params, stage) -> arrays``,
-a frozen parameter dataclass and one line of text for the batch precompute.
+where ``per_image`` maps each analysis it reads to its results (analysis name ->
+image index -> arrays; only the images every one of them could use), a frozen
+parameter dataclass and one line of text for the batch precompute.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from core.storage.cache import Arrays
 
 P = TypeVar("P")
 Stage = Callable[[str, float], None]  # (what is being done, fraction done)
+Reads = dict[str, dict[int, Arrays]]  # analysis name -> image index -> its results
 
 
 def no_stage(text: str, fraction: float) -> None:
@@ -30,8 +33,9 @@ class DatasetStep(Generic[P]):
 
     name: str
     params: type[P]
-    reads: Analysis  # the per-image analysis it is built from (its default target)
-    reads_params: Callable[[P], Any]  # that analysis's parameters, from the step's
-    build: Callable[[LoadedModel, Dataset, dict[int, Arrays], P, Stage], Arrays]
+    reads: tuple[Analysis, ...]  # the per-image analyses it is built from (their default
+    # targets)
+    reads_params: Callable[[P], tuple[Any, ...]]  # their parameters, from the step's
+    build: Callable[[LoadedModel, Dataset, Reads, P, Stage], Arrays]
     describe: Callable[[LoadedModel, Dataset, Arrays], str]  # a line for the precompute
     version: int = 1

@@ -8,7 +8,7 @@ import numpy as np
 from core.analyses.base import NoParams
 from core.analyses.faithfulness import FAITHFULNESS, LOCALISATION, METHOD_NAMES, METRICS
 from core.data.datasets import Dataset
-from core.dataset.base import DatasetStep, Stage
+from core.dataset.base import DatasetStep, Reads, Stage
 from core.explain import METHODS
 from core.model import LoadedModel
 from core.storage.cache import Arrays
@@ -25,10 +25,11 @@ def shown_metrics(ds: Dataset) -> list[str]:
     return [m for m in METRICS if has_object_masks(ds) or m not in LOCALISATION]
 
 
-def build(lm: LoadedModel, ds: Dataset, per_image: dict[int, Arrays], params: NoParams,
+def build(lm: LoadedModel, ds: Dataset, reads: Reads, params: NoParams,
           stage: Stage) -> Arrays:
     """``{metric: (method,)}`` means over the images (METHOD_NAMES order) and ``images``,
     how many were scored."""
+    per_image = reads[FAITHFULNESS.name]
     table = {m: np.mean([arrays[m] for arrays in per_image.values()], axis=0) for m in METRICS}
     return {**table, "images": np.asarray(len(per_image))}
 
@@ -47,5 +48,5 @@ def describe(lm: LoadedModel, ds: Dataset, arrays: Arrays) -> str:
 
 
 FAITHFULNESS_TABLE = DatasetStep(
-    name="faithfulness_table", params=NoParams, reads=FAITHFULNESS,
-    reads_params=lambda params: NoParams(), build=build, describe=describe)
+    name="faithfulness_table", params=NoParams, reads=(FAITHFULNESS,),
+    reads_params=lambda params: (NoParams(),), build=build, describe=describe)

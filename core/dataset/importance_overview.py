@@ -10,7 +10,7 @@ import numpy as np
 from core.analyses.base import NoParams
 from core.analyses.importance import IMPORTANCE, METRICS
 from core.data.datasets import Dataset
-from core.dataset.base import DatasetStep, Stage
+from core.dataset.base import DatasetStep, Reads, Stage
 from core.dataset.embedding import tsne
 from core.dataset.statistics import stack
 from core.model import LoadedModel
@@ -27,9 +27,10 @@ class OverviewParams:
                              f"{', '.join(METRICS)}.")
 
 
-def build(lm: LoadedModel, ds: Dataset, per_image: dict[int, Arrays], params: OverviewParams,
+def build(lm: LoadedModel, ds: Dataset, reads: Reads, params: OverviewParams,
           stage: Stage) -> Arrays:
     """``image`` (image,) dataset indices and ``xy`` (image, 2) their positions."""
+    per_image = reads[IMPORTANCE.name]
     stage("t-SNE of the images' head importance", 0.0)
     values = stack(per_image, "importance")[:, METRICS.index(params.metric)]
     return {"image": np.array(sorted(per_image)),
@@ -42,5 +43,5 @@ def describe(lm: LoadedModel, ds: Dataset, arrays: Arrays) -> str:
 
 
 IMPORTANCE_OVERVIEW = DatasetStep(
-    name="importance_overview", params=OverviewParams, reads=IMPORTANCE,
-    reads_params=lambda params: NoParams(), build=build, describe=describe)
+    name="importance_overview", params=OverviewParams, reads=(IMPORTANCE,),
+    reads_params=lambda params: (NoParams(),), build=build, describe=describe)

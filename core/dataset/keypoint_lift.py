@@ -9,16 +9,17 @@ import numpy as np
 
 from core.analyses.keypoints import KEYPOINTS, KeypointParams, has_keypoints
 from core.data.datasets import Dataset
-from core.dataset.base import DatasetStep, Stage
+from core.dataset.base import DatasetStep, Reads, Stage
 from core.dataset.statistics import mean_and_std
 from core.model import LoadedModel
 from core.storage.cache import Arrays
 
 
-def build(lm: LoadedModel, ds: Dataset, per_image: dict[int, Arrays], params: KeypointParams,
+def build(lm: LoadedModel, ds: Dataset, reads: Reads, params: KeypointParams,
           stage: Stage) -> Arrays:
     """``head_mean``, ``head_std`` (layer head), ``layer_mean``, ``layer_std`` (layer),
     ``images`` (with keypoints) and ``without_keypoints``."""
+    per_image = reads[KEYPOINTS.name]
     lifts = [per_image[i]["lift"] for i in sorted(per_image) if has_keypoints(per_image[i])]
     if not lifts:
         raise ValueError("SIFT found no keypoint in any image of the set")
@@ -38,5 +39,5 @@ def describe(lm: LoadedModel, ds: Dataset, arrays: Arrays) -> str:
 
 
 KEYPOINT_LIFT = DatasetStep(
-    name="keypoint_lift", params=KeypointParams, reads=KEYPOINTS,
-    reads_params=lambda params: params, build=build, describe=describe)
+    name="keypoint_lift", params=KeypointParams, reads=(KEYPOINTS,),
+    reads_params=lambda params: (params,), build=build, describe=describe)

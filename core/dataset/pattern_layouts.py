@@ -15,7 +15,7 @@ from core.analyses.pattern_labels import LABELS, decide
 from core.analyses.patterns import DEFAULT_TOP_PERCENT, PATTERNS, PatternParams, unpack
 from core.data.datasets import Dataset
 from core.dataset import autoencoder
-from core.dataset.base import DatasetStep, Stage
+from core.dataset.base import DatasetStep, Reads, Stage
 from core.dataset.embedding import tsne
 from core.model import LoadedModel
 from core.storage.cache import Arrays
@@ -80,10 +80,10 @@ def gather(lm: LoadedModel, per_image: dict[int, Arrays]) -> Gathered:
         label_scores=np.stack([a["label_scores"] for a in arrays]).reshape(-1, len(LABELS)))
 
 
-def build(lm: LoadedModel, ds: Dataset, per_image: dict[int, Arrays], params: LayoutParams,
+def build(lm: LoadedModel, ds: Dataset, reads: Reads, params: LayoutParams,
           stage: Stage) -> Arrays:
     """The overview's arrays (see :class:`Overview`)."""
-    data = gather(lm, per_image)
+    data = gather(lm, reads[PATTERNS.name])
     model, loss = autoencoder.train(
         data.binary, autoencoder.Config(data.binary.shape[-1]), epochs=params.epochs,
         device=lm.device, progress=lambda e, n, value: stage(
@@ -107,6 +107,6 @@ def describe(lm: LoadedModel, ds: Dataset, arrays: Arrays) -> str:
 
 
 PATTERN_LAYOUTS = DatasetStep(
-    name="pattern_layouts", params=LayoutParams, reads=PATTERNS,
-    reads_params=lambda params: PatternParams(params.top_percent), build=build,
+    name="pattern_layouts", params=LayoutParams, reads=(PATTERNS,),
+    reads_params=lambda params: (PatternParams(params.top_percent),), build=build,
     describe=describe)

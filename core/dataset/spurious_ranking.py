@@ -10,7 +10,7 @@ import numpy as np
 from core.analyses.faithfulness import METHOD_NAMES
 from core.analyses.spurious import DEFAULT_METHOD, OBJECT_SOURCES, SPURIOUS, SpuriousParams
 from core.data.datasets import Dataset
-from core.dataset.base import DatasetStep, Stage
+from core.dataset.base import DatasetStep, Reads, Stage
 from core.dataset.statistics import stack
 from core.explain import METHODS
 from core.model import LoadedModel
@@ -26,11 +26,12 @@ def ranking(per_image: dict[int, Arrays], method: str) -> np.ndarray:
     return indices[np.lexsort((-score, no_object))]
 
 
-def build(lm: LoadedModel, ds: Dataset, per_image: dict[int, Arrays], params: SpuriousParams,
+def build(lm: LoadedModel, ds: Dataset, reads: Reads, params: SpuriousParams,
           stage: Stage) -> Arrays:
     """``order`` (method, image): image indices by :func:`ranking` for each method
     (METHOD_NAMES order); ``mean_score`` (method); ``changed`` the share of images whose
     top-1 class changes without the outside; ``sources`` (3,) images per object source."""
+    per_image = reads[SPURIOUS.name]
     changed = stack(per_image, "top_before") != stack(per_image, "top_after")
     return {"order": np.stack([ranking(per_image, m) for m in METHOD_NAMES]),
             "mean_score": stack(per_image, "score").mean(axis=0),
@@ -52,5 +53,5 @@ def describe(lm: LoadedModel, ds: Dataset, arrays: Arrays) -> str:
 
 
 SPURIOUS_RANKING = DatasetStep(
-    name="spurious_ranking", params=SpuriousParams, reads=SPURIOUS,
-    reads_params=lambda params: params, build=build, describe=describe)
+    name="spurious_ranking", params=SpuriousParams, reads=(SPURIOUS,),
+    reads_params=lambda params: (params,), build=build, describe=describe)

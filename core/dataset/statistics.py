@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.stats import spearmanr
 
 from core.storage.cache import Arrays
 
@@ -43,3 +44,12 @@ def layer_trend(values: np.ndarray) -> pd.DataFrame:
     q = np.nanpercentile(per_layer, [50, 5, 25, 75, 95], axis=1)
     return pd.DataFrame({"layer": np.arange(values.shape[1]), "median": q[0], "q05": q[1],
                          "q25": q[2], "q75": q[3], "q95": q[4]})
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two equally shaped arrays (flattened; ties get their
+    mean rank); NaN when either is constant."""
+    a, b = np.ravel(a), np.ravel(b)
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(spearmanr(a, b).statistic)

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import torch
 
+from core.explain.ablation import AblationParams, patch_ablation
 from core.explain.attention import random_map, raw_attention
 from core.explain.relevance import relevance
 from core.explain.rollout import (GradientRolloutParams, RolloutParams, attention_rollout,
@@ -39,6 +40,8 @@ METHODS: dict[str, Method] = {
                                True),
     "relevance": Method("Gradient-weighted relevance", relevance, None, True),
     "raw_attention": Method("Last-layer raw attention", raw_attention, None, False),
+    "ablation": Method("Patch ablation (probability drop)", patch_ablation, AblationParams,
+                       True),
     "random": Method("Random map (baseline)", random_map, None, False),
 }
 
@@ -60,4 +63,4 @@ def explain(lm: LoadedModel, x: torch.Tensor, method: str, targets: Targets | No
     return chosen.explain(lm, x, targets, params).detach().float()
 
 
-__all__ = ["GradientRolloutParams", "METHODS", "Method", "RolloutParams", "explain"]
+__all__ = ["AblationParams", "GradientRolloutParams", "METHODS", "Method", "RolloutParams", "explain"]

@@ -12,19 +12,24 @@ backward run under the model's lock.
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 
 from core.model import LoadedModel, capture
 from core.model.targets import Targets, classes_of
 
 
-def attention_and_gradients(lm: LoadedModel, x: torch.Tensor, targets: Targets | None = None
+def attention_and_gradients(lm: LoadedModel, x: torch.Tensor, targets: Targets | None = None,
+                            of: Literal["logit", "loss"] = "logit"
                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(A, dY_c/dA, c): A and its gradient, each batch x layer x head x query x key, and
-    c the classes explained (batch,)."""
+    """(A, dY/dA, c): A and its gradient, each batch x layer x head x query x key, and
+    c the classes explained (batch,). Y is the logit of class c (`of` = "logit") or the
+    cross-entropy loss -log P[c] (`of` = "loss", Michel et al. 2019)."""
     with lm.lock, torch.enable_grad():
         out = capture.forward(lm, x, grad=True)
         classes = classes_of(out.logits, targets)
-        chosen = out.logits.gather(1, classes[:, None]).sum()
+        scores = out.logits if of == "logit" else -out.logits.log_softmax(-1)
+        chosen = scores.gather(1, classes[:, None]).sum()
         grads = torch.autograd.grad(chosen, out.per_layer)
     return out.attention, torch.stack(grads, dim=1).detach(), classes

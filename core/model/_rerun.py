@@ -8,6 +8,7 @@ and the module they swap in are removed in ``finally``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -65,41 +66,57 @@ class _Given(nn.Module):
 
 
 def forward_from(lm: LoadedModel, hidden: torch.Tensor, start: int,
-                 mask: torch.Tensor | None = None, attn_output: torch.Tensor | None = None
+                 mask: torch.Tensor | None = None, attn_output: torch.Tensor | None = None,
+                 masks: dict[int, torch.Tensor] | None = None, keep: Sequence[int] = ()
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run blocks `start`, `start` + 1, ... and the head on `hidden`, the input of block
     `start` (batch x token x width), without gradients. Returns the logits and block
-    `start`'s attention output z (batch x token x width).
+    `start`'s attention output z (batch x token x width), or, with `keep`, the attention
+    outputs of those layers stacked (layer x batch x token x width, in `keep`'s order).
 
     mask: multiplicative mask of layer `start` (as in ``capture.forward``).
+    masks: multiplicative masks of any layers from `start` on (layer -> mask).
     attn_output: block `start`'s attention output, when already known (its attention
         is then not computed).
-    Later layers run on the fast path (timm's fused attention), and the final block
-    computes only the token rows the head reads where ``_final_rows`` allows it.
+    Unmasked later layers run on the fast path (timm's fused attention), and the final
+    block computes only the token rows the head reads where ``_final_rows`` allows it
+    (not when its attention output is kept).
     """
     model = lm.model
     block = model.blocks[start]
-    z: list[torch.Tensor] = [] if attn_output is None else [attn_output.to(lm.device)]
+    masks = dict(masks or {})
+    if mask is not None:
+        masks[start] = mask
+    if any(layer < start for layer in masks) or any(layer < start for layer in keep):
+        raise ValueError(f"masks and kept outputs must be at layer {start} or later")
+    kept_layers = list(keep) or [start]
+    z: dict[int, torch.Tensor] = {} if attn_output is None else {start: attn_output.to(lm.device)}
     with lm.lock:
         # under the lock: another call may have swapped the final block's attention
         rows = rows_read_by_head(model)
         original = block.attn
-        handle = original.register_forward_hook(lambda _m, _a, out: z.append(out))
+        handles = [model.blocks[layer].attn.register_forward_hook(
+            lambda _m, _a, out, layer=layer: z.__setitem__(layer, out))
+            for layer in set(kept_layers) if not (layer == start and attn_output is not None)]
+        fused = [layer for layer in range(start + 1, lm.num_layers) if layer not in masks]
+        last = lm.num_layers - 1
         try:
-            with (_tapped(lm, None if mask is None else {start: mask}, ()),
-                  torch.no_grad(), fast_path(lm, range(start + 1, lm.num_layers))):
+            with (_tapped(lm, masks, ()), torch.no_grad(), fast_path(lm, fused)):
                 if attn_output is not None:
-                    block.attn = _Given(z[0])
+                    block.attn = _Given(z[start])
                 h = hidden.to(lm.device)
                 for layer in range(start, lm.num_layers):
-                    given = z[0] if layer == start and attn_output is not None else None
-                    if (layer == lm.num_layers - 1 and rows is not None
-                            and (layer > start or given is not None)):
+                    given = z[start] if layer == start and attn_output is not None else None
+                    if (layer == last and rows is not None and last not in kept_layers
+                            and last not in masks and (layer > start or given is not None)):
                         h = final_block_rows(model.blocks[layer], h, rows, given)
                     else:
                         h = model.blocks[layer](h)
                 logits = model.forward_head(model.norm(h))
         finally:
             block.attn = original
-            handle.remove()
-    return logits, z[0]
+            for handle in handles:
+                handle.remove()
+    if not keep:
+        return logits, z[start]
+    return logits, torch.stack([z[layer] for layer in keep])

@@ -93,7 +93,8 @@ def test_object_patches_are_the_non_background_pixels(demo, images):
 
 def test_dataset_table_means_per_method_and_hides_localisation_without_masks(demo, out,
                                                                             tmp_path):
-    table = build(demo, demo_dataset(), dict(enumerate(out)), NoParams(), no_stage)
+    table = build(demo, demo_dataset(), {"faithfulness": dict(enumerate(out))}, NoParams(),
+                  no_stage)
     assert set(METRICS) <= set(table) and int(table["images"]) == 2
     np.testing.assert_allclose(table["deletion"], (out[0]["deletion"] + out[1]["deletion"]) / 2)
     assert table["iou"].shape == (len(METHOD_NAMES),)

@@ -115,6 +115,9 @@ def test_every_method_maps_each_image_and_follows_its_class_flag(demo, method):
 
 def test_dataset_steps_read_a_registered_analysis():
     for name, step in DATASET_STEPS.items():
-        assert step.name == name and ANALYSES[step.reads.name] is step.reads
+        assert step.name == name and step.reads
+        assert all(ANALYSES[a.name] is a for a in step.reads)
         assert step.params.__dataclass_params__.frozen
-        step.reads_params(step.params())  # the step's defaults give the analysis's params
+        defaults = step.reads_params(step.params())  # the analyses' params from the step's
+        assert len(defaults) == len(step.reads)
+        assert all(isinstance(p, a.params) for p, a in zip(defaults, step.reads))

@@ -1,0 +1,96 @@
+"""Patch ablation saliency: how much the explained class's probability drops when a
+patch token is removed (an occlusion map at the token level; what the attention
+methods of SPEC "Attention aggregation" try to predict, measured directly and scored
+with the same faithfulness tests, SPEC "Faithfulness of explanations").
+
+Removing a patch means leaving its token out of the sequence after the patch
+embedding and the position embedding (the other tokens keep their positions), and
+running every block and the head on the shorter sequence: no fill value, no
+out-of-distribution pixels. Large grids remove square groups of ``group x group``
+patches (a setting; 0 picks the smallest side giving at most ``AUTO_GROUPS``
+groups); every patch of a group gets the group's drop. The map is
+``P[c] - P_without_group[c]`` for the class ``c`` explained (negative where removing
+the patch raises it).
+
+All groups of all images of a batch run as batches of at most ``MAX_TOKENS`` tokens
+from the input of block 0 (``core.model._rerun``), under the model's lock.
+``testing.reference.naive_patch_ablation`` is the patch-by-patch reference.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from core.model import LoadedModel
+from core.model._kernels import onednn
+from core.model._rerun import forward_from, states
+from core.model.targets import Targets, classes_of
+
+AUTO_GROUPS = 256  # groups at most when the group side is automatic
+MAX_TOKENS = 1 << 15  # tokens per forward (bounds memory)
+
+
+@dataclass(frozen=True)
+class AblationParams:
+    group: int = 0  # side of a removed square group of patches; 0: automatic
+
+    def __post_init__(self) -> None:
+        if self.group < 0:
+            raise ValueError(f"The patch group side must be 0 (automatic) or more, "
+                             f"not {self.group}.")
+
+
+def group_side(grid: tuple[int, int], group: int) -> int:
+    """The side of the removed groups: `group`, or the automatic one."""
+    if group:
+        return group
+    side = 1
+    while math.ceil(grid[0] / side) * math.ceil(grid[1] / side) > AUTO_GROUPS:
+        side += 1
+    return side
+
+
+def patch_groups(grid: tuple[int, int], side: int) -> list[list[int]]:
+    """The patch indices (row-major) of each square group, groups row-major; edge groups
+    are smaller when the grid is not a multiple of `side`."""
+    gh, gw = grid
+    return [[r * gw + c for r in range(top, min(top + side, gh))
+             for c in range(left, min(left + side, gw))]
+            for top in range(0, gh, side) for left in range(0, gw, side)]
+
+
+@torch.no_grad()
+def patch_ablation(lm: LoadedModel, x: torch.Tensor, targets: Targets | None,
+                   params: AblationParams) -> torch.Tensor:
+    """batch x patch: the drop of P[c] when the patch's group is removed."""
+    groups = patch_groups(lm.grid, group_side(lm.grid, params.group))
+    prefix = lm.num_prefix_tokens
+    with lm.lock, onednn(lm.model):
+        base = states(lm, x)
+        classes = classes_of(base.logits, targets)
+        before = base.logits.softmax(-1).gather(1, classes[:, None])[:, 0]
+        tokens = base.inputs[0]
+        drop = torch.zeros(len(x), len(groups), device=tokens.device)
+        by_size: dict[int, list[int]] = {}
+        for g, members in enumerate(groups):
+            by_size.setdefault(len(members), []).append(g)
+        for size, chosen in by_size.items():
+            length = tokens.shape[1] - size
+            keep = torch.stack([torch.tensor([t for t in range(tokens.shape[1])
+                                              if t < prefix or t - prefix not in groups[g]])
+                                for g in chosen]).to(tokens.device)  # group x kept token
+            variants = [(b, i) for b in range(len(x)) for i in range(len(chosen))]
+            step = max(1, MAX_TOKENS // length)
+            for begin in range(0, len(variants), step):
+                part = torch.tensor(variants[begin:begin + step], device=tokens.device)
+                hidden = tokens[part[:, 0, None], keep[part[:, 1]]]
+                logits, _ = forward_from(lm, hidden, 0)
+                after = logits.softmax(-1).gather(1, classes[part[:, 0], None])[:, 0]
+                columns = torch.tensor(chosen, device=tokens.device)[part[:, 1]]
+                drop[part[:, 0], columns] = before[part[:, 0]] - after
+    owner = torch.zeros(lm.grid[0] * lm.grid[1], dtype=torch.long)
+    for g, members in enumerate(groups):
+        owner[members] = g
+    return drop[:, owner.to(drop.device)]
