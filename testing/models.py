@@ -6,6 +6,7 @@ import copy
 
 import timm
 import torch
+from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from core.model import LoadedModel, from_module
@@ -28,6 +29,23 @@ def random_vit(case: str) -> tuple[LoadedModel, nn.Module]:
     model = timm.create_model(name, pretrained=False, **kwargs).eval()
     untouched = copy.deepcopy(model)
     return from_module(model, name, device="cpu"), untouched
+
+
+def odd_vit() -> tuple[LoadedModel, torch.nn.Module]:
+    """A random ViT where both shortcuts are off: head outputs normalised before the
+    projection (z cannot be derived by zeroing) and average pooling (the head reads
+    every row)."""
+    torch.manual_seed(2)
+    model = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=4,
+                              num_classes=7, scale_attn_norm=True, global_pool="avg").eval()
+    return from_module(copy.deepcopy(model), "odd_vit", device="cpu"), model
+
+
+def small_deit(name: str) -> tuple[LoadedModel, torch.nn.Module]:
+    """A random-init DeiT tiny (12 layers x 3 heads) at 112 x 112 to keep the tests fast."""
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, img_size=112).eval()
+    return from_module(copy.deepcopy(model), name, device="cpu"), model
 
 
 def random_input(lm: LoadedModel, batch: int = 2, seed: int = 1) -> torch.Tensor:

@@ -168,3 +168,25 @@ def naive_patch_ablation(model: nn.Module, x: torch.Tensor, cls: int,
     for members in groups:
         out[members] = before - probability(members)
     return out
+
+
+def gated_head_importance(model: nn.Module, x: torch.Tensor, target: int) -> np.ndarray:
+    """Reference for ``core.analyses.importance_estimate`` on one image (1 x C x H x W)
+    of an untouched timm ViT, as Michel et al. 2019 define it: a gate ``xi`` (1) on each
+    head's output ``A @ V`` (the output projection's input), and ``|dL/dxi|`` with ``L``
+    the cross-entropy of `target`. Returns layer x head."""
+    gates = [torch.ones(block.attn.num_heads, requires_grad=True) for block in model.blocks]
+    handles = []
+    for block, gate in zip(model.blocks, gates):
+        def gated(_module, args, gate=gate):
+            (heads,) = args
+            shape = heads.shape
+            return heads.view(*shape[:-1], len(gate), -1).mul(gate[:, None]).view(shape)
+        handles.append(block.attn.proj.register_forward_pre_hook(gated))
+    try:
+        loss = -model(x).log_softmax(-1)[0, target]
+        grads = torch.autograd.grad(loss, gates)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return torch.stack(grads).abs().numpy()

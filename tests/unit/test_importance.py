@@ -9,9 +9,7 @@ import math
 
 import numpy as np
 import pytest
-import timm
 import torch
-from timm.models.vision_transformer import VisionTransformer
 
 from core.analyses import IMPORTANCE, importance, partial_pruning
 from core.data.datasets import load_dataset
@@ -23,27 +21,10 @@ from core.model import capture
 from core.model._rerun import forward_from, states
 from core.storage.cache import ArrayCache
 from core.data.datasets import demo_dataset, load_batch
-from core.model.loading import LoadedModel, from_module
+from core.model.loading import LoadedModel
 from testing.images import demo_class_folder
-from testing.models import random_input, random_vit
+from testing.models import odd_vit, random_input, random_vit, small_deit
 from testing.reference import naive_leave_one_out
-
-
-def odd_vit() -> tuple[LoadedModel, torch.nn.Module]:
-    """A random ViT where both shortcuts are off: head outputs normalised before the
-    projection (z cannot be derived by zeroing) and average pooling (the head reads
-    every row)."""
-    torch.manual_seed(2)
-    model = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=4,
-                              num_classes=7, scale_attn_norm=True, global_pool="avg").eval()
-    return from_module(copy.deepcopy(model), "odd_vit", device="cpu"), model
-
-
-def small_deit(name: str) -> tuple[LoadedModel, torch.nn.Module]:
-    """A random-init DeiT tiny (12 layers x 3 heads) at 112 x 112 to keep the tests fast."""
-    torch.manual_seed(0)
-    model = timm.create_model(name, pretrained=False, img_size=112).eval()
-    return from_module(copy.deepcopy(model), name, device="cpu"), model
 
 
 CASES = {
