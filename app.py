@@ -22,6 +22,7 @@ PAGES = [
     st.Page("app_pages/patterns_page.py", title="Patterns", url_path="patterns"),
     st.Page("app_pages/rollout_page.py", title="Rollout", url_path="rollout"),
     st.Page("app_pages/keypoints_page.py", title="Keypoints", url_path="keypoints"),
+    st.Page("app_pages/classes_page.py", title="Classes", url_path="classes"),
 ]
 
 

@@ -1,18 +1,72 @@
 """Importance page: which heads matter, by pruning each head (SPEC "Head pruning";
 paper 001, section 5.2)."""
+import os
+
 import streamlit as st
 
-from core.analyses import IMPORTANCE, PARTIAL_PRUNING
+from core.analyses import IMPORTANCE, IMPORTANCE_ESTIMATE, INTERACTIONS, PARTIAL_PRUNING
 from core.analyses.importance import METRIC_LABELS, METRICS
+from core.analyses.importance_estimate import compared_with
+from core.analyses.interactions import InteractionParams
+from core.dataset import ESTIMATE_AGREEMENT
 from core.analyses.partial_pruning import MODES, PartialPruningParams
-from core.dataset.statistics import mean_and_std, stack
+from core.dataset.statistics import mean_and_std, spearman, stack
 from core.display.predictions import top_k
 from core.model import MODE_NAMES
 from ui import downloads, resources
 from ui.charts import predictions_chart
-from ui.importance_charts import heads_chart, modes_chart, values_frame
-from ui.state import new_chart_pick, select
+from ui.importance_charts import (agreement_frame, estimate_frame, heads_chart,
+                                  interaction_chart, interaction_frame, modes_chart,
+                                  values_frame)
+from ui.state import bound, new_chart_pick, select
 from ui.views import intro, selected_image
+
+# exact values are computed without asking up to this many tokens per image (the layers
+# x heads pruned forwards; demo: 1,200, deit_tiny at 224 px: 7,092, ViT-B/16: 28,368)
+AUTO_EXACT_TOKENS = int(os.environ.get("VIT_EXPLORER_AUTO_EXACT_TOKENS", "20000"))
+ESTIMATE_LABELS = {
+    "signed": "Estimated log-probability drop of the true class (first order)",
+    "estimate": "Estimated importance |dL/dgate| (Michel et al. 2019)",
+}
+
+
+def pick_head(chart, table) -> None:
+    """The heads chart (click a point to select its head) and its CSV."""
+    event = downloads.chart(chart, "importance_heads", on_select="rerun")
+    downloads.csv(table, "importance_heads", "Download every metric of every head (CSV)")
+    pick = new_chart_pick("importance_heads", event)
+    if pick and "layer" in pick:
+        select(layer=int(pick["layer"]), head=int(pick["head"]))
+        st.rerun()
+
+
+def interactions_section(lm, ds, index: int, metric: str, compute: bool) -> None:
+    """The k x k interactions of the image's most important heads."""
+    st.subheader("Head interactions: the most important heads pruned two at a time")
+    st.markdown("Leave-one-out misses heads that back each other up. Each cell prunes two "
+                "heads together and shows how far the effect differs from the two single "
+                "effects added: red, the pair hurts more than the sum (the heads cover for "
+                "each other); blue, less (they do the same work).")
+    most = lm.num_layers * lm.num_heads
+    k = bound("k", min(8, most), list(range(2, min(16, most) + 1)), st.number_input,
+              "Heads (k, the most important by the metric above)", min_value=2,
+              max_value=min(16, most))
+    params = InteractionParams(k=k, rank_by=metric)
+    arrays = resources.cached(lm, ds, index, INTERACTIONS, params)
+    if arrays is None and not compute:
+        if not st.button(f"Compute the interactions ({k * (k - 1) // 2} pairs)",
+                         key="interactions_compute"):
+            return
+    if arrays is None:
+        arrays = resources.analyse(lm, ds, [index], INTERACTIONS, params).arrays[index]
+    m = METRICS.index(metric)
+    downloads.chart(interaction_chart(arrays["heads"], arrays["interaction"][m],
+                                      arrays["pair"][m], METRIC_LABELS[metric]),
+                    "importance_interactions", width="content")
+    downloads.csv(interaction_frame(arrays["heads"], arrays["single"], arrays["pair"],
+                                    arrays["interaction"], METRICS),
+                  "importance_interactions", "Download every pair and metric (CSV)")
+
 
 intro("Head importance",
       "This page switches each attention head off in turn (its attention set to zero) and "
@@ -35,30 +89,68 @@ if metric == "prob":
     st.caption(f"Probability drop P - P' of {target_text}"
                + (" (each image's own true class, or its predicted class if unlabeled)"
                   if over_all else "") + "; negative: pruning the head raises it.")
-chart = None
+exact_cost = lm.num_layers * lm.num_heads * lm.num_tokens  # tokens run for one image
+automatic = exact_cost <= AUTO_EXACT_TOKENS
+estimate_label = ESTIMATE_LABELS[compared_with(metric)]
 if over_all:
     everything = resources.whole_set(lm, ds, IMPORTANCE, "The mean over all images",
                                      "importance_compute")
     if everything is not None and everything.arrays:
         values = stack(everything.arrays, "importance")
         mean, std = mean_and_std(values)
-        chart = heads_chart(mean[m], std[m], METRIC_LABELS[metric], (layer, head))
-        table = values_frame(mean, METRICS, std)
-        title = f"All {len(values)} images (mean, band: +- 1 standard deviation)"
+        st.subheader(f"All {len(values)} images: the effect of pruning each head (mean, "
+                     "band: +- 1 standard deviation)")
+        pick_head(heads_chart(mean[m], std[m], METRIC_LABELS[metric], (layer, head)),
+                  values_frame(mean, METRICS, std))
+        agreement = resources.whole_set_step(lm, ds, ESTIMATE_AGREEMENT,
+                                             "The estimate's agreement", "estimate_compute")
+        if agreement is not None:
+            st.subheader("Fast estimate over all images (one backward pass per image)")
+            st.markdown(
+                f"Spearman rank correlation with the exact values: **"
+                f"{agreement['mean'][m]:.2f}** per image (mean over "
+                f"{len(agreement['image']) - int(agreement['undefined'][m])} images), **"
+                f"{agreement['over_set'][m]:.2f}** for the heads' means. 1: the estimate "
+                "orders the heads exactly as pruning does; 0: no relation.")
+            estimated = agreement[f"{compared_with(metric)}_mean"]
+            downloads.chart(heads_chart(estimated, None, estimate_label, (layer, head)),
+                            "importance_estimate_mean")
+            downloads.csv(agreement_frame(agreement, METRICS, [r.id for r in ds.records]),
+                          "estimate_agreement",
+                          "Download the agreement per image (CSV)")
 else:
-    result = resources.analyse(lm, ds, [index], IMPORTANCE)
-    values = result.arrays[index]["importance"]  # readable: the image is shown above
-    chart = heads_chart(values[m], None, METRIC_LABELS[metric], (layer, head))
-    table = values_frame(values, METRICS)
-    title = f"Image {ds.records[index].id}"
-if chart is not None:
-    st.subheader(f"{title}: the effect of pruning each head")
-    event = downloads.chart(chart, "importance_heads", on_select="rerun")
-    downloads.csv(table, "importance_heads", "Download every metric of every head (CSV)")
-    pick = new_chart_pick("importance_heads", event)
-    if pick and "layer" in pick:
-        select(layer=int(pick["layer"]), head=int(pick["head"]))
-        st.rerun()
+    estimate = resources.analyse(lm, ds, [index], IMPORTANCE_ESTIMATE).arrays[index]
+    exact = resources.cached(lm, ds, index, IMPORTANCE)
+    asked = st.session_state.get("importance_exact_asked", False)
+    if exact is None and (automatic or asked):
+        exact = resources.analyse(lm, ds, [index], IMPORTANCE).arrays[index]
+    estimated = estimate[compared_with(metric)]
+    if exact is None:
+        st.subheader(f"Image {ds.records[index].id}: ESTIMATED effect of pruning each head")
+        st.warning("These are estimates from one backward pass (Michel et al. 2019), not "
+                   "measured by pruning: exact values need "
+                   f"{lm.num_layers * lm.num_heads} pruned forward passes of this image. On "
+                   "the demo the estimate orders heads like the exact drop (Spearman 0.89).")
+        if st.button("Compute the exact values", key="importance_exact"):
+            st.session_state["importance_exact_asked"] = True
+            st.rerun()
+        pick_head(heads_chart(estimated, None, estimate_label, (layer, head)),
+                  estimate_frame(estimate))
+    else:
+        values = exact["importance"]
+        st.subheader(f"Image {ds.records[index].id}: the effect of pruning each head")
+        pick_head(heads_chart(values[m], None, METRIC_LABELS[metric], (layer, head)),
+                  values_frame(values, METRICS))
+        with st.expander("Fast estimate for this image, against the exact values"):
+            rho = spearman(estimated, values[m])
+            st.markdown(f"Spearman rank correlation with the exact values above: **{rho:.2f}** "
+                        "(1: same order of heads; 0: no relation). The estimate costs one "
+                        "backward pass; the exact values one pruned forward per head.")
+            downloads.chart(heads_chart(estimated, None, estimate_label, (layer, head)),
+                            "importance_estimate")
+            downloads.csv(estimate_frame(estimate), "importance_estimate",
+                          "Download the estimate of every head (CSV)")
+        interactions_section(lm, ds, index, metric, automatic or asked)
 
 st.subheader(f"Partial pruning of layer {layer}, head {head} (image {ds.records[index].id})")
 st.markdown("Each mode zeroes part of the head's attention matrix: CLS->CLS, CLS<->patches "

@@ -18,7 +18,7 @@ from ui import downloads, resources
 from ui.downloads import image_png
 from ui.keypoints_charts import (interrelation_frame, keypoints_figure, layer_lift_chart,
                                  lift_heatmap)
-from ui.state import bind, from_widget, new_chart_pick, new_pick, select, setting
+from ui.state import bound, new_chart_pick, new_pick, select
 from ui.views import enlarged, intro, selected_image
 
 RANKED_ROWS = 25  # images shown in the ranking (the CSV holds all)
@@ -101,11 +101,9 @@ if lift is not None:
 
 st.subheader("Images whose explanation lies outside the object")
 labels = {name: METHODS[name].label for name in METHOD_NAMES}
-method = setting("method", DEFAULT_METHOD, list(METHOD_NAMES))
-bind("w_method", "method")
-st.selectbox("Explanation scored", list(METHOD_NAMES), key="w_method", format_func=labels.get,
-             on_change=from_widget, args=("w_method", "method"),
-             help="The map whose share outside the object orders the images.")
+method = bound("method", DEFAULT_METHOD, list(METHOD_NAMES), st.selectbox,
+               "Explanation scored", format_func=labels.get,
+               help="The map whose share outside the object orders the images.")
 ranked = resources.whole_set_step(lm, ds, SPURIOUS_RANKING, "The ranking over all images",
                                   "spurious_compute")
 if ranked is not None:

@@ -18,7 +18,7 @@ from ui.views import display_image, intro, selected_image
 
 intro("Attention rollout",
       "This page combines the attention of all layers into one map of the image regions the "
-      "whole model relies on, with four methods side by side, and scores how faithful each "
+      "whole model relies on, with several methods side by side (patch ablation among them: the measured drop when each patch is removed), and scores how faithful each "
       "map is by removing the regions it ranks highest.",
       "Bright patches matter most to a method; in the table, a faithful map makes the "
       "probability drop fast when its top patches are deleted (low deletion AUC) and rise "

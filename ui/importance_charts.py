@@ -95,3 +95,97 @@ def overview_chart(xy: np.ndarray, ids: list[str], classes: list[str],
     ring = alt.Chart(df[df["image"] == selected]).mark_point(
         size=300, color="black", strokeWidth=2.5).encode(x="x:Q", y="y:Q", tooltip=["image", "class"])
     return alt.layer(points, ring).properties(height=520)
+
+
+def interaction_frame(heads: np.ndarray, single: np.ndarray, pair: np.ndarray,
+                      interaction: np.ndarray, metrics: tuple[str, ...]) -> pd.DataFrame:
+    """Every pair of the top-k heads (k x k, both orders) with each metric's single
+    effects, pair effect and interaction, for the CSV download."""
+    k = len(heads)
+    i, j = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
+    df = pd.DataFrame({"head_a": [f"L{heads[a, 0]} H{heads[a, 1]}" for a in i.ravel()],
+                       "head_b": [f"L{heads[b, 0]} H{heads[b, 1]}" for b in j.ravel()]})
+    for m, metric in enumerate(metrics):
+        df[f"{metric}_single_a"] = single[m][i.ravel()]
+        df[f"{metric}_single_b"] = single[m][j.ravel()]
+        df[f"{metric}_pair"] = pair[m].ravel()
+        df[f"{metric}_interaction"] = interaction[m].ravel()
+    return df
+
+
+def interaction_chart(heads: np.ndarray, interaction: np.ndarray, pair: np.ndarray,
+                      metric_label: str) -> alt.Chart:
+    """k x k heatmap of one metric's interactions of the top-k heads (most important
+    first), diverging around 0: red, the pair matters more than the two apart; blue,
+    less (the heads overlap)."""
+    names = [f"L{layer} H{head}" for layer, head in heads]
+    k = len(names)
+    i, j = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
+    df = pd.DataFrame({"first": [names[a] for a in i.ravel()],
+                       "second": [names[b] for b in j.ravel()],
+                       "interaction": np.where(i == j, np.nan, interaction).ravel(),
+                       "pair": pair.ravel()})
+    limit = float(np.nanmax(np.abs(df["interaction"]))) if k > 1 else 1.0
+    title = f"Interaction: pair minus both single effects ({metric_label})"
+    return alt.Chart(df).mark_rect().encode(
+        x=alt.X("second:N", sort=names, title="Head pruned together with (layer L, head H)",
+                axis=alt.Axis(labelAngle=-45)),
+        y=alt.Y("first:N", sort=names, title="Head (most important first)"),
+        color=alt.Color("interaction:Q", title=["Interaction", "(red: more than", "the sum)"],
+                        scale=alt.Scale(scheme="redblue", reverse=True,
+                                        domain=[-limit or -1, limit or 1])),
+        tooltip=["first", "second", alt.Tooltip("interaction:Q", format=".4g", title=title),
+                 alt.Tooltip("pair:Q", format=".4g", title="Effect of the pair")],
+    ).properties(height=max(220, 34 * k), width=max(220, 34 * k))
+
+
+def difference_chart(frame: pd.DataFrame, first: str, second: str,
+                     metric_label: str) -> alt.Chart:
+    """Layer x head heatmap of the difference of two classes' mean metric (a row per
+    head of :func:`core.dataset.class_views.contrast`), diverging around 0."""
+    limit = float(np.abs(frame["difference"]).max()) or 1.0
+    return alt.Chart(frame).mark_rect().encode(
+        x=alt.X("head:O", title="Head"), y=alt.Y("layer:O", title="Layer"),
+        color=alt.Color("difference:Q", title=[f"{first}", f"minus {second}"],
+                        scale=alt.Scale(scheme="redblue", reverse=True,
+                                        domain=[-limit, limit])),
+        tooltip=["layer:O", "head:O",
+                 alt.Tooltip("first:Q", format=".4g", title=f"{first} (mean)"),
+                 alt.Tooltip("second:Q", format=".4g", title=f"{second} (mean)"),
+                 alt.Tooltip("difference:Q", format=".4g", title="Difference"),
+                 alt.Tooltip("standardised:Q", format=".2f",
+                             title="Difference in pooled SDs")],
+    ).properties(height=max(200, 26 * int(frame["layer"].max() + 1)),
+                 title=f"{metric_label}: {first} minus {second}")
+
+
+def pattern_mix_chart(mix: pd.DataFrame) -> alt.Chart:
+    """Stacked bars: per class the share of its image x head pairs given each pattern
+    label (columns: class, label, share)."""
+    return alt.Chart(mix).mark_bar().encode(
+        y=alt.Y("class:N", title="Class", sort=None, axis=alt.Axis(labelLimit=260)),
+        x=alt.X("share:Q", title="Share of heads x images (%)", stack="normalize",
+                axis=alt.Axis(format="%")),
+        color=alt.Color("label:N", title="Pattern label"),
+        tooltip=["class", "label", alt.Tooltip("share:Q", format=".1%", title="Share")],
+    ).properties(height=max(120, 26 * mix["class"].nunique()))
+
+
+def estimate_frame(estimate: dict[str, np.ndarray]) -> pd.DataFrame:
+    """An image's estimates, a row per head: layer, head, estimate (Michel et al.'s
+    magnitude), signed (first-order log-probability drop)."""
+    layers, heads = estimate["estimate"].shape
+    return pd.DataFrame({"layer": np.repeat(np.arange(layers), heads),
+                         "head": np.tile(np.arange(heads), layers),
+                         "estimate": estimate["estimate"].ravel(),
+                         "signed": estimate["signed"].ravel()})
+
+
+def agreement_frame(agreement: dict[str, np.ndarray], metrics: tuple[str, ...],
+                    ids: list[str]) -> pd.DataFrame:
+    """Per image, the Spearman rank correlation of the estimate with each exact metric
+    (empty where undefined)."""
+    df = pd.DataFrame({"image": [ids[i] for i in agreement["image"]]})
+    for m, metric in enumerate(metrics):
+        df[f"spearman_{metric}"] = agreement["per_image"][:, m]
+    return df

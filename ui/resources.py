@@ -71,6 +71,13 @@ def analyse(lm: LoadedModel, ds: Dataset, indices: list[int], analysis: Analysis
     return result
 
 
+def cached(lm: LoadedModel, ds: Dataset, index: int, analysis: Analysis,
+           params: Any = None) -> Arrays | None:
+    """Image `index`'s results of `analysis` when the cache holds them, else None."""
+    return run(lm, ds, [index], analysis, params, cache=cache(), compute=False
+               ).arrays.get(index)
+
+
 def _ask(what: str, missing: int, total: int, key: str) -> bool:
     """Ask before a computation over the whole image set: True once the user chose to
     compute it now (the question is then cleared); otherwise the page says how to

@@ -3,7 +3,7 @@ settings (:func:`setting`), kept in ``st.session_state`` and mirrored in the URL
 parameters (defaults left out) so that a copied link opens the same view."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import streamlit as st
 
@@ -50,6 +50,20 @@ def setting(name: str, default: Any, options: list[Any] | None = None) -> Any:
             value = default
         sel[name] = value if options is None or value in options else default
     return sel[name]
+
+
+def bound(name: str, default: Any, options: list[Any], widget: Callable[..., Any],
+          label: str, **kwargs: Any) -> Any:
+    """A widget (``st.selectbox``, ``st.radio``, ``st.number_input``...) showing the page
+    setting `name` (kept in the URL, see :func:`setting`); returns its value. Widgets
+    that take no options list (``st.number_input``) get ``min_value``/``max_value`` in
+    `kwargs` instead, with `options` only checking the link's value."""
+    value = setting(name, default, options)
+    bind(f"w_{name}", name)
+    args = () if widget is st.number_input else (options,)
+    widget(label, *args, key=f"w_{name}", on_change=from_widget,
+           args=(f"w_{name}", name), **kwargs)
+    return value
 
 
 def write_url() -> None:

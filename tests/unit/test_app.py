@@ -116,7 +116,7 @@ def test_rollout_page_shows_every_method_layers_curves_and_a_comparison():
     at = rollout_page()
     captions = [c for img in at.get("image") for c in img.captions]
     for label in ("Attention rollout", "Gradient rollout for", "Gradient-weighted relevance for",
-                  "Last-layer raw attention"):
+                  "Last-layer raw attention", "Patch ablation (probability drop) for"):
         assert sum(c.startswith(label) for c in captions) == 1, (label, captions)
     charts = [c.proto.spec for c in at.get("vega_lite_chart")]
     assert any("Layer (0 = first block)" in spec for spec in charts)
@@ -124,7 +124,7 @@ def test_rollout_page_shows_every_method_layers_curves_and_a_comparison():
     # the selected image is scored on the way; the other 999 wait for the button
     assert any(b.label == "Compute now (999 images)" for b in at.button)
     table = at.dataframe[0].value  # this image's scores
-    assert len(table) == 5 and any("Pointing game" in c for c in table.columns)
+    assert len(table) == 6 and any("Pointing game" in c for c in table.columns)
     at.radio(key="ro_class").set_value("true label").run()
     assert any(c.startswith("Gradient rollout for Ankle boot") for img in at.get("image")
                for c in img.captions)
@@ -234,3 +234,95 @@ def test_keypoints_page_lift_ranking_and_method_in_the_url(demo, tmp_path):
     link.switch_page("app_pages/keypoints_page.py").run()
     assert link.selectbox(key="w_method").value == "rollout"
     assert link.dataframe[-1].value["image"].tolist() == at.dataframe[-1].value["image"].tolist()
+
+
+def test_importance_page_interactions_estimate_and_k_in_the_url(demo):
+    from core.analyses import INTERACTIONS
+    from core.analyses.interactions import InteractionParams
+    ds = demo_dataset()
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"image": ds.records[3].id})
+    at.run()
+    at.switch_page("app_pages/importance_page.py").run()
+    assert not at.exception and not at.error
+
+    def heatmap(test):
+        return chart_data(next(c for c in test.get("vega_lite_chart")
+                               if "Head pruned together with" in c.proto.spec))
+
+    x, _, _ = load_batch(demo, ds, [3])
+    expected = INTERACTIONS.compute(demo, x, [ds.records[3].label], InteractionParams())[0]
+    shown = heatmap(at)
+    assert len(shown) == 64
+    off = shown["first"] != shown["second"]
+    np.testing.assert_allclose(shown["interaction"][off],
+                               expected["interaction"][0][~np.eye(8, dtype=bool)], atol=1e-6)
+    assert any("Spearman rank correlation with the exact values above" in m.value
+               for m in at.markdown)  # the estimate beside the exact values
+    at.number_input(key="w_k").set_value(4).run()
+    assert at.query_params["k"] == "4" and len(heatmap(at)) == 16
+    link = AppTest.from_file(APP, default_timeout=TIMEOUT)  # the link, opened anew
+    link.query_params.update(dict(at.query_params))
+    link.run()
+    link.switch_page("app_pages/importance_page.py").run()
+    assert link.number_input(key="w_k").value == 4 and len(heatmap(link)) == 16
+
+
+def test_importance_page_shows_the_estimate_until_exact_values_exist(demo, monkeypatch):
+    from core.analyses import IMPORTANCE_ESTIMATE
+    monkeypatch.setenv("VIT_EXPLORER_AUTO_EXACT_TOKENS", "0")  # as for a large model
+    ds = demo_dataset()
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"image": ds.records[17].id})
+    at.run()
+    at.switch_page("app_pages/importance_page.py").run()
+    assert not at.exception and not at.error
+    assert any("ESTIMATED effect of pruning" in s.value for s in at.subheader)
+    assert any("not measured by pruning" in w.value for w in at.warning)
+    heads = next(c for c in at.get("vega_lite_chart") if "head index" in c.proto.spec)
+    x, _, _ = load_batch(demo, ds, [17])
+    signed = IMPORTANCE_ESTIMATE.compute(demo, x, [ds.records[17].label], None)[0]["signed"]
+    np.testing.assert_allclose(chart_data(heads)["value"], signed.ravel(), rtol=1e-5)
+    assert not [c for c in at.get("vega_lite_chart")  # nothing costly runs unasked
+                if "Head pruned together with" in c.proto.spec]
+    at.button(key="importance_exact").click().run()
+    assert not at.exception and not at.error
+    assert any(s.value == f"Image {ds.records[17].id}: the effect of pruning each head"
+               for s in at.subheader)
+
+
+def test_classes_page_contrasts_two_classes_kept_in_the_url(demo, tmp_path):
+    from core.dataset import CLASS_VIEWS
+    from core.dataset.class_views import contrast
+    from core.engine import run_step
+    folder = demo_class_folder(tmp_path, demo.class_names, per_class=3)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"images": str(folder)})
+    at.run()
+    at.switch_page("app_pages/classes_page.py").run()
+    assert not at.exception and not at.error
+    at.button(key="classes_compute").click().run()
+    assert not at.exception and not at.error
+    assert any(s.value == "Heads that matter for Trouser but not for Sandal"
+               for s in at.subheader)
+    at.selectbox(key="w_first_class").set_value(7).run()  # Sneaker
+    at.selectbox(key="w_class_metric").set_value("jsd").run()
+    assert at.query_params["first_class"] == "7" and at.query_params["class_metric"] == "jsd"
+    assert any(s.value == "Heads that matter for Sneaker but not for Sandal"
+               for s in at.subheader)
+    ds = load_dataset_for(folder, demo)
+    expected = contrast(run_step(demo, ds, CLASS_VIEWS).arrays, 7, 5, "jsd")
+    shown = at.dataframe[0].value
+    np.testing.assert_allclose(shown["difference"], expected["difference"][:len(shown)],
+                               rtol=1e-5)
+    link = AppTest.from_file(APP, default_timeout=TIMEOUT)  # the link, opened anew
+    link.query_params.update(dict(at.query_params))
+    link.run()
+    link.switch_page("app_pages/classes_page.py").run()
+    assert not link.exception and not link.error
+    assert link.dataframe[0].value.equals(shown)
+
+
+def load_dataset_for(folder, lm):
+    from core.data.datasets import load_dataset
+    return load_dataset(str(folder), lm.class_names)
