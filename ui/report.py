@@ -1,6 +1,7 @@
 """A one-file HTML report for one image: predictions, the selected head's
-attention, head importance, attention strength, the head's pattern, the
-rollout maps and the keypoint and shortcut reading. Everything is embedded (PNG as base64), so it opens in any
+attention, head importance, head interactions and the fast estimate (with the class's
+heads when the set's class views are cached), attention strength, the head's pattern,
+the rollout maps (patch ablation among them) and the keypoint and shortcut reading. Everything is embedded (PNG as base64), so it opens in any
 browser without the app or a network. The analyses come from the engine (and
 its cache); this module only lays them out."""
 from __future__ import annotations
@@ -23,13 +24,15 @@ from core.data.datasets import Dataset, load_batch
 from core.display.head_detail import head_matrix, top_percent_threshold
 from core.display.maps import heat_map
 from core.display.predictions import top_k
-from core.engine import run
+from core.dataset import CLASS_VIEWS
+from core.dataset.statistics import spearman
+from core.engine import run, run_step
 from core.explain import METHODS
 from core.model import LoadedModel
 from core.storage.cache import ArrayCache
 from ui.charts import overlay, predictions_chart
 from ui.downloads import chart_png, figure_png, image_png
-from ui.importance_charts import heads_chart
+from ui.importance_charts import heads_chart, interaction_chart
 from ui.keypoints_charts import keypoints_figure, lift_heatmap
 from ui.patterns_charts import heatmap_figure
 from ui.strength_charts import heads_scatter, strength_bars
@@ -67,6 +70,25 @@ def one(lm: LoadedModel, ds: Dataset, index: int, name: str,
     return result.arrays[index]
 
 
+def class_note(lm: LoadedModel, ds: Dataset, label: int | None,
+               cache: ArrayCache | None) -> str:
+    """The heads that matter most for the image's class against the other classes, when
+    the class views of the set are in the cache (never computed for a report)."""
+    views = run_step(lm, ds, CLASS_VIEWS, cache=cache, compute=False).arrays
+    if views is None or label is None or label not in views["classes"].tolist():
+        return ""
+    row = views["classes"].tolist().index(label)
+    prob = views["importance_mean"][:, METRICS.index("prob")]
+    others = np.delete(prob, row, axis=0).mean(0) if len(prob) > 1 else np.zeros_like(prob[0])
+    difference = prob[row] - others
+    top = np.dstack(np.unravel_index(np.argsort(-difference, axis=None)[:3], difference.shape))[0]
+    return ("<p>" + html.escape(
+        f"Heads that matter more for {lm.class_names[label]} than for the other classes "
+        f"(mean over its {int(views['counts'][row])} images): "
+        + ", ".join(f"layer {l}, head {h} (+{100 * difference[l, h]:.1f} points)"
+                    for l, h in top) + ".") + "</p>")
+
+
 def image_report(lm: LoadedModel, ds: Dataset, index: int, layer: int, head: int,
                  cache: ArrayCache | None = None) -> str:
     """The HTML text of the report for image `index` and head (`layer`, `head`)."""
@@ -101,6 +123,24 @@ def image_report(lm: LoadedModel, ds: Dataset, index: int, layer: int, head: int
         + ".",
         img_tag(chart_png(heads_chart(prob, None, METRIC_LABELS["prob"], (layer, head))),
                 "importance of every head")))
+
+    estimate = one(lm, ds, index, "importance_estimate", cache)
+    pairs = one(lm, ds, index, "interactions", cache)
+    strongest = np.unravel_index(np.argmax(np.abs(pairs["interaction"][0])),
+                                 pairs["interaction"][0].shape)
+    a, b = (pairs["heads"][i] for i in strongest)
+    parts.append(section(
+        "Heads working together",
+        f"The {len(pairs['heads'])} most important heads pruned two at a time: the effect of "
+        "a pair minus the two single effects (red: more than the sum, blue: less). Strongest "
+        f"here: layer {a[0]} head {a[1]} with layer {b[0]} head {b[1]} "
+        f"({100 * pairs['interaction'][0][strongest]:+.1f} percentage points). A one-backward "
+        "estimate of the importance (Michel et al. 2019) orders the heads with a Spearman "
+        f"correlation of {spearman(estimate['signed'], prob):.2f} to the exact values.",
+        img_tag(chart_png(interaction_chart(pairs["heads"], pairs["interaction"][0],
+                                            pairs["pair"][0], METRIC_LABELS["prob"])),
+                "interactions of the top heads")
+        + class_note(lm, ds, record.label, cache)))
 
     strength = one(lm, ds, index, "strength", cache)
     parts.append(section(

@@ -29,3 +29,23 @@ def test_report_is_self_contained_with_every_view(demo, tmp_path):
     assert re.search(r"\d+\.\d% of the Gradient-weighted relevance map lies outside", page)
     for data in images:
         Image.open(io.BytesIO(base64.b64decode(data))).verify()
+
+
+def test_report_has_interactions_the_estimate_and_the_class_when_cached(demo, tmp_path):
+    from core.data.datasets import load_dataset
+    from core.dataset import CLASS_VIEWS
+    from core.engine import run_step
+    from core.storage.cache import ArrayCache
+    from testing.images import demo_class_folder
+    ds = load_dataset(str(demo_class_folder(tmp_path, demo.class_names, per_class=2)),
+                      demo.class_names)
+    cache = ArrayCache(tmp_path / "cache")
+    page = image_report(demo, ds, 0, layer=0, head=0, cache=cache)
+    assert "Heads working together" in page and "Patch ablation" in page
+    assert re.search(r"Spearman correlation of -?\d\.\d\d to the exact values", page)
+    assert "than for the other classes" not in page  # class views not cached: not computed
+    run_step(demo, ds, CLASS_VIEWS, cache=cache)
+    page = image_report(demo, ds, 0, layer=0, head=0, cache=cache)
+    name = demo.class_names[ds.records[0].label]
+    assert re.search(rf"Heads that matter more for {name} than for the other classes "
+                     r"\(mean over its 2 images\): layer \d, head \d", page)
