@@ -42,7 +42,7 @@ def naive_leave_one_out(lm: LoadedModel, x: torch.Tensor, targets: Targets
             pruned_logits, pruned_z = masked_run(lm, x, {layer: capture.head_mask(lm, [head])})
             out[:, :, layer, head] = metrics(probs, pruned_logits.softmax(-1), z[layer],
                                              pruned_z[layer], target,
-                                             lm.num_prefix_tokens).numpy()
+                                             lm.num_prefix_tokens).cpu().numpy()
     return out
 
 
@@ -63,7 +63,7 @@ def naive_pairs(lm: LoadedModel, x: torch.Tensor, targets: Targets,
             masks[layer][head] = 0.0
         out_logits, out_z = masked_run(lm, x, masks)
         return metrics(probs, out_logits.softmax(-1), z[at], out_z[at], target,
-                       lm.num_prefix_tokens).numpy()[0]
+                       lm.num_prefix_tokens).cpu().numpy()[0]
 
     k = len(heads)
     pair, interaction = np.zeros((2, len(METRICS), k, k))
@@ -175,7 +175,9 @@ def gated_head_importance(model: nn.Module, x: torch.Tensor, target: int) -> np.
     of an untouched timm ViT, as Michel et al. 2019 define it: a gate ``xi`` (1) on each
     head's output ``A @ V`` (the output projection's input), and ``|dL/dxi|`` with ``L``
     the cross-entropy of `target`. Returns layer x head."""
-    gates = [torch.ones(block.attn.num_heads, requires_grad=True) for block in model.blocks]
+    device = next(model.parameters()).device
+    gates = [torch.ones(block.attn.num_heads, device=device, requires_grad=True)
+             for block in model.blocks]
     handles = []
     for block, gate in zip(model.blocks, gates):
         def gated(_module, args, gate=gate):
@@ -189,4 +191,4 @@ def gated_head_importance(model: nn.Module, x: torch.Tensor, target: int) -> np.
     finally:
         for handle in handles:
             handle.remove()
-    return torch.stack(grads).abs().numpy()
+    return torch.stack(grads).abs().cpu().numpy()
