@@ -56,16 +56,18 @@ st.subheader(f"Heads that matter for {names[first]} but not for {names[second]}"
 frame = contrast(views, first, second, metric)
 left, right = st.columns([1, 1.2])
 with left:
-    downloads.chart(difference_chart(frame, names[first], names[second], METRIC_LABELS[metric]),
-                    "classes_difference")
+    st.markdown(f"**{METRIC_LABELS[metric]}: mean for {names[first]} minus mean for "
+                f"{names[second]}**")
+    downloads.chart(difference_chart(frame, names[first], names[second]),
+                    "classes_difference", width="content")
 with right:
     shown = frame.head(TOP_HEADS).rename(columns={
         "first": f"{names[first]} (mean)", "second": f"{names[second]} (mean)",
-        "standardised": "difference (pooled SDs)"})
+        "standardised": "in pooled SDs"})
     st.markdown(f"**The {TOP_HEADS} heads with the largest difference** (select one to see "
                 "it on every page)")
-    picked = st.dataframe(shown, hide_index=True, on_select="rerun", selection_mode="single-row",
-                          key="classes_top")
+    picked = st.dataframe(shown.style.format(precision=4), hide_index=True,
+                          on_select="rerun", selection_mode="single-row", key="classes_top")
     downloads.csv(frame, "classes_difference", "Download every head (CSV)")
     rows = picked.selection.rows if picked else []
     if rows:

@@ -128,19 +128,19 @@ def interaction_chart(heads: np.ndarray, interaction: np.ndarray, pair: np.ndarr
     limit = float(np.nanmax(np.abs(df["interaction"]))) if k > 1 else 1.0
     title = f"Interaction: pair minus both single effects ({metric_label})"
     return alt.Chart(df).mark_rect().encode(
-        x=alt.X("second:N", sort=names, title="Head pruned together with (layer L, head H)",
-                axis=alt.Axis(labelAngle=-45)),
-        y=alt.Y("first:N", sort=names, title="Head (most important first)"),
+        x=alt.X("second:N", sort=names, title="Pruned with (L layer, H head)",
+                axis=alt.Axis(labelAngle=-45, labelOverlap=False)),
+        y=alt.Y("first:N", sort=names, title="Head (most important first)",
+                axis=alt.Axis(labelOverlap=False)),
         color=alt.Color("interaction:Q", title=["Interaction", "(red: more than", "the sum)"],
                         scale=alt.Scale(scheme="redblue", reverse=True,
                                         domain=[-limit or -1, limit or 1])),
         tooltip=["first", "second", alt.Tooltip("interaction:Q", format=".4g", title=title),
                  alt.Tooltip("pair:Q", format=".4g", title="Effect of the pair")],
-    ).properties(height=max(220, 34 * k), width=max(220, 34 * k))
+    ).properties(width=alt.Step(40), height=alt.Step(30))
 
 
-def difference_chart(frame: pd.DataFrame, first: str, second: str,
-                     metric_label: str) -> alt.Chart:
+def difference_chart(frame: pd.DataFrame, first: str, second: str) -> alt.Chart:
     """Layer x head heatmap of the difference of two classes' mean metric (a row per
     head of :func:`core.dataset.class_views.contrast`), diverging around 0."""
     limit = float(np.abs(frame["difference"]).max()) or 1.0
@@ -155,8 +155,7 @@ def difference_chart(frame: pd.DataFrame, first: str, second: str,
                  alt.Tooltip("difference:Q", format=".4g", title="Difference"),
                  alt.Tooltip("standardised:Q", format=".2f",
                              title="Difference in pooled SDs")],
-    ).properties(height=max(200, 26 * int(frame["layer"].max() + 1)),
-                 title=f"{metric_label}: {first} minus {second}")
+    ).properties(width=alt.Step(44), height=alt.Step(26))
 
 
 def pattern_mix_chart(mix: pd.DataFrame) -> alt.Chart:

@@ -248,7 +248,7 @@ def test_importance_page_interactions_estimate_and_k_in_the_url(demo):
 
     def heatmap(test):
         return chart_data(next(c for c in test.get("vega_lite_chart")
-                               if "Head pruned together with" in c.proto.spec))
+                               if "Pruned with (L layer" in c.proto.spec))
 
     x, _, _ = load_batch(demo, ds, [3])
     expected = INTERACTIONS.compute(demo, x, [ds.records[3].label], InteractionParams())[0]
@@ -284,7 +284,7 @@ def test_importance_page_shows_the_estimate_until_exact_values_exist(demo, monke
     signed = IMPORTANCE_ESTIMATE.compute(demo, x, [ds.records[17].label], None)[0]["signed"]
     np.testing.assert_allclose(chart_data(heads)["value"], signed.ravel(), rtol=1e-5)
     assert not [c for c in at.get("vega_lite_chart")  # nothing costly runs unasked
-                if "Head pruned together with" in c.proto.spec]
+                if "Pruned with (L layer" in c.proto.spec]
     at.button(key="importance_exact").click().run()
     assert not at.exception and not at.error
     assert any(s.value == f"Image {ds.records[17].id}: the effect of pruning each head"
