@@ -28,7 +28,7 @@ import numpy as np
 import timm
 import torch
 
-from bench.common import best_of
+from bench.common import best_of, interleaved
 from core.analyses import FORWARD, IMPORTANCE, PATTERNS, STRENGTH
 from core.analyses.importance import leave_one_out
 from core.analyses.importance_estimate import signed_estimate
@@ -81,11 +81,7 @@ def measure(name: str, lm: LoadedModel, x: torch.Tensor, targets: list[int | Non
         "estimate": lambda: signed_estimate(lm, x, targets),
         "exact leave-one-out": lambda: leave_one_out(lm, x, targets),
     }
-    best = dict.fromkeys(runs, float("inf"))
-    for _ in range(rounds):
-        for key, fn in runs.items():
-            with torch.no_grad():
-                best[key] = min(best[key], best_of(fn, repeats=1, warmup=0))
+    best = interleaved(runs, rounds)
     estimate = signed_estimate(lm, x, targets).numpy()
     rho = np.nanmean([spearman(e, v[0]) for e, v in zip(estimate, exact)])
     figures = {"interactions": best["naive interactions"] / best["interactions"],

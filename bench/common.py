@@ -17,3 +17,19 @@ def best_of(fn: Callable[[], object], repeats: int = 5, warmup: int = 1,
         fn()
         times.append(clock() - start)
     return min(times)
+
+
+def interleaved(runs: dict[str, Callable[[], object]], rounds: int,
+                clock: Callable[[], float] = time.perf_counter,
+                repeats: dict[str, int] | None = None) -> dict[str, float]:
+    """Best time of each named run over `rounds` rounds that run them all in turn (so
+    that a slow moment of a shared machine hits every run alike), without gradients;
+    `repeats` calls per round for some names (default 1)."""
+    import torch
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(rounds):
+        for key, fn in runs.items():
+            with torch.no_grad():
+                once = best_of(fn, repeats=(repeats or {}).get(key, 1), warmup=0, clock=clock)
+            best[key] = min(best[key], once)
+    return best

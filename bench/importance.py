@@ -27,7 +27,7 @@ from typing import Callable
 import timm
 import torch
 
-from bench.common import best_of
+from bench.common import best_of, interleaved
 from core.analyses import ANALYSES, importance, partial_pruning
 from core.data.datasets import demo_dataset, load_batch
 from core.engine import run
@@ -73,12 +73,7 @@ def measure(name: str, lm: LoadedModel, plain: torch.nn.Module, images: int, rou
         "naive": lambda: naive_leave_one_out(lm, x, targets),
         "unbatched naive": lambda: naive_per_image(lm, x, targets),
     }
-    best = dict.fromkeys(runs, float("inf"))
-    for _ in range(rounds):
-        for key, fn in runs.items():
-            with torch.no_grad():
-                once = best_of(fn, repeats=5 if key == "forward" else 1, warmup=0, clock=clock)
-            best[key] = min(best[key], once)
+    best = interleaved(runs, rounds, clock, repeats={"forward": 5})
     floor = best["forward"] * images * forward_equivalents(lm)
     figures = {"speedup": best["naive"] / best["engine"],
                "unbatched": best["unbatched naive"] / best["engine"],

@@ -80,6 +80,15 @@ def test_a_bad_model_gives_a_message_not_a_crash():
     assert any("does not exist" in e.value for e in at.error)
 
 
+def open_page(page: str, params: dict[str, str]) -> AppTest:
+    """A new session (as a new browser would) opened on `page` with link `params`."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update(params)
+    at.run()
+    at.switch_page(page).run()
+    return at
+
+
 def chart_data(chart) -> pd.DataFrame:
     """The (single) data set an Altair chart sent to the browser."""
     return pa.ipc.open_stream(chart.proto.datasets[0].data.data).read_pandas()
@@ -240,10 +249,7 @@ def test_importance_page_interactions_estimate_and_k_in_the_url(demo):
     from core.analyses import INTERACTIONS
     from core.analyses.interactions import InteractionParams
     ds = demo_dataset()
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.query_params.update({"image": ds.records[3].id})
-    at.run()
-    at.switch_page("app_pages/importance_page.py").run()
+    at = open_page("app_pages/importance_page.py", {"image": ds.records[3].id})
     assert not at.exception and not at.error
 
     def heatmap(test):
@@ -261,10 +267,7 @@ def test_importance_page_interactions_estimate_and_k_in_the_url(demo):
                for m in at.markdown)  # the estimate beside the exact values
     at.number_input(key="w_k").set_value(4).run()
     assert at.query_params["k"] == "4" and len(heatmap(at)) == 16
-    link = AppTest.from_file(APP, default_timeout=TIMEOUT)  # the link, opened anew
-    link.query_params.update(dict(at.query_params))
-    link.run()
-    link.switch_page("app_pages/importance_page.py").run()
+    link = open_page("app_pages/importance_page.py", dict(at.query_params))
     assert link.number_input(key="w_k").value == 4 and len(heatmap(link)) == 16
 
 
@@ -272,10 +275,7 @@ def test_importance_page_shows_the_estimate_until_exact_values_exist(demo, monke
     from core.analyses import IMPORTANCE_ESTIMATE
     monkeypatch.setenv("VIT_EXPLORER_AUTO_EXACT_TOKENS", "0")  # as for a large model
     ds = demo_dataset()
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.query_params.update({"image": ds.records[17].id})
-    at.run()
-    at.switch_page("app_pages/importance_page.py").run()
+    at = open_page("app_pages/importance_page.py", {"image": ds.records[17].id})
     assert not at.exception and not at.error
     assert any("ESTIMATED effect of pruning" in s.value for s in at.subheader)
     assert any("not measured by pruning" in w.value for w in at.warning)
@@ -296,10 +296,7 @@ def test_classes_page_contrasts_two_classes_kept_in_the_url(demo, tmp_path):
     from core.dataset.class_views import contrast
     from core.engine import run_step
     folder = demo_class_folder(tmp_path, demo.class_names, per_class=3)
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.query_params.update({"images": str(folder)})
-    at.run()
-    at.switch_page("app_pages/classes_page.py").run()
+    at = open_page("app_pages/classes_page.py", {"images": str(folder)})
     assert not at.exception and not at.error
     at.button(key="classes_compute").click().run()
     assert not at.exception and not at.error
@@ -315,10 +312,7 @@ def test_classes_page_contrasts_two_classes_kept_in_the_url(demo, tmp_path):
     shown = at.dataframe[0].value
     np.testing.assert_allclose(shown["difference"], expected["difference"][:len(shown)],
                                rtol=1e-5)
-    link = AppTest.from_file(APP, default_timeout=TIMEOUT)  # the link, opened anew
-    link.query_params.update(dict(at.query_params))
-    link.run()
-    link.switch_page("app_pages/classes_page.py").run()
+    link = open_page("app_pages/classes_page.py", dict(at.query_params))
     assert not link.exception and not link.error
     assert link.dataframe[0].value.equals(shown)
 
