@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.analyses.importance import METRIC_LABELS, METRICS
+from core.analyses.importance import METRIC_HELP, METRIC_LABELS, METRICS
 from core.analyses.pattern_labels import LABELS
 from core.dataset import CLASS_VIEWS
 from core.dataset.class_views import GROUPINGS, ClassViewParams, contrast
@@ -27,11 +27,11 @@ lm, ds = chosen.lm, chosen.ds
 
 left, middle, right = st.columns(3)
 with left:
-    group_by = bound("group_by", "label", list(GROUPINGS), st.radio, "Group images by",
+    group_by = bound("group_by", "label", st.radio, "Group images by", list(GROUPINGS),
                      format_func=GROUPING_TEXT.get, horizontal=True)
 with middle:
-    metric = bound("class_metric", "prob", list(METRICS), st.selectbox, "Importance metric",
-                   format_func=METRIC_LABELS.get)
+    metric = bound("metric", "prob", st.selectbox, "Importance metric", list(METRICS),
+                   key="class_metric", format_func=METRIC_LABELS.get, help=METRIC_HELP)
 views = resources.whole_set_step(lm, ds, CLASS_VIEWS, "The class views", "classes_compute",
                                  ClassViewParams(group_by))
 if views is None:
@@ -45,9 +45,9 @@ if len(classes) < 2:
 names = {c: lm.class_names[c] for c in classes}
 counts = dict(zip(classes, views["counts"].tolist()))
 with right:
-    first = bound("first_class", classes[0], classes, st.selectbox, "First class",
+    first = bound("first_class", classes[0], st.selectbox, "First class", classes,
                   format_func=lambda c: f"{names[c]} ({counts[c]} images)")
-    second = bound("second_class", classes[1], classes, st.selectbox, "Second class",
+    second = bound("second_class", classes[1], st.selectbox, "Second class", classes,
                    format_func=lambda c: f"{names[c]} ({counts[c]} images)")
 if views["unlabeled"]:
     st.caption(f"{int(views['unlabeled'])} images without a label are left out.")
@@ -59,7 +59,7 @@ with left:
     st.markdown(f"**{METRIC_LABELS[metric]}: mean for {names[first]} minus mean for "
                 f"{names[second]}**")
     downloads.chart(difference_chart(frame, names[first], names[second]),
-                    "classes_difference", width="content")
+                    "classes_difference", data=frame, width="content")
 with right:
     shown = frame.head(TOP_HEADS).rename(columns={
         "first": f"{names[first]} (mean)", "second": f"{names[second]} (mean)",
@@ -68,7 +68,6 @@ with right:
                 "it on every page)")
     picked = st.dataframe(shown.style.format(precision=4), hide_index=True,
                           on_select="rerun", selection_mode="single-row", key="classes_top")
-    downloads.csv(frame, "classes_difference", "Download every head (CSV)")
     rows = picked.selection.rows if picked else []
     if rows:
         row = shown.iloc[rows[0]]
@@ -83,7 +82,6 @@ mix = pd.DataFrame([{"class": f"{names[c]} ({counts[c]})", "label": label,
                      "share": float(views["pattern_mix"][row, k])}
                     for row, c in enumerate(classes) for k, label in enumerate(LABELS)])
 downloads.chart(pattern_mix_chart(mix), "classes_patterns")
-downloads.csv(mix, "classes_patterns", "Download the pattern mix (CSV)")
 st.caption("The share of each class's heads x images given each pattern label "
            "(see the Patterns page). Similar bars: the heads show the same patterns "
            "whatever the class.")

@@ -5,7 +5,7 @@ import os
 import streamlit as st
 
 from core.analyses import IMPORTANCE, IMPORTANCE_ESTIMATE, INTERACTIONS, PARTIAL_PRUNING
-from core.analyses.importance import METRIC_LABELS, METRICS
+from core.analyses.importance import METRIC_AXES, METRIC_HELP, METRIC_LABELS, METRICS
 from core.analyses.importance_estimate import compared_with
 from core.analyses.interactions import InteractionParams
 from core.dataset import ESTIMATE_AGREEMENT
@@ -32,8 +32,7 @@ ESTIMATE_LABELS = {
 
 def pick_head(chart, table) -> None:
     """The heads chart (click a point to select its head) and its CSV."""
-    event = downloads.chart(chart, "importance_heads", on_select="rerun")
-    downloads.csv(table, "importance_heads", "Download every metric of every head (CSV)")
+    event = downloads.chart(chart, "importance_heads", data=table, on_select="rerun")
     pick = new_chart_pick("importance_heads", event)
     if pick and "layer" in pick:
         select(layer=int(pick["layer"]), head=int(pick["head"]))
@@ -48,9 +47,9 @@ def interactions_section(lm, ds, index: int, metric: str, compute: bool) -> None
                 "effects added: red, the pair hurts more than the sum (the heads cover for "
                 "each other); blue, less (they do the same work).")
     most = lm.num_layers * lm.num_heads
-    k = bound("k", min(8, most), list(range(2, min(16, most) + 1)), st.number_input,
-              "Heads (k, the most important by the metric above)", min_value=2,
-              max_value=min(16, most))
+    k = bound("k", min(8, most), st.number_input,
+              "Heads (k, the most important by the metric above)",
+              valid=lambda v: 2 <= v <= min(16, most), min_value=2, max_value=min(16, most))
     params = InteractionParams(k=k, rank_by=metric)
     arrays = resources.cached(lm, ds, index, INTERACTIONS, params)
     if arrays is None and not compute:
@@ -62,10 +61,9 @@ def interactions_section(lm, ds, index: int, metric: str, compute: bool) -> None
     m = METRICS.index(metric)
     downloads.chart(interaction_chart(arrays["heads"], arrays["interaction"][m],
                                       arrays["pair"][m], METRIC_LABELS[metric]),
-                    "importance_interactions", width="content")
-    downloads.csv(interaction_frame(arrays["heads"], arrays["single"], arrays["pair"],
-                                    arrays["interaction"], METRICS),
-                  "importance_interactions", "Download every pair and metric (CSV)")
+                    "importance_interactions", width="content",
+                    data=interaction_frame(arrays["heads"], arrays["single"], arrays["pair"],
+                                           arrays["interaction"], METRICS))
 
 
 intro("Head importance",
@@ -80,10 +78,13 @@ target_text = ("the predicted class (the image has no label)" if label is None
                else f"the true class ({lm.class_names[label]})")
 
 left, right = st.columns([2, 1])
-metric = left.selectbox("Metric", METRICS, format_func=METRIC_LABELS.get, key="importance_metric")
-over_all = right.toggle("Mean over all images", key="importance_mean",
-                        help="Mean and standard deviation of the metric over every image of "
-                             "the set, instead of the selected image.")
+with left:
+    metric = bound("metric", "prob", st.selectbox, "Metric", list(METRICS),
+                   key="importance_metric", format_func=METRIC_LABELS.get, help=METRIC_HELP)
+with right:
+    over_all = bound("mean", False, st.toggle, "Mean over all images", key="importance_mean",
+                     help="Mean and standard deviation of the metric over every image of "
+                          "the set, instead of the selected image.")
 m = METRICS.index(metric)
 if metric == "prob":
     st.caption(f"Probability drop P - P' of {target_text}"
@@ -100,7 +101,8 @@ if over_all:
         mean, std = mean_and_std(values)
         st.subheader(f"All {len(values)} images: the effect of pruning each head (mean, "
                      "band: +- 1 standard deviation)")
-        pick_head(heads_chart(mean[m], std[m], METRIC_LABELS[metric], (layer, head)),
+        pick_head(heads_chart(mean[m], std[m], f"{METRIC_AXES[metric]}, mean", (layer, head),
+                              percent=metric == "prob", non_negative=metric != "prob"),
                   values_frame(mean, METRICS, std))
         agreement = resources.whole_set_step(lm, ds, ESTIMATE_AGREEMENT,
                                              "The estimate's agreement", "estimate_compute")
@@ -139,7 +141,8 @@ else:
     else:
         values = exact["importance"]
         st.subheader(f"Image {ds.records[index].id}: the effect of pruning each head")
-        pick_head(heads_chart(values[m], None, METRIC_LABELS[metric], (layer, head)),
+        pick_head(heads_chart(values[m], None, METRIC_AXES[metric], (layer, head),
+                              percent=metric == "prob"),
                   values_frame(values, METRICS))
         with st.expander("Fast estimate for this image, against the exact values"):
             rho = spearman(estimated, values[m])
@@ -147,9 +150,7 @@ else:
                         "(1: same order of heads; 0: no relation). The estimate costs one "
                         "backward pass; the exact values one pruned forward per head.")
             downloads.chart(heads_chart(estimated, None, estimate_label, (layer, head)),
-                            "importance_estimate")
-            downloads.csv(estimate_frame(estimate), "importance_estimate",
-                          "Download the estimate of every head (CSV)")
+                            "importance_estimate", data=estimate_frame(estimate))
         interactions_section(lm, ds, index, metric, automatic or asked)
 
 st.subheader(f"Partial pruning of layer {layer}, head {head} (image {ds.records[index].id})")
@@ -158,8 +159,8 @@ st.markdown("Each mode zeroes part of the head's attention matrix: CLS->CLS, CLS
             "model.")
 result = resources.analyse(lm, ds, [index], PARTIAL_PRUNING,
                            PartialPruningParams(layer, head)).arrays[index]
-mode = st.radio("Pruning mode for the predictions", MODES, index=1, horizontal=True,
-                format_func=lambda k: f"{k}: {MODE_NAMES[k]}", key="importance_mode")
+mode = bound("mode", 1, st.radio, "Pruning mode for the predictions", list(MODES),
+             key="importance_mode", horizontal=True, format_func=lambda k: f"{k}: {MODE_NAMES[k]}")
 bars, predictions = st.columns([3, 2])
 with bars:
     st.markdown(f"**{METRIC_LABELS[metric]} per pruning mode** (red: the mode whose "

@@ -49,7 +49,9 @@ with left:
     batch, _, _ = load_batch(lm, ds, [index])
     downloads.figure(keypoints_figure(lm.to_display(batch[0]), one["keypoints"], lm.grid,
                                       lm.patch_size, mine["inside"]),
-                     f"keypoints_{ds.records[index].id}")
+                     f"keypoints_{ds.records[index].id}",
+                     pd.DataFrame(one["keypoints"], columns=["x_px", "y_px", "response",
+                                                             "size_px"]))
     count = len(one["keypoints"])
     object_text = {"mask": "its object mask", "keypoints": "the keypoint patches (no mask)",
                    "none": "nothing: no mask and no keypoint"}[object_source]
@@ -64,8 +66,10 @@ with right:
                 "there is no keypoint attention to measure.")
     else:
         st.subheader("Attention on keypoint patches, every head")
-        event = downloads.chart(lift_heatmap(one["lift"], layer, head, "Lift over chance"),
-                                "keypoint_lift", on_select="rerun")
+        event = downloads.chart(
+            lift_heatmap(one["lift"], layer, head, "Lift over chance"), "keypoint_lift",
+            data=pd.DataFrame(one["lift"]).rename_axis("layer").rename(
+                columns=lambda h: f"head {h}"), on_select="rerun")
         pick = new_chart_pick("keypoint_lift", event)
         if pick and "layer" in pick and "head" in pick:
             select(layer=int(pick["layer"]), head=int(pick["head"]))
@@ -74,8 +78,6 @@ with right:
                    "lands on keypoint patches, divided by their share of the patches. 1 is "
                    "chance; 2 means twice as much attention as chance. Click a cell to "
                    "select that head.")
-        downloads.csv(pd.DataFrame(one["lift"]).rename_axis("layer").rename(
-            columns=lambda h: f"head {h}"), "keypoint_lift", "Download the lifts (CSV)")
 
 if has_keypoints(one):
     st.subheader(f"Layer {layer}, head {head}: where attention goes between patches")
@@ -91,18 +93,18 @@ st.subheader("Lift per layer over the image set")
 lift = resources.whole_set_step(lm, ds, KEYPOINT_LIFT, "The lift over all images",
                                 "keypoints_compute")
 if lift is not None:
-    downloads.chart(layer_lift_chart(lift["layer_mean"], lift["layer_std"]), "lift_by_layer")
+    downloads.chart(layer_lift_chart(lift["layer_mean"], lift["layer_std"]), "lift_by_layer",
+                    data=pd.DataFrame({"mean lift": lift["layer_mean"],
+                                       "std": lift["layer_std"]}).rename_axis("layer"))
     st.caption(f"Per layer, the lift averaged over its heads: mean over "
                f"{int(lift['images'])} images (line) and +-1 standard deviation (band)"
                + (f"; {int(lift['without_keypoints'])} image(s) without keypoints are left "
                   "out" if int(lift["without_keypoints"]) else "") + ".")
-    downloads.csv(pd.DataFrame({"mean lift": lift["layer_mean"], "std": lift["layer_std"]})
-                  .rename_axis("layer"), "lift_by_layer", "Download the per-layer lift (CSV)")
 
 st.subheader("Images whose explanation lies outside the object")
 labels = {name: METHODS[name].label for name in METHOD_NAMES}
-method = bound("method", DEFAULT_METHOD, list(METHOD_NAMES), st.selectbox,
-               "Explanation scored", format_func=labels.get,
+method = bound("method", DEFAULT_METHOD, st.selectbox, "Explanation scored",
+               list(METHOD_NAMES), format_func=labels.get,
                help="The map whose share outside the object orders the images.")
 ranked = resources.whole_set_step(lm, ds, SPURIOUS_RANKING, "The ranking over all images",
                                   "spurious_compute")

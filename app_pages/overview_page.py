@@ -2,12 +2,12 @@
 matters for it (t-SNE of the L x H importance vectors; paper 001, section 5.1)."""
 import streamlit as st
 
-from core.analyses.importance import METRIC_LABELS, METRICS
+from core.analyses.importance import METRIC_HELP, METRIC_LABELS, METRICS
 from core.dataset import IMPORTANCE_OVERVIEW
 from core.dataset.importance_overview import OverviewParams
 from ui import downloads, resources
 from ui.importance_charts import overview_chart
-from ui.state import new_chart_pick, select
+from ui.state import bound, new_chart_pick, select
 from ui.views import intro, selected_image
 
 intro("Overview",
@@ -39,8 +39,9 @@ def find_image() -> None:
 
 st.subheader("All images by head importance")
 left, right = st.columns([2, 1])
-metric = left.selectbox("Importance metric", METRICS, format_func=METRIC_LABELS.get,
-                        key="overview_metric")
+with left:
+    metric = bound("metric", "prob", st.selectbox, "Importance metric", list(METRICS),
+                   key="overview_metric", format_func=METRIC_LABELS.get, help=METRIC_HELP)
 right.text_input("Find an image by id", key="overview_search", on_change=find_image,
                  placeholder=ds.records[-1].id)
 if st.session_state.get("overview_search_message"):

@@ -12,11 +12,11 @@ from core.dataset.embedding import binned, sample_indices
 from core.dataset.pattern_layouts import Overview
 from core.display.head_detail import (head_matrix, strong_pairs, token_names,
                                       top_percent_threshold, value_histogram)
-from core.display.maps import heat_map
+from core.display.maps import heat_map, patch_table
 from ui import downloads, resources
 from ui.charts import overlay
 from ui.patterns_charts import heatmap_figure, histogram_chart, layout_chart, two_axes_chart
-from ui.state import new_chart_pick, select
+from ui.state import bound, new_chart_pick, select, setting
 from ui.views import enlarged, intro, selected_image
 
 MAX_BACKGROUND_POINTS = 3000  # points mode: a random sample of all heads
@@ -39,13 +39,16 @@ arrays = resources.whole_set_step(
 overview = None if arrays is None else Overview.from_arrays(arrays)
 if overview is not None:
     left, right = st.columns(2)
-    kind = left.radio("Layout of", ["patch attention (autoencoder)", "CLS attention"],
-                      horizontal=True, key="pattern_layout_kind",
-                      help="CLS: t-SNE of each head's CLS row and column. Patch: t-SNE of the "
-                           "autoencoder codes of each head's binarised patch->patch matrix.")
-    view = right.radio("All heads as", ["density", "points"], horizontal=True,
-                       key="pattern_view", help=f"points: a random sample of at most "
-                                                f"{MAX_BACKGROUND_POINTS:,} heads")
+    with left:
+        kind = bound("layout", "patch attention (autoencoder)", st.radio, "Layout of",
+                     ["patch attention (autoencoder)", "CLS attention"],
+                     key="pattern_layout_kind", horizontal=True,
+                     help="CLS: t-SNE of each head's CLS row and column. Patch: t-SNE of "
+                          "the autoencoder codes of each head's binarised patch->patch matrix.")
+    with right:
+        view = bound("heads_as", "density", st.radio, "All heads as", ["density", "points"],
+                     key="pattern_view", horizontal=True,
+                     help=f"points: a random sample of at most {MAX_BACKGROUND_POINTS:,} heads")
     xy = overview.cls_layout if kind == "CLS attention" else overview.patch_layout
     ids = np.array([r.id for r in ds.records])
 
@@ -59,7 +62,8 @@ if overview is not None:
     background = binned(xy) if view == "density" else frame(
         sample_indices(len(xy), MAX_BACKGROUND_POINTS))
     axis_name = "CLS" if kind == "CLS attention" else "Patch"
-    event = downloads.chart(layout_chart(mine, background, axis_name, "head_pick"),
+    event = downloads.chart(layout_chart(mine, background, axis_name, "head_pick",
+                                         (layer, head)),
                             f"pattern_layout_{view}", on_select="rerun")
     pick = new_chart_pick(f"pattern_layout_{view}", event)
     if pick and {"image", "layer", "head"} <= set(pick):
@@ -85,40 +89,38 @@ label, confidence = describe(vectors["label_scores"][layer, head],
                              vectors["diagonal_offset"][layer, head])
 st.markdown(f"Automatic pattern label of this head on this image: **{label}** (confidence "
             f"{confidence:.2f}: the margin of its score over the next pattern, 0 to 1).")
-top = st.number_input("Show the top x% of the attention values", min_value=0.01,
-                      max_value=20.0, value=DEFAULT_TOP_PERCENT, step=0.5, key="pattern_top")
+top = bound("top", DEFAULT_TOP_PERCENT, st.number_input,
+            "Show the top x% of the attention values", valid=lambda v: 0.01 <= v <= 20.0,
+            key="pattern_top", min_value=0.01, max_value=20.0, step=0.5)
 threshold = top_percent_threshold(matrix, top)
 p = lm.num_prefix_tokens
 edges, counts = value_histogram(matrix)
 pairs = strong_pairs(matrix, threshold, p, MAX_LINES)
 
-token_key = "pattern_token"
-st.session_state.setdefault(token_key, 0)
 names = token_names(lm)
+token = setting("token", 0, valid=lambda v: 0 <= v < len(names))
 
 left, right = st.columns([1.3, 1])
 with left:
     st.markdown(f"**Two-axes view** ({len(pairs.source)} pairs at or above {threshold:.3g}"
                 + (f", the strongest {MAX_LINES}" if len(pairs.source) == MAX_LINES else "")
                 + "; click a token to choose it)")
-    event = downloads.chart(two_axes_chart(pairs, names, int(st.session_state[token_key]), "token_pick"), "pattern_two_axes",
-                            on_select="rerun")
+    event = downloads.chart(two_axes_chart(pairs, names, token, "token_pick"),
+                            "pattern_two_axes", on_select="rerun")
     picked = new_chart_pick("pattern_two_axes", event)
     if picked and "token" in picked:
-        st.session_state[token_key] = int(picked["token"])
+        select(token=int(picked["token"]))
         st.rerun()
     st.markdown("**Histogram of the matrix's values** (the red line is the threshold)")
     downloads.chart(histogram_chart(edges, counts, threshold, top), "pattern_histogram")
 with right:
     st.markdown("**Heatmap** (white: below the threshold)")
     downloads.figure(heatmap_figure(matrix, threshold, p),
-                     f"heatmap_{ds.records[index].id}_L{layer}H{head}")
+                     f"heatmap_{ds.records[index].id}_L{layer}H{head}",
+                     pd.DataFrame(matrix, index=pd.Index(names, name="query"), columns=names))
 
-token = st.selectbox("Token", range(len(names)), format_func=lambda k: names[k],
-                     index=int(st.session_state[token_key]))
-if token != st.session_state[token_key]:
-    st.session_state[token_key] = token
-    st.rerun()
+token = bound("token", 0, st.selectbox, "Token", list(range(len(names))), key="pattern_token",
+              format_func=lambda k: names[k])
 big = enlarged(lm.to_display(batch[0]))
 columns = st.columns(3)
 for column, values, name, caption in (
@@ -130,4 +132,5 @@ for column, values, name, caption in (
     column.image(blended, caption=f"{caption} (layer {layer}, head {head}; bright = "
                  "more attention, scaled to the map's max)")
     with column:
-        downloads.image(blended, f"token{token}_{name}_{ds.records[index].id}_L{layer}H{head}")
+        downloads.image(blended, f"token{token}_{name}_{ds.records[index].id}_L{layer}H{head}",
+                        patch_table(values, lm))

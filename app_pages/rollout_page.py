@@ -14,6 +14,7 @@ from core.explain.rollout import FUSIONS
 from core.model import LoadedModel, ModelLoadError
 from ui import downloads, resources
 from ui.rollout_charts import curves_chart, faithfulness_frame, layer_grid_chart, map_row
+from ui.state import bind, bound, select, setting
 from ui.views import display_image, intro, selected_image
 
 intro("Attention rollout",
@@ -30,16 +31,23 @@ labels = [METHODS[name].label for name in METHOD_NAMES]
 
 st.subheader("The maps of each method")
 c1, c2, c3, c4 = st.columns(4)
-fusion = c1.selectbox("Head fusion (rollout)", FUSIONS, key="ro_fusion",
-                      help="How the heads of a layer are combined before rolling out.")
-discard = c2.slider("Discard ratio", 0.0, 0.95, 0.0, 0.05, key="ro_discard",
+with c1:
+    fusion = bound("fusion", FUSIONS[0], st.selectbox, "Head fusion (rollout)", list(FUSIONS),
+                   key="ro_fusion", help="How the heads of a layer are combined before "
+                                         "rolling out.")
+with c2:
+    discard = bound("discard", 0.0, st.slider, "Discard ratio", key="ro_discard",
+                    valid=lambda v: 0.0 <= v <= 0.95, min_value=0.0, max_value=0.95, step=0.05,
                     help="Share of the lowest patch-to-patch attention values set to zero in "
                          "every layer (CLS entries are never discarded).")
-start = c3.slider("Start layer", 0, lm.num_layers - 1, 0, key="ro_start",
-                  help="Roll out from this layer to the last.")
-explained = c4.radio("Class explained (gradient methods)", ["predicted", "true label"],
-                     key="ro_class", disabled=label is None,
-                     help="Gradient rollout and relevance explain this class.")
+with c3:
+    start = bound("start", 0, st.slider, "Start layer", key="ro_start",
+                  valid=lambda v: 0 <= v < lm.num_layers, min_value=0,
+                  max_value=lm.num_layers - 1, help="Roll out from this layer to the last.")
+with c4:
+    explained = bound("explain", "predicted", st.radio, "Class explained (gradient methods)",
+                      ["predicted", "true label"], key="ro_class", disabled=label is None,
+                      help="Gradient rollout, relevance and patch ablation explain this class.")
 target = "label" if explained == "true label" and label is not None else "prediction"
 
 
@@ -113,11 +121,16 @@ if mine is not None:
                     width="content")
 
 st.subheader("Compare with another model")
+other_spec, other_checkpoint = setting("model2", ""), setting("checkpoint2", "")
+bind("ro_model", "model2")
+bind("ro_checkpoint", "checkpoint2")
 with st.form("ro_compare"):
-    other_spec = st.text_input("Second model", key="ro_model",
-                               help="'demo' or a timm model name, e.g. deit_tiny_patch16_224")
-    other_checkpoint = st.text_input("Its checkpoint file (optional)", key="ro_checkpoint")
-    st.form_submit_button("Compare")
+    st.text_input("Second model", key="ro_model",
+                  help="'demo' or a timm model name, e.g. deit_tiny_patch16_224")
+    st.text_input("Its checkpoint file (optional)", key="ro_checkpoint")
+    st.form_submit_button("Compare", on_click=lambda: select(
+        model2=st.session_state["ro_model"].strip(),
+        checkpoint2=st.session_state["ro_checkpoint"].strip()))
 if other_spec.strip():
     try:
         other = resources.model(other_spec.strip(), other_checkpoint.strip())

@@ -19,10 +19,17 @@ def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarr
     return (255 * ((1 - alpha) * rgb + alpha * colour)).clip(0, 255).astype(np.uint8)
 
 
+def short_name(class_name: str) -> str:
+    """A class name up to its first comma (the first of ImageNet's synonyms)."""
+    return class_name.split(",")[0].strip()
+
+
 def predictions_chart(predictions: list[Prediction], true_label: str | None) -> alt.Chart:
     """Horizontal bars of the top-k probabilities (%), the true class marked (green bar,
-    bold name)."""
+    bold name). Long names (ImageNet's "affenpinscher, monkey pinscher, monkey dog") show
+    their first synonym; the tooltip has the whole name."""
     df = pd.DataFrame({
+        "name": [short_name(p.class_name) for p in predictions],
         "class": [p.class_name for p in predictions],
         "probability": [100 * p.probability for p in predictions],
         "is true label": [p.class_name == true_label for p in predictions],
@@ -30,9 +37,10 @@ def predictions_chart(predictions: list[Prediction], true_label: str | None) -> 
     return alt.Chart(df).mark_bar().encode(
         x=alt.X("probability:Q", title="Predicted probability (%)",
                 scale=alt.Scale(domain=[0, 100])),
-        y=alt.Y("class:N", sort=None, title=None, axis=alt.Axis(
-            labelLimit=200, labelOverlap=False, labelFontWeight=alt.condition(
-                f"datum.value == {json.dumps(true_label)}", alt.value("bold"), alt.value("normal")))),
+        y=alt.Y("name:N", sort=None, title=None, axis=alt.Axis(
+            labelLimit=0, labelOverlap=False, labelFontWeight=alt.condition(
+                f"datum.value == {json.dumps(short_name(true_label or ''))}", alt.value("bold"),
+                alt.value("normal")))),
         color=alt.Color("is true label:N", title="True label",
                         scale=alt.Scale(domain=[True, False], range=["#2ca02c", "#8c8c8c"])),
         tooltip=["class", alt.Tooltip("probability:Q", format=".1f", title="probability (%)")],

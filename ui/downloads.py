@@ -1,5 +1,5 @@
 """Charts and tables with download buttons: every chart as PNG (rendered on
-click with vl-convert), every table as CSV."""
+click with vl-convert) and its data as CSV, every table as CSV."""
 from __future__ import annotations
 
 import io
@@ -19,13 +19,39 @@ def chart_png(chart: alt.TopLevelMixin) -> bytes:
     return buffer.getvalue()
 
 
-def chart(chart: alt.TopLevelMixin, name: str, **kwargs: Any) -> Any:
-    """`st.altair_chart` (widget key `name`) plus a "Download PNG" button; returns its event."""
+def chart_frame(chart: alt.TopLevelMixin) -> pd.DataFrame:
+    """The data a chart draws: its largest data table (layers, facets and concatenated
+    views searched)."""
+    frames: list[pd.DataFrame] = []
+
+    def walk(part: Any) -> None:
+        if isinstance(getattr(part, "data", None), pd.DataFrame):
+            frames.append(part.data)
+        for name in ("layer", "hconcat", "vconcat", "concat"):
+            for sub in getattr(part, name, None) or []:
+                walk(sub)
+        spec = getattr(part, "spec", None)
+        if spec is not None and spec is not alt.Undefined:
+            walk(spec)
+
+    walk(chart)
+    return max(frames, key=len) if frames else pd.DataFrame()
+
+
+def chart(chart: alt.TopLevelMixin, name: str, data: pd.DataFrame | None = None,
+          **kwargs: Any) -> Any:
+    """`st.altair_chart` (widget key `name`) with "Download chart (PNG)" and "Download
+    data (CSV)" buttons (`data`: the table behind it, default the chart's own data);
+    returns its event."""
     kwargs.setdefault("width", "stretch")
     event = st.altair_chart(chart, key=name, **kwargs)
-    st.download_button("Download chart (PNG)", data=lambda: chart_png(chart),
-                       file_name=f"{name}.png", mime="image/png", key=f"png_{name}",
-                       on_click="ignore", type="tertiary", icon=":material/download:")
+    left, right = st.columns(2)
+    with left:
+        st.download_button("Download chart (PNG)", data=lambda: chart_png(chart),
+                           file_name=f"{name}.png", mime="image/png", key=f"png_{name}",
+                           on_click="ignore", type="tertiary", icon=":material/download:")
+    with right:
+        csv(chart_frame(chart) if data is None else data, name, "Download data (CSV)")
     return event
 
 
@@ -55,12 +81,15 @@ def safe_name(name: str) -> str:
     return "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in name)
 
 
-def image(pixels: np.ndarray, name: str) -> None:
-    """A "Download PNG" button for an H x W x C uint8 image."""
+def image(pixels: np.ndarray, name: str, data: pd.DataFrame | None = None) -> None:
+    """A "Download PNG" button for an H x W x C uint8 image, and one for the numbers it
+    shows (`data`, e.g. a heat map's values per patch) as CSV."""
     safe = safe_name(name)
     st.download_button("Download image (PNG)", data=lambda: image_png(pixels),
                        file_name=f"{safe}.png", mime="image/png", key=f"img_{safe}",
                        on_click="ignore", type="tertiary", icon=":material/download:")
+    if data is not None:
+        csv(data, safe, "Download values (CSV)")
 
 
 def figure_png(fig: Figure) -> bytes:
@@ -69,10 +98,11 @@ def figure_png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def figure(fig: Figure, name: str) -> None:
-    """`st.pyplot` plus a "Download PNG" button."""
+def figure(fig: Figure, name: str, data: pd.DataFrame) -> None:
+    """`st.pyplot` plus "Download PNG" and "Download data (CSV)" buttons."""
     st.pyplot(fig)
+    safe = safe_name(name)
     st.download_button("Download chart (PNG)", data=lambda: figure_png(fig),
-                       file_name=f"{safe_name(name)}.png", mime="image/png",
-                       key=f"fig_{safe_name(name)}", on_click="ignore", type="tertiary",
-                       icon=":material/download:")
+                       file_name=f"{safe}.png", mime="image/png", key=f"fig_{safe}",
+                       on_click="ignore", type="tertiary", icon=":material/download:")
+    csv(data, safe, "Download data (CSV)")

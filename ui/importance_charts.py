@@ -25,40 +25,48 @@ def values_frame(values: np.ndarray, metrics: tuple[str, ...],
     return df
 
 
-def heads_chart(values: np.ndarray, std: np.ndarray | None, metric_label: str,
-                selected: tuple[int, int]) -> alt.LayerChart:
-    """A line over all L x H heads (x: layer * H + head, grouped by layer) of one
-    metric; with `std`, a band of +- one standard deviation. Points are clickable."""
+def heads_chart(values: np.ndarray, std: np.ndarray | None, title: str,
+                selected: tuple[int, int], percent: bool = False,
+                non_negative: bool = False) -> alt.LayerChart:
+    """One value per head (layer x head) as points over the heads ("L2 H1", grouped by
+    layer, coloured by layer, a line within each layer only); with `std`, a band of
+    +- one standard deviation (cut at 0 for a `non_negative` metric). `percent`: values
+    are fractions shown as percentage points. The selected head is marked; points are
+    clickable."""
     layers, heads = values.shape
+    scale = 100.0 if percent else 1.0
+    names = [f"L{layer} H{head}" for layer in range(layers) for head in range(heads)]
     df = pd.DataFrame({
-        "head index": np.arange(layers * heads),
+        "head name": names,
         "layer": np.repeat(np.arange(layers), heads),
         "head": np.tile(np.arange(heads), layers),
-        "value": values.ravel(),
+        "value": scale * values.ravel(),
     })
     if std is not None:
-        df["low"] = (values - std).ravel()
-        df["high"] = (values + std).ravel()
-    x = alt.X("head index:Q", title=f"Head (grouped by layer: layer x {heads} + head)",
-              scale=alt.Scale(domain=[-0.5, layers * heads - 0.5], nice=False),
-              axis=alt.Axis(values=list(range(0, layers * heads, heads)),
-                            labelExpr=f"'layer ' + floor(datum.value / {heads})"))
-    y_title = metric_label + (" (mean)" if std is not None else "")
+        low = values - std
+        df["low"] = scale * (np.maximum(low, 0.0) if non_negative else low).ravel()
+        df["high"] = scale * (values + std).ravel()
+    x = alt.X("head name:N", sort=names, title="Head (L layer, H head; grouped by layer)",
+              axis=alt.Axis(labelAngle=-90, labelOverlap="greedy"))
     base = alt.Chart(df).encode(x=x)
+    layer_colour = alt.Color("layer:O", title="Layer", scale=alt.Scale(scheme="tableau10"),
+                             legend=alt.Legend(orient="bottom", symbolLimit=0, columns=12))
     pick = alt.selection_point(name=PICK, fields=["layer", "head"], on="click", nearest=True)
     parts: list[alt.Chart] = []
     if std is not None:
-        parts.append(base.mark_area(opacity=0.25, color="#4c78a8").encode(
-            y=alt.Y("low:Q", title=y_title), y2="high:Q"))
+        parts.append(base.mark_area(opacity=0.2).encode(
+            y=alt.Y("low:Q", title=title), y2="high:Q", color=layer_colour, detail="layer:O"))
     parts += [
-        base.mark_line(color="#4c78a8").encode(y=alt.Y("value:Q", title=y_title)),
+        base.mark_line(opacity=0.6).encode(y=alt.Y("value:Q", title=title), color=layer_colour,
+                                           detail="layer:O"),
         base.mark_point(filled=True, size=60).encode(
-            y="value:Q",
-            color=alt.Color("layer:O", title="Layer", scale=alt.Scale(scheme="tableau10")),
-            tooltip=["layer:O", "head:O", alt.Tooltip("value:Q", format=".4g", title=metric_label)],
+            y="value:Q", color=layer_colour,
+            tooltip=["layer:O", "head:O", alt.Tooltip("value:Q", format=".4g", title=title)]
+            + ([alt.Tooltip("low:Q", format=".4g", title="mean - SD"),
+                alt.Tooltip("high:Q", format=".4g", title="mean + SD")] if std is not None else []),
         ).add_params(pick),
-        alt.Chart(pd.DataFrame({"head index": [selected[0] * heads + selected[1]]}))
-        .mark_rule(color="#d62728", strokeDash=[4, 3]).encode(x="head index:Q"),
+        alt.Chart(pd.DataFrame({"head name": [names[selected[0] * heads + selected[1]]]}))
+        .mark_rule(color="#d62728", strokeDash=[4, 3]).encode(x=alt.X("head name:N", sort=names)),
     ]
     return alt.layer(*parts).properties(height=300)
 

@@ -16,8 +16,9 @@ CLS_COLOUR, PATCH_COLOUR = "#1f77b4", "#ff7f0e"  # blue: CLS-related, orange: pa
 
 
 def layout_chart(points: pd.DataFrame, background: Density | pd.DataFrame, axis_name: str,
-                 pick_name: str) -> alt.LayerChart:
-    """`points` (x, y, image, image_id, layer, head, pattern) drawn over `background`:
+                 pick_name: str, selected_head: tuple[int, int]) -> alt.LayerChart:
+    """`points` (x, y, image, image_id, layer, head, pattern) drawn over `background`,
+    the selected (layer, head) ringed in red:
     a Density (binned counts of all points) or a DataFrame sample of all points
     (x, y, image, image_id, layer, head). Clicking a point selects it (selection
     parameters `pick_name`, and `pick_name`_all on the sample); over the density, a
@@ -45,11 +46,16 @@ def layout_chart(points: pd.DataFrame, background: Density | pd.DataFrame, axis_
     selected = alt.Chart(points).mark_circle(size=110, stroke="black", strokeWidth=0.6).encode(
         x="x:Q", y="y:Q",
         color=alt.Color("layer:O", title="Layer (selected image)",
-                        scale=alt.Scale(scheme="viridis")),
+                        scale=alt.Scale(scheme="viridis"),
+                        legend=alt.Legend(orient="bottom", symbolLimit=0, columns=12)),
         tooltip=[alt.Tooltip("image_id:N", title="image"), "layer:O", "head:O",
                  alt.Tooltip("pattern:N", title="pattern label")]
     ).add_params(pick(nearest=isinstance(background, Density)))  # over cells: nearest head
-    return alt.layer(base, selected).properties(height=420)
+    layer, head = selected_head
+    ring = alt.Chart(points[(points["layer"] == layer) & (points["head"] == head)]).mark_point(
+        size=420, color="#d62728", strokeWidth=3).encode(
+        x="x:Q", y="y:Q", tooltip=[alt.Tooltip("pattern:N", title="selected head's label")])
+    return alt.layer(base, selected, ring).properties(height=420)
 
 
 def histogram_chart(edges: np.ndarray, counts: np.ndarray, threshold: float,
@@ -87,8 +93,10 @@ def two_axes_chart(pairs: Pairs, names: list[str], chosen: int,
         x2="target:Q", y=alt.Y("top:Q", axis=None, scale=alt.Scale(domain=[-0.15, 1.15])),
         y2="bottom:Q",
         color=alt.Color("pair:N", title="Pair", scale=alt.Scale(
-            domain=["CLS-related", "patch -> patch"], range=[CLS_COLOUR, PATCH_COLOUR])),
-        opacity=alt.Opacity("attention:Q", title="Attention", scale=alt.Scale(range=[0.2, 1])),
+            domain=["CLS-related", "patch -> patch"], range=[CLS_COLOUR, PATCH_COLOUR]),
+            legend=alt.Legend(orient="bottom", labelLimit=0)),
+        opacity=alt.Opacity("attention:Q", title="Attention", scale=alt.Scale(range=[0.2, 1]),
+                            legend=alt.Legend(orient="bottom")),
         tooltip=["source:Q", "target:Q", alt.Tooltip("attention:Q", format=".3f")])
     pick = alt.selection_point(name=token_pick, fields=["token"], on="click")
     marks = alt.Chart(tokens).mark_point(filled=True, size=40).encode(

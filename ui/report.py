@@ -17,7 +17,7 @@ from core.analyses.explanations import MAP_METHODS
 from core.analyses.faithfulness import METHOD_NAMES
 from core.analyses.keypoints import has_keypoints
 from core.analyses.spurious import DEFAULT_METHOD, OBJECT_SOURCES
-from core.analyses.importance import METRIC_LABELS, METRICS
+from core.analyses.importance import METRIC_AXES, METRIC_LABELS, METRICS
 from core.analyses.pattern_labels import describe
 from core.analyses.patterns import DEFAULT_TOP_PERCENT
 from core.data.datasets import Dataset, load_batch
@@ -121,7 +121,8 @@ def image_report(lm: LoadedModel, ds: Dataset, index: int, layer: int, head: int
         + " is measured (higher = the head matters more). Most important here: "
         + ", ".join(f"layer {l}, head {h} ({100 * prob[l, h]:.1f} percentage points)" for l, h in top)
         + ".",
-        img_tag(chart_png(heads_chart(prob, None, METRIC_LABELS["prob"], (layer, head))),
+        img_tag(chart_png(heads_chart(prob, None, METRIC_AXES["prob"], (layer, head),
+                                      percent=True)),
                 "importance of every head")))
 
     estimate = one(lm, ds, index, "importance_estimate", cache)

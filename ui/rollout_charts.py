@@ -21,6 +21,9 @@ def map_row(image: np.ndarray, heats: list[np.ndarray], captions: list[str]) -> 
         column.image(overlay(image, heat), caption=caption)
 
 
+LAYERS_PER_ROW = 6  # small maps per row: a 12-layer model wraps instead of overflowing
+
+
 def layer_grid_chart(lm: LoadedModel, layer_cls: np.ndarray, layer_score: np.ndarray
                      ) -> alt.Chart:
     """Small multiples: a row per map kind, a column per layer, each map scaled to [0, 1]."""
@@ -31,19 +34,23 @@ def layer_grid_chart(lm: LoadedModel, layer_cls: np.ndarray, layer_score: np.nda
         for layer, values in enumerate(maps):
             frames.append(pd.DataFrame({"kind": kind, "layer": layer, "row": rows, "col": cols,
                                         "value": normalise(values), "raw": values}))
-    size = max(40, min(100, 640 // lm.num_layers))
-    return alt.Chart(pd.concat(frames)).mark_rect().encode(
+    size = max(48, min(100, 640 // lm.num_layers))
+    per_row = min(lm.num_layers, LAYERS_PER_ROW)
+    data = pd.concat(frames)
+    chart = alt.Chart(data).mark_rect().encode(
         x=alt.X("col:O", axis=None), y=alt.Y("row:O", axis=None),
         color=alt.Color("value:Q", scale=alt.Scale(scheme="inferno", domain=[0, 1]),
                         title="Share of map max"),
         tooltip=[alt.Tooltip("layer:O", title="layer"), alt.Tooltip("row:O", title="patch row"),
                  alt.Tooltip("col:O", title="patch column"),
                  alt.Tooltip("raw:Q", format=".4f", title="attention")],
-    ).properties(width=size, height=size * gh / gw).facet(
-        row=alt.Row("kind:N", title=None, sort=["CLS attention", "Score map"],
-                    header=alt.Header(labelOrient="left", labelAngle=0, labelAlign="right")),
-        column=alt.Column("layer:O", title="Layer (0 = first block)"),
-    )
+    ).properties(width=size, height=size * gh / gw)
+    return alt.vconcat(*[
+        chart.transform_filter(alt.datum.kind == kind).facet(
+            facet=alt.Facet("layer:O", title=None, header=alt.Header(labelExpr=(
+                "'layer ' + datum.value"))), columns=per_row,
+        ).properties(title=f"{kind}, layer by layer (0 = first block)")
+        for kind in ("CLS attention", "Score map")], data=data)
 
 
 def faithfulness_frame(table: dict[str, np.ndarray], labels: list[str],
@@ -65,7 +72,8 @@ def curves_chart(curves: dict[str, np.ndarray], x: np.ndarray, labels: list[str]
         x=alt.X("fraction:Q", title="Patches removed (deletion) or revealed (insertion), %"),
         y=alt.Y("probability:Q", title=f"Probability of {class_name} (%)",
                 scale=alt.Scale(domain=[0, 100])),
-        color=alt.Color("method:N", title="Method", sort=labels),
+        color=alt.Color("method:N", title="Method", sort=labels,
+                        legend=alt.Legend(orient="bottom", labelLimit=0, columns=2)),
         tooltip=["method", alt.Tooltip("fraction:Q", format=".0f", title="patches (%)"),
                  alt.Tooltip("probability:Q", format=".1f", title="probability (%)")],
-    ).properties(width=300, height=220).facet(column=alt.Column("test:N", title=None))
+    ).properties(width=300, height=220).facet(facet=alt.Facet("test:N", title=None), columns=2)

@@ -36,33 +36,50 @@ def select(**changes: Any) -> None:
     write_url()
 
 
-def setting(name: str, default: Any, options: list[Any] | None = None) -> Any:
+def _parsed(raw: Any, default: Any) -> Any:
+    """A link's text as a value of the default's type (ValueError when it is not one)."""
+    if isinstance(default, bool) and isinstance(raw, str):
+        if raw not in ("True", "False"):
+            raise ValueError(raw)
+        return raw == "True"
+    return type(default)(raw)
+
+
+def setting(name: str, default: Any, options: list[Any] | None = None,
+            valid: Callable[[Any], bool] | None = None) -> Any:
     """A page's setting: on first use in a session, the link's value (one not among
-    `options`, or not of the default's type, gives the default); then kept in the
-    selection, so that it goes into the URL when it differs from `default`."""
+    `options`, refused by `valid`, or not of the default's type, gives the default);
+    then kept in the selection, so that it goes into the URL when it differs from
+    `default`."""
     defaults = st.session_state.setdefault(_SETTINGS, {})
     sel = selection()
     if name not in defaults:
         defaults[name] = default
         try:
-            value = type(default)(sel.get(name, default))
+            value = _parsed(sel.get(name, default), default)
         except (TypeError, ValueError):
             value = default
-        sel[name] = value if options is None or value in options else default
+        usable = ((options is None or value in options) and (valid is None or valid(value)))
+        sel[name] = value if usable else default
     return sel[name]
 
 
-def bound(name: str, default: Any, options: list[Any], widget: Callable[..., Any],
-          label: str, **kwargs: Any) -> Any:
-    """A widget (``st.selectbox``, ``st.radio``, ``st.number_input``...) showing the page
-    setting `name` (kept in the URL, see :func:`setting`); returns its value. Widgets
-    that take no options list (``st.number_input``) get ``min_value``/``max_value`` in
-    `kwargs` instead, with `options` only checking the link's value."""
-    value = setting(name, default, options)
-    bind(f"w_{name}", name)
-    args = () if widget is st.number_input else (options,)
-    widget(label, *args, key=f"w_{name}", on_change=from_widget,
-           args=(f"w_{name}", name), **kwargs)
+OPTION_WIDGETS = (st.selectbox, st.radio)  # widgets that take the options as an argument
+
+
+def bound(name: str, default: Any, widget: Callable[..., Any], label: str,
+          options: list[Any] | None = None, valid: Callable[[Any], bool] | None = None,
+          key: str | None = None, **kwargs: Any) -> Any:
+    """A widget (``st.selectbox``, ``st.radio``, ``st.toggle``, ``st.slider``,
+    ``st.number_input``, ``st.text_input``...) showing the page setting `name`, kept in
+    the URL (:func:`setting`); returns its value. `options` go to the option widgets
+    and check a link's value; `valid` checks it for the others (their range is in
+    `kwargs`, e.g. ``min_value``). Call it inside the column (``with column:``)."""
+    value = setting(name, default, options, valid)
+    key = key or f"w_{name}"
+    bind(key, name)
+    args = (options,) if widget in OPTION_WIDGETS else ()
+    widget(label, *args, key=key, on_change=from_widget, args=(key, name), **kwargs)
     return value
 
 

@@ -11,7 +11,7 @@ import streamlit as st
 from core.analyses import FORWARD
 from core.analyses.base import Analysis
 from core.data.datasets import Dataset, load_batch
-from core.display.maps import heat_map
+from core.display.maps import heat_map, patch_table
 from core.display.predictions import top_k
 from core.model import LoadedModel
 from core.storage.cache import Arrays
@@ -92,7 +92,8 @@ def selected_image() -> Selected:
     middle.image(blended, caption=f"Attention of CLS to each patch, layer {layer}, "
                  f"head {head} (bright = more attention; scaled to the image's max)")
     with middle:
-        downloads.image(blended, f"attention_{ds.records[index].id}_L{layer}H{head}")
+        downloads.image(blended, f"attention_{ds.records[index].id}_L{layer}H{head}",
+                        patch_table(arrays["cls_attention"][layer, head], lm))
     with right:
         st.markdown("**Top-5 predictions**")
         downloads.chart(predictions_chart(top_k(arrays["logits"], lm.class_names), true_name),

@@ -38,6 +38,20 @@ METRIC_LABELS = {
     "cls_dist": "CLS output change (cosine distance)",
     "patch_dist": "Patch output change (mean cosine distance)",
 }
+METRIC_AXES = {  # short axis titles, with units
+    "prob": "Probability drop (percentage points)",
+    "jsd": "Jensen-Shannon divergence (0 to 0.69)",
+    "cls_dist": "CLS output change (cosine distance)",
+    "patch_dist": "Patch output change (cosine distance)",
+}
+METRIC_HELP = (  # what each metric means, in plain words (the pages' help)
+    "Probability drop: how many percentage points the probability of the class drops "
+    "when the head is switched off (negative: it rises). "
+    "Jensen-Shannon divergence: how much the whole prediction (all classes) changes, "
+    "0 = not at all, ln 2 = 0.69 at most. "
+    "CLS output change: the cosine distance between the layer's CLS output with and "
+    "without the head, 0 = same direction, 1 = orthogonal. "
+    "Patch output change: the same, averaged over the patch tokens.")
 MAX_TOKENS = 1 << 15  # tokens per pruned-variant batch (bounds memory, keeps batches efficient)
 
 

@@ -6,6 +6,7 @@ upsampled to the displayed image's size so it can be overlaid on the image.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
@@ -34,3 +35,11 @@ def heat_map(values: np.ndarray | torch.Tensor, lm: LoadedModel,
              size: tuple[int, int]) -> np.ndarray:
     """A map over the patches as a height x width heat map in [0, 1], ready to overlay."""
     return normalise(upsample(to_grid(values, lm), size))
+
+
+def patch_table(values: np.ndarray | torch.Tensor, lm: LoadedModel) -> pd.DataFrame:
+    """A map over the patches as a table for CSV: a row per patch (row-major) with its
+    grid row, grid column and value."""
+    grid = to_grid(values, lm)
+    rows, columns = np.divmod(np.arange(grid.size), grid.shape[1])
+    return pd.DataFrame({"patch_row": rows, "patch_column": columns, "value": grid.ravel()})

@@ -128,7 +128,7 @@ def test_rollout_page_shows_every_method_layers_curves_and_a_comparison():
                   "Last-layer raw attention", "Patch ablation (probability drop) for"):
         assert sum(c.startswith(label) for c in captions) == 1, (label, captions)
     charts = [c.proto.spec for c in at.get("vega_lite_chart")]
-    assert any("Layer (0 = first block)" in spec for spec in charts)
+    assert any("layer by layer (0 = first block)" in spec for spec in charts)
     assert any("Patches removed (deletion)" in spec for spec in charts)
     # the selected image is scored on the way; the other 999 wait for the button
     assert any(b.label == "Compute now (999 images)" for b in at.button)
@@ -159,12 +159,15 @@ def test_importance_page_draws_the_heads_and_the_partial_pruning(demo):
     assert not at.exception and not at.error
     assert any("the effect of pruning each head" in s.value for s in at.subheader)
     assert any("Partial pruning of layer 2, head 1" in s.value for s in at.subheader)
-    heads = next(c for c in at.get("vega_lite_chart") if "head index" in c.proto.spec)
-    values = chart_data(heads)["value"].to_numpy()
+    heads = next(c for c in at.get("vega_lite_chart") if "head name" in c.proto.spec)
+    shown = chart_data(heads)
     ds = demo_dataset()
     x, _, _ = load_batch(demo, ds, [3])
     expected = importance.leave_one_out(demo, x, [ds.records[3].label])[0, 0].ravel()
-    np.testing.assert_allclose(values, expected, atol=1e-6)  # prob, every head, in order
+    # prob in percentage points (as the predictions), every head, in order, named
+    np.testing.assert_allclose(shown["value"].to_numpy(), 100 * expected, atol=1e-4)
+    assert shown["head name"].tolist()[:5] == ["L0 H0", "L0 H1", "L0 H2", "L0 H3", "L1 H0"]
+    assert '"detail"' in heads.proto.spec  # lines join heads within a layer only
     at.radio(key="importance_mode").set_value(4).run()
     assert any("Top-5 predictions, mode 4" in m.value for m in at.markdown)
     at.selectbox(key="importance_metric").set_value("patch_dist").run()
@@ -192,6 +195,10 @@ def test_importance_mean_over_all_images_and_overview_map(demo, tmp_path):
     assert not at.exception and not at.error  # computed for the overview: no question
     assert not [b for b in at.button if b.key == "importance_compute"]
     assert any(s.value.startswith("All 12 images") for s in at.subheader)
+    at.selectbox(key="importance_metric").set_value("cls_dist").run()  # cannot be negative
+    band = chart_data(next(c for c in at.get("vega_lite_chart") if "head name" in c.proto.spec))
+    assert (band["low"] >= 0).all() and (band["high"] >= band["value"]).all()
+    assert "(mean" not in band.columns
 
 
 def test_the_report_reuses_the_entries_the_pages_computed(demo):
@@ -279,7 +286,7 @@ def test_importance_page_shows_the_estimate_until_exact_values_exist(demo, monke
     assert not at.exception and not at.error
     assert any("ESTIMATED effect of pruning" in s.value for s in at.subheader)
     assert any("not measured by pruning" in w.value for w in at.warning)
-    heads = next(c for c in at.get("vega_lite_chart") if "head index" in c.proto.spec)
+    heads = next(c for c in at.get("vega_lite_chart") if "head name" in c.proto.spec)
     x, _, _ = load_batch(demo, ds, [17])
     signed = IMPORTANCE_ESTIMATE.compute(demo, x, [ds.records[17].label], None)[0]["signed"]
     np.testing.assert_allclose(chart_data(heads)["value"], signed.ravel(), rtol=1e-5)
@@ -303,8 +310,8 @@ def test_classes_page_contrasts_two_classes_kept_in_the_url(demo, tmp_path):
     assert any(s.value == "Heads that matter for Trouser but not for Sandal"
                for s in at.subheader)
     at.selectbox(key="w_first_class").set_value(7).run()  # Sneaker
-    at.selectbox(key="w_class_metric").set_value("jsd").run()
-    assert at.query_params["first_class"] == "7" and at.query_params["class_metric"] == "jsd"
+    at.selectbox(key="class_metric").set_value("jsd").run()
+    assert at.query_params["first_class"] == "7" and at.query_params["metric"] == "jsd"
     assert any(s.value == "Heads that matter for Sneaker but not for Sandal"
                for s in at.subheader)
     ds = load_dataset_for(folder, demo)
@@ -320,3 +327,60 @@ def test_classes_page_contrasts_two_classes_kept_in_the_url(demo, tmp_path):
 def load_dataset_for(folder, lm):
     from core.data.datasets import load_dataset
     return load_dataset(str(folder), lm.class_names)
+
+
+# Every setting that changes a page's view, set away from its default: (widget kind,
+# widget key, value). Whole-set views are computed first (buttons) on a small folder.
+LINK_SETTINGS = {
+    "app_pages/overview_page.py": (["overview_compute"], [
+        ("selectbox", "overview_metric", "cls_dist")]),
+    "app_pages/importance_page.py": (["importance_compute", "estimate_compute"], [
+        ("selectbox", "importance_metric", "jsd"), ("radio", "importance_mode", 3),
+        ("number_input", "w_k", 5), ("toggle", "importance_mean", True)]),
+    "app_pages/patterns_page.py": (["pattern_compute"], [
+        ("radio", "pattern_layout_kind", "CLS attention"), ("radio", "pattern_view", "points"),
+        ("number_input", "pattern_top", 5.0), ("selectbox", "pattern_token", 7)]),
+    "app_pages/rollout_page.py": ([], [
+        ("selectbox", "ro_fusion", "max"), ("slider", "ro_discard", 0.5),
+        ("slider", "ro_start", 2), ("radio", "ro_class", "true label")]),
+}
+
+
+@pytest.mark.parametrize("page", list(LINK_SETTINGS))
+def test_a_link_keeps_every_setting_of_the_page(demo, tmp_path, page):
+    folder = demo_class_folder(tmp_path, demo.class_names, per_class=2)
+    at = open_page(page, {"images": str(folder)})
+    buttons, settings = LINK_SETTINGS[page]
+
+    def compute_asked() -> None:  # whole-set views appear once computed
+        for button in buttons:
+            if [b for b in at.button if b.key == button]:
+                at.button(key=button).click().run()
+
+    compute_asked()
+    for kind, key, value in settings:
+        getattr(at, kind)(key=key).set_value(value).run()
+        compute_asked()
+    assert not at.exception and not at.error
+    link = open_page(page, dict(at.query_params))  # a new browser opening the link
+    assert not link.exception and not link.error
+    assert dict(link.query_params) == dict(at.query_params)
+    shown = [(kind, key, value) for kind, key, value in settings
+             if [w for w in getattr(at, kind) if w.key == key]]  # some hide others (mean)
+    assert len(shown) >= len(settings) - 1
+    for kind, key, value in shown:
+        assert getattr(link, kind)(key=key).value == value, key
+    assert ([c.proto.spec for c in link.get("vega_lite_chart")]
+            == [c.proto.spec for c in at.get("vega_lite_chart")])
+    assert [s.value for s in link.subheader] == [s.value for s in at.subheader]
+
+
+def test_the_second_model_is_kept_in_the_link(demo):
+    at = open_page("app_pages/rollout_page.py", {})
+    at.text_input(key="ro_model").input("demo")
+    at.button[[b.label for b in at.button].index("Compare")].click().run()
+    assert at.query_params["model2"] == "demo"
+    link = open_page("app_pages/rollout_page.py", dict(at.query_params))
+    assert link.text_input(key="ro_model").value == "demo"
+    captions = [c for img in link.get("image") for c in img.captions]
+    assert sum(c == "Attention rollout" for c in captions) == 2  # selected, second
