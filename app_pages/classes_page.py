@@ -1,5 +1,6 @@
 """Classes page: do heads behave differently for different classes? (paper 001,
 section 7; ``core.dataset.class_views``)."""
+import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -91,8 +92,11 @@ strength = pd.DataFrame([{"class": names[c], "layer": layer,
                           "entropy": float(np.nanmean(views["entropy"][row, layer])),
                           "distance_px": float(np.nanmean(views["distance"][row, layer]))}
                          for row, c in enumerate(classes) for layer in range(lm.num_layers)])
-st.line_chart(strength, x="layer", y="distance_px", color="class",
-              x_label="Layer", y_label="Mean attention distance (px)")
-downloads.csv(strength, "classes_strength", "Download entropy and distance per layer (CSV)")
+downloads.chart(alt.Chart(strength).mark_line(point=True).encode(
+    x=alt.X("layer:O", title="Layer"),
+    y=alt.Y("distance_px:Q", title="Mean attention distance (px)"),
+    color=alt.Color("class:N", title="Class", legend=alt.Legend(orient="bottom", labelLimit=0)),
+    tooltip=["class", "layer", alt.Tooltip("distance_px:Q", format=".2f"),
+             alt.Tooltip("entropy:Q", format=".3f")]), "classes_strength")
 st.caption("Per layer, the mean over its heads and the class's images of the "
            "attention-weighted distance between patches (see the Strength page).")

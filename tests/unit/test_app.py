@@ -384,3 +384,23 @@ def test_the_second_model_is_kept_in_the_link(demo):
     assert link.text_input(key="ro_model").value == "demo"
     captions = [c for img in link.get("image") for c in img.captions]
     assert sum(c == "Attention rollout" for c in captions) == 2  # selected, second
+
+
+@pytest.mark.parametrize("page", PAGES + ["app_pages/classes_page.py"])
+def test_every_chart_offers_its_data_as_csv(demo, tmp_path, page):
+    folder = demo_class_folder(tmp_path, demo.class_names, per_class=2)
+    at = open_page(page, {"images": str(folder)})
+    for button in [b for b in at.button if b.key and b.key.endswith("_compute")]:
+        at.button(key=button.key).click().run()  # whole-set charts too
+    assert not at.exception and not at.error
+    def key_of(element) -> str:  # ids read "$$ID-<hash>-<key>"
+        return element.proto.id.split("-", 2)[-1]
+
+    csv_keys = {key_of(b) for b in at.get("download_button") if "CSV" in b.proto.label}
+    pngs = [key_of(b)[4:] for b in at.get("download_button") if key_of(b).startswith("png_")]
+    assert len(at.get("vega_lite_chart")) == len(pngs) > 0  # every chart has its buttons
+    for name in pngs:
+        assert f"csv_{name}" in csv_keys, name
+    for png in at.get("download_button"):  # matplotlib figures
+        if key_of(png).startswith("fig_"):
+            assert "csv_" + key_of(png)[4:] in csv_keys
