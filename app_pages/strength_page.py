@@ -3,6 +3,7 @@ import numpy as np
 import streamlit as st
 
 from core.analyses import STRENGTH
+from core.analyses.strength import evenly_spread
 from core.dataset.statistics import density, layer_trend, stack
 from ui import downloads, resources
 from ui.state import new_chart_pick, select
@@ -19,16 +20,29 @@ chosen = selected_image()
 lm, ds, index, layer, head = chosen.lm, chosen.ds, chosen.index, chosen.layer, chosen.head
 one = chosen.arrays(STRENGTH)
 
-left, right = st.columns([1.4, 1])
-with left:
-    st.subheader("All heads of this image")
-    event = downloads.chart(heads_scatter(one["entropy"], one["mean_distance"], layer, head),
-                            "strength_scatter",
+even_entropy, even_distance = evenly_spread(lm.grid, lm.patch_size)
+
+
+def heads_view(values, title: str, even: float, name: str, fmt: str) -> None:
+    """A chart of every head's value; a click selects the head."""
+    event = downloads.chart(heads_scatter(values, layer, head, title, even, fmt), name,
                             on_select="rerun")
-    pick = new_chart_pick("strength_scatter", event)
+    pick = new_chart_pick(name, event)
     if pick and "layer" in pick and "head" in pick:
         select(layer=int(pick["layer"]), head=int(pick["head"]))
         st.rerun()
+
+
+left, right = st.columns([1.4, 1])
+with left:
+    st.subheader("All heads of this image: how far each looks")
+    heads_view(one["mean_distance"], "Mean attention distance (px)", even_distance,
+               "strength_distance", ".1f")
+    heads_view(one["entropy"], "Strength entropy (0 to 1)", even_entropy, "strength_scatter",
+               ".3f")
+    st.caption(f"Dashed lines: what a head spreading its attention evenly over all patches "
+               f"gives ({even_distance:.1f} px, entropy {even_entropy:.2f}); heads well "
+               "below them are local. Axes are zoomed to this model's heads.")
 with right:
     st.subheader(f"Layer {layer}, head {head}: strength by hop")
     downloads.chart(strength_bars(one["s"][layer, head]), "strength_by_hop")

@@ -35,6 +35,7 @@ from ui.downloads import chart_png, figure_png, image_png
 from ui.importance_charts import heads_chart, interaction_chart
 from ui.keypoints_charts import keypoints_figure, lift_heatmap
 from ui.patterns_charts import heatmap_figure
+from core.analyses.strength import evenly_spread
 from ui.strength_charts import heads_scatter, strength_bars
 from ui.views import enlarged
 
@@ -146,11 +147,13 @@ def image_report(lm: LoadedModel, ds: Dataset, index: int, layer: int, head: int
     strength = one(lm, ds, index, "strength", cache)
     parts.append(section(
         "How far the heads look",
-        "Left: every head of this image; low entropy = the head focuses on one distance. "
+        "Left: every head's mean attention distance; the dashed line is what evenly spread "
+        "attention gives, heads well below it are local. "
         f"Right: the share of attention head {head} of layer {layer} gives to patches 0, 1, "
         f"2... steps away (mean distance {strength['mean_distance'][layer, head]:.1f} px).",
-        figure_row([(chart_png(heads_scatter(strength["entropy"], strength["mean_distance"], layer,
-                                              head)), "Entropy of every head"),
+        figure_row([(chart_png(heads_scatter(
+            strength["mean_distance"], layer, head, "Mean attention distance (px)",
+            evenly_spread(lm.grid, lm.patch_size)[1], ".1f")), "Distance of every head"),
                     (chart_png(strength_bars(strength["s"][layer, head])),
                      "Attention strength by hop")])))
 

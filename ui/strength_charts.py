@@ -10,34 +10,39 @@ LAYER_COLOURS = "viridis"
 PICK = "head_pick"
 
 
-def heads_scatter(entropy: np.ndarray, mean_distance: np.ndarray, layer: int,
-                  head: int) -> alt.Chart:
-    """One point per head of layer x head arrays: x the layer, spread by head, y the
-    entropy, colour the layer; the selected head is ringed. Clicking a point selects
-    it (selection name ``head_pick``, fields layer, head)."""
+def heads_scatter(values: np.ndarray, layer: int, head: int, title: str,
+                  even: float, fmt: str = ".3f") -> alt.LayerChart:
+    """One point per head of a layer x head array (entropy, or mean distance in px):
+    x the layer, spread by head, colour the layer; the y axis zoomed to the values;
+    a dashed line at `even`, what evenly spread attention gives; the selected head
+    ringed. Clicking a point selects it (selection ``head_pick``: layer, head)."""
     pick = alt.selection_point(name=PICK, fields=["layer", "head"], on="click", nearest=True)
-    layers, per_layer = entropy.shape
+    layers, per_layer = values.shape
     heads = pd.DataFrame({"layer": np.repeat(np.arange(layers), per_layer),
                           "head": np.tile(np.arange(per_layer), layers),
-                          "entropy": entropy.ravel(), "mean_distance": mean_distance.ravel()})
+                          "value": values.ravel()})
     base = alt.Chart(heads).transform_calculate(  # heads side by side within their layer
         spread=f"datum.layer + (datum.head - {(per_layer - 1) / 2}) * {0.7 / per_layer}"
     ).encode(
         x=alt.X("spread:Q", title="Layer (0 = first block); heads side by side",
                 scale=alt.Scale(domain=[-0.5, layers - 0.5], nice=False),
                 axis=alt.Axis(values=list(range(layers)), format="d", grid=False)),
-        y=alt.Y("entropy:Q", title="Strength entropy (0 to 1)",
-                scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y("value:Q", title=title, scale=alt.Scale(zero=False)),
     )
     points = base.mark_circle(size=90, opacity=0.9).encode(
-        color=alt.Color("layer:O", title="Layer", scale=alt.Scale(scheme=LAYER_COLOURS)),
-        tooltip=["layer", "head", alt.Tooltip("entropy:Q", format=".3f"),
-                 alt.Tooltip("mean_distance:Q", format=".1f", title="mean distance (px)")],
+        color=alt.Color("layer:O", title="Layer", scale=alt.Scale(scheme=LAYER_COLOURS),
+                        legend=alt.Legend(orient="bottom", symbolLimit=0, columns=12)),
+        tooltip=["layer", "head", alt.Tooltip("value:Q", format=fmt, title=title)],
     ).add_params(pick)
     chosen = base.transform_filter(
         (alt.datum.layer == layer) & (alt.datum.head == head)
     ).mark_point(size=260, color="black", strokeWidth=2)
-    return (points + chosen).properties(height=300)
+    reference = alt.Chart(pd.DataFrame({"even": [even], "what": ["evenly spread attention"]}))
+    rule = reference.mark_rule(strokeDash=[6, 4], color="#555555").encode(
+        y="even:Q", tooltip=["what", alt.Tooltip("even:Q", format=fmt)])
+    text = reference.mark_text(align="left", dx=4, dy=-6, color="#555555").encode(
+        x=alt.value(0), y="even:Q", text="what:N")
+    return alt.layer(points, chosen, rule, text).properties(height=280)
 
 
 def strength_bars(s: np.ndarray) -> alt.Chart:
@@ -55,7 +60,7 @@ def entropy_density(x: np.ndarray, density: np.ndarray, current: float) -> alt.C
     area = alt.Chart(pd.DataFrame({"entropy": x, "density": density})).mark_area(
         opacity=0.6, line=True).encode(
         x=alt.X("entropy:Q", title="Strength entropy over all images",
-                scale=alt.Scale(domain=[0, 1])),
+                scale=alt.Scale(zero=False)),
         y=alt.Y("density:Q", title="Density of images"),
     )
     rule = alt.Chart(pd.DataFrame({"entropy": [current], "what": ["this image"]})).mark_rule(

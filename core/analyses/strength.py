@@ -97,6 +97,14 @@ def strength(patch_attention: torch.Tensor, grid: tuple[int, int],
             "mean_distance": mean_distance(a, pixels)}
 
 
+def evenly_spread(grid: tuple[int, int], patch_size: tuple[int, int]) -> tuple[float, float]:
+    """The entropy and mean distance (pixels) of a head that spreads every patch's
+    attention evenly over all patches: the reference a local head falls below."""
+    g = grid[0] * grid[1]
+    out = strength(torch.full((g, g), 1.0 / g, dtype=torch.float64), grid, patch_size)
+    return float(out["entropy"]), float(out["mean_distance"])
+
+
 def normalised_entropy(s: torch.Tensor) -> torch.Tensor:
     """Entropy of ``s / sum(s)`` over the last axis divided by ``log(len(s))``."""
     k = s.shape[-1]

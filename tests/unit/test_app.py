@@ -101,17 +101,35 @@ def test_strength_page_shows_the_selected_heads_strength():
     at.switch_page("app_pages/strength_page.py").run()
     assert not at.exception, at.exception
     assert [s.value for s in at.subheader][:3] == [
-        "All heads of this image", "Layer 2, head 3: strength by hop",
+        "All heads of this image: how far each looks", "Layer 2, head 3: strength by hop",
         "Layer 2, head 3 over all images"]
     # the whole set is not computed without asking
     assert any(b.label == "Compute now (999 images)" for b in at.button)
-    scatter, bars = at.get("vega_lite_chart")[1:3]
+    distance, scatter, bars = at.get("vega_lite_chart")[1:4]
     assert "head_pick" in scatter.proto.selection_mode  # clicking a head selects it
-    assert len(chart_data(scatter)) == 6 * 4  # every head of the image
     lm = load_model("demo", device="cpu")
     batch, _, _ = load_batch(lm, demo_dataset(), [0])
-    expected = STRENGTH.compute(lm, batch, [None], NoParams())[0]["s"][2, 3]
-    np.testing.assert_allclose(chart_data(bars)["strength"], expected, rtol=1e-5)
+    expected = STRENGTH.compute(lm, batch, [None], NoParams())[0]
+    # every head's mean distance in a chart of its own, and the entropies, axes zoomed
+    np.testing.assert_allclose(chart_data(distance)["value"], expected["mean_distance"].ravel(),
+                               rtol=1e-5)
+    np.testing.assert_allclose(chart_data(scatter)["value"], expected["entropy"].ravel(),
+                               rtol=1e-5)
+    assert '"zero": false' in scatter.proto.spec.replace(" ", "").replace('":', '": ')
+    frames = [pa.ipc.open_stream(d.data.data).read_pandas() for d in distance.proto.datasets]
+    reference = next(f for f in frames if "even" in f.columns)  # the reference line
+    from core.analyses.strength import evenly_spread
+    assert reference["even"][0] == pytest.approx(evenly_spread(lm.grid, lm.patch_size)[1])
+    np.testing.assert_allclose(chart_data(bars)["strength"], expected["s"][2, 3], rtol=1e-5)
+
+
+def test_evenly_spread_attention_by_hand():
+    from core.analyses.strength import evenly_spread
+    entropy, distance = evenly_spread((2, 2), (4, 4))  # 2 x 2 grid of 4-px patches
+    # from each patch: itself 0, two neighbours at 4 px, the diagonal one at 4 * sqrt(2)
+    assert distance == pytest.approx((0 + 4 + 4 + 4 * 2 ** 0.5) / 4)
+    # s = (1/4, 1/4) over hops 0 and 1: entropy ln 2 / ln 2
+    assert entropy == pytest.approx(1.0)
 
 
 def rollout_page() -> AppTest:
