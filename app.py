@@ -1,15 +1,25 @@
 """ViT Attention Explorer: the Streamlit entry point and the shared sidebar."""
 from __future__ import annotations
 
+import sys
+
 import streamlit as st
 
-from core.data.uploads import save_uploads
-from ui import resources
-from ui.downloads import safe_name
-from ui.report import image_report
-from ui.state import bind, from_widget, select, selection, write_url
-
 st.set_page_config(page_title="ViT Attention Explorer", page_icon=":eye:", layout="wide")
+# The first run after a server start imports PyTorch and timm (10 seconds or more on a
+# small machine): say so at once instead of leaving the page blank.
+starting = st.empty()
+if "torch" not in sys.modules:
+    starting.info("Loading the engine (PyTorch and timm), a few seconds "
+                  "after a server start...", icon=":material/hourglass_top:")
+
+from core.data.uploads import save_uploads  # noqa: E402 (after the message)
+from ui import resources  # noqa: E402
+from ui.downloads import safe_name  # noqa: E402
+from ui.report import image_report  # noqa: E402
+from ui.state import bind, from_widget, select, selection, write_url  # noqa: E402
+
+starting.empty()
 
 # The page files are not in a folder named pages/: with one, Streamlit runs the first
 # session of a fresh server as an old-style pages/ app, and a shared link such as

@@ -190,6 +190,7 @@ def first_visit(app_url, new_context) -> dict:
     ARTIFACTS.mkdir(exist_ok=True)
     first.screenshot(path=str(ARTIFACTS / "first_visit.png"), full_page=True)
     seen = {"not_found": saw_page_not_found(first) or first.get_by_text("Page not found").count() > 0,
+            "saw_loading": bool(first.evaluate("window.__appMonitor.sawLoading")),
             "heading": first.locator("h1").first.inner_text()}
     context.close()
     return seen

@@ -23,7 +23,8 @@ TIMEOUT_MS = 120_000  # a ceiling for a failing test, never a pause
 
 MONITOR_JS = """
 (() => {
-  const m = window.__appMonitor = {runs: [], pageNotFound: false, state: null};
+  const m = window.__appMonitor = {runs: [], pageNotFound: false, sawLoading: false,
+                                   state: null};
   const look = () => {
     const app = document.querySelector('[data-testid="stApp"]');
     const state = app && app.getAttribute('data-test-script-state');
@@ -39,6 +40,7 @@ MONITOR_JS = """
       if (r.type === 'childList') {
         for (const n of r.addedNodes) {
           if (n.textContent && n.textContent.includes('Page not found')) m.pageNotFound = true;
+          if (n.textContent && n.textContent.includes('Loading the engine')) m.sawLoading = true;
         }
       }
     }

@@ -43,6 +43,8 @@ def url(app_url: str, path: str = "", **params: object) -> str:
 def test_a_fresh_servers_first_session_opens_a_shared_link(first_visit):
     assert not first_visit["not_found"]
     assert "Attention patterns" in first_visit["heading"]
+    # the page was not blank while the engine loaded: the message showed first
+    assert first_visit["saw_loading"]
 
 
 @pytest.mark.parametrize("path,title", list(PAGES.items()))
