@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core.analyses.importance import METRIC_HELP, METRIC_LABELS, METRICS
-from core.analyses.pattern_labels import LABELS
+from core.analyses.pattern_labels import LABEL_NAMES
 from core.dataset import CLASS_VIEWS
 from core.dataset.class_views import GROUPINGS, ClassViewParams, contrast
 from ui import downloads, resources
@@ -81,7 +81,7 @@ st.caption("Red: the head matters more for the first class; blue: for the second
 st.subheader("Pattern labels per class")
 mix = pd.DataFrame([{"class": f"{names[c]} ({counts[c]})", "label": label,
                      "share": float(views["pattern_mix"][row, k])}
-                    for row, c in enumerate(classes) for k, label in enumerate(LABELS)])
+                    for row, c in enumerate(classes) for k, label in enumerate(LABEL_NAMES)])
 downloads.chart(pattern_mix_chart(mix), "classes_patterns")
 st.caption("The share of each class's heads x images given each pattern label "
            "(see the Patterns page). Similar bars: the heads show the same patterns "

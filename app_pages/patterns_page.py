@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from core.analyses import PATTERNS
-from core.analyses.pattern_labels import LABELS, describe
+from core.analyses.pattern_labels import LABEL_NAMES, describe
 from core.analyses.patterns import DEFAULT_TOP_PERCENT
 from core.data.datasets import load_batch
 from core.dataset import PATTERN_LAYOUTS
@@ -56,7 +56,7 @@ if overview is not None:
         return pd.DataFrame({"x": xy[rows, 0], "y": xy[rows, 1], "image": overview.image[rows],
                              "image_id": ids[overview.image[rows]], "layer": overview.layer[rows],
                              "head": overview.head[rows],
-                             "pattern": [LABELS[k] for k in overview.label[rows]]})
+                             "pattern": [LABEL_NAMES[k] for k in overview.label[rows]]})
 
     mine = frame(overview.points_of(index))
     background = binned(xy) if view == "density" else frame(
@@ -71,12 +71,14 @@ if overview is not None:
                head=int(pick["head"]))
         st.rerun()
     shares = overview.label_shares(layer, head)
+    st.markdown(f"**Layer {layer}, head {head} (ringed in red) over all "
+                f"{len(np.unique(overview.image))} images:** "
+                + ", ".join(f"{name} {100 * s:.0f}%" for name, s in
+                            sorted(zip(LABEL_NAMES, shares), key=lambda t: -t[1]) if s > 0))
     st.caption(f"{len(xy):,} points ({len(np.unique(overview.image))} images x "
                f"{lm.num_layers * lm.num_heads} heads). The autoencoder's training loss "
                f"(binary cross-entropy, ones weighted) per epoch: "
-               f"{', '.join(f'{v:.4f}' for v in overview.ae_loss)}. Pattern labels of layer "
-               f"{layer}, head {head} over all images: "
-               + ", ".join(f"{name} {100 * s:.0f}%" for name, s in zip(LABELS, shares)))
+               f"{', '.join(f'{v:.4f}' for v in overview.ae_loss)}.")
 
 st.subheader(f"Head detail: layer {layer}, head {head}")
 batch, _, failures = load_batch(lm, ds, [index])

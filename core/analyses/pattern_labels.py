@@ -27,7 +27,11 @@ pattern 1: ``(s - s_uniform) / (1 - s_uniform)`` (uniform attention already puts
 1/G on each offset and (gw - 2)/G on "horizontal").
 
 The label is the largest score (ties: the order above); the confidence is its
-margin over the runner-up. Heads that attend to several fixed offsets at once
+margin over the runner-up. Below ``MIXED_MARGIN`` no pattern dominates and the
+label is "mixed" (index ``MIXED``): on synthetic matrices of the paper's 13 patterns
+(section 6.3.1, Fig. 13; ``tests/unit/test_patterns.py``) every definite label
+agrees with the pattern drawn, and "multiple above and below" (13H) and the
+horizontal patterns mixed with the diagonal (13J, K) come out "mixed". Heads that attend to several fixed offsets at once
 (the paper's "multiple above/below", Fig. 13F-H) are local mutual attention and
 tend to score as block with a small margin; a diffuse head scores low everywhere.
 """
@@ -36,7 +40,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-LABELS = ("diagonal", "horizontal", "vertical", "block")
+LABELS = ("diagonal", "horizontal", "vertical", "block")  # the four scored patterns
+LABEL_NAMES = LABELS + ("mixed",)  # what a head is called: a pattern, or mixed
+MIXED = len(LABELS)  # the label index of "mixed"
+MIXED_MARGIN = 0.15  # a margin below this: no pattern dominates
 OFFSETS = ("self", "left", "right", "up", "down")
 _STEPS = ((0, 0), (0, -1), (0, 1), (-1, 0), (1, 0))  # (row, column) of target - source
 _CHUNK = 256  # heads scored at once (bounds memory for large grids)
@@ -122,16 +129,18 @@ def label_scores(matrices: torch.Tensor, grid: tuple[int, int]) -> Scored:
 
 
 def decide(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(..., 4) scores -> label index (...) and confidence (...) = margin over the runner-up."""
+    """(..., 4) scores -> label index into LABEL_NAMES (...; MIXED below MIXED_MARGIN)
+    and confidence (...) = margin of the best score over the runner-up."""
     scores = np.asarray(scores, dtype=np.float32)
     order = np.sort(scores, axis=-1)
-    return scores.argmax(-1), order[..., -1] - order[..., -2]
+    margin = order[..., -1] - order[..., -2]
+    return np.where(margin < MIXED_MARGIN, MIXED, scores.argmax(-1)), margin
 
 
 def describe(scores: np.ndarray, offset: int) -> tuple[str, float]:
     """Plain name ("diagonal (left)", "block"...) and confidence of one head."""
     label, confidence = decide(scores)
-    name = LABELS[int(label)]
+    name = LABEL_NAMES[int(label)]
     if name == "diagonal":
         name = f"diagonal ({OFFSETS[int(offset)]})"
     return name, float(confidence)

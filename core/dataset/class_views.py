@@ -21,7 +21,7 @@ import pandas as pd
 from core.analyses import FORWARD, IMPORTANCE, PATTERNS, STRENGTH
 from core.analyses.base import NoParams
 from core.analyses.importance import METRICS
-from core.analyses.pattern_labels import LABELS, decide
+from core.analyses.pattern_labels import LABEL_NAMES, decide
 from core.analyses.patterns import PatternParams
 from core.data.datasets import Dataset
 from core.dataset.base import DatasetStep, Reads, Stage
@@ -59,7 +59,7 @@ def build(lm: LoadedModel, ds: Dataset, reads: Reads, params: ClassViewParams,
     distance = stack(reads[STRENGTH.name], "mean_distance")
     label, _ = decide(stack(reads[PATTERNS.name], "label_scores"))  # image layer head
     classes = np.unique(group[group >= 0])
-    onehot = np.eye(len(LABELS))[label]  # image layer head label
+    onehot = np.eye(len(LABEL_NAMES))[label]  # image layer head label
     chosen = [group == c for c in classes]
     return {
         "classes": classes.astype(np.int64),
@@ -106,4 +106,4 @@ def describe(lm: LoadedModel, ds: Dataset, arrays: Arrays) -> str:
 CLASS_VIEWS = DatasetStep(
     name="class_views", params=ClassViewParams, reads=(FORWARD, IMPORTANCE, STRENGTH, PATTERNS),
     reads_params=lambda params: (NoParams(), NoParams(), NoParams(), PatternParams()),
-    build=build, describe=describe)
+    build=build, describe=describe)  # pattern labels include "mixed" (pattern_labels)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from core.analyses.pattern_labels import LABELS, decide
+from core.analyses.pattern_labels import LABEL_NAMES, LABELS, decide
 from core.analyses.patterns import DEFAULT_TOP_PERCENT, PATTERNS, PatternParams, unpack
 from core.data.datasets import Dataset
 from core.dataset import autoencoder
@@ -38,7 +38,7 @@ class Overview:
     head: np.ndarray
     cls_layout: np.ndarray  # (point, 2)
     patch_layout: np.ndarray  # (point, 2)
-    label: np.ndarray  # index into pattern_labels.LABELS
+    label: np.ndarray  # index into pattern_labels.LABEL_NAMES
     confidence: np.ndarray
     ae_loss: np.ndarray  # mean training loss per epoch
 
@@ -51,9 +51,9 @@ class Overview:
         return np.flatnonzero(self.image == image)
 
     def label_shares(self, layer: int, head: int) -> np.ndarray:
-        """The share of each pattern label (LABELS order) of one head over all images."""
+        """The share of each pattern label (LABEL_NAMES order) of one head over all images."""
         here = (self.layer == layer) & (self.head == head)
-        return np.bincount(self.label[here], minlength=len(LABELS)) / max(here.sum(), 1)
+        return np.bincount(self.label[here], minlength=len(LABEL_NAMES)) / max(here.sum(), 1)
 
 
 @dataclass
@@ -107,6 +107,6 @@ def describe(lm: LoadedModel, ds: Dataset, arrays: Arrays) -> str:
 
 
 PATTERN_LAYOUTS = DatasetStep(
-    name="pattern_layouts", params=LayoutParams, reads=(PATTERNS,),
+    name="pattern_layouts", params=LayoutParams, reads=(PATTERNS,), version=2,  # 2: mixed
     reads_params=lambda params: (PatternParams(params.top_percent),), build=build,
     describe=describe)

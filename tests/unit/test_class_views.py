@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from core.analyses import FORWARD, IMPORTANCE, PATTERNS, STRENGTH
-from core.analyses.pattern_labels import LABELS, decide
+from core.analyses.pattern_labels import LABEL_NAMES, decide
 from core.data.datasets import load_dataset
 from core.dataset import CLASS_VIEWS
 from core.dataset.class_views import ClassViewParams, contrast
@@ -41,7 +41,7 @@ def test_class_means_equal_a_loop_over_each_classs_images(demo, folder):
         np.testing.assert_allclose(arrays["entropy"][row],
                                    np.mean([strength[i]["entropy"] for i in mine], 0))
         labels = [decide(patterns[i]["label_scores"])[0] for i in mine]
-        for k in range(len(LABELS)):
+        for k in range(len(LABEL_NAMES)):
             share = np.mean([(label == k).mean() for label in labels])
             assert arrays["pattern_mix"][row, k] == pytest.approx(share)
     np.testing.assert_allclose(arrays["pattern_mix"].sum(1), 1.0)

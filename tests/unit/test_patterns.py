@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +16,8 @@ from core.dataset import autoencoder, embedding as layout
 from core.model import capture
 from core.storage.cache import ArrayCache
 from core.data.datasets import demo_dataset, load_batch, load_dataset
-from core.analyses.pattern_labels import LABELS, OFFSETS, decide, describe, label_scores
+from core.analyses.pattern_labels import (LABELS, MIXED_MARGIN, OFFSETS, decide, describe,
+                                          label_scores)
 from core.analyses.patterns import PATTERNS, PatternParams, binarise, kept_count, pack, unpack
 from core.dataset.pattern_layouts import PATTERN_LAYOUTS, LayoutParams, Overview
 from core.display.head_detail import head_matrix, strong_pairs, top_percent_threshold
@@ -209,8 +212,62 @@ def test_page_shows_the_layout_and_the_head_detail(tmp_path, monkeypatch):
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     text = " ".join(m.value for m in at.markdown) + " ".join(c.value for c in at.caption)
-    assert "autoencoder" in text and "layer 1, head 2" in text
+    assert "autoencoder" in text
+    # the head's label shares over the set stand in the page's text, not a grey caption
+    assert any(re.match(r"\*\*Layer 1, head 2 \(ringed in red\) over all \d+ images:\*\* "
+                        r"\w+ \d+%", m.value) for m in at.markdown)
     at.radio(key="pattern_layout_kind").set_value("CLS attention").run()
     at.radio(key="pattern_view").set_value("points").run()
     at.number_input(key="pattern_top").set_value(5.0).run()
     assert not at.exception, at.exception
+
+
+def fig13(name: str, grid: tuple[int, int]) -> torch.Tensor:
+    """A patch matrix of one of the paper's 13 patterns (section 6.3.1, Fig. 13): each
+    source patch (r, c) attends evenly to the listed targets (uniformly where none fall
+    on the grid, the paper's gaps)."""
+    gh, gw = grid
+    targets = {
+        "A self": lambda r, c: [(r, c)], "B left": lambda r, c: [(r, c - 1)],
+        "C right": lambda r, c: [(r, c + 1)], "D above": lambda r, c: [(r - 1, c)],
+        "E below": lambda r, c: [(r + 1, c)],
+        "F several above": lambda r, c: [(r - k, c) for k in (1, 2, 3)],
+        "G several below": lambda r, c: [(r + k, c) for k in (1, 2, 3)],
+        "H above and below": lambda r, c: [(r + k, c) for k in (-2, -1, 1, 2)],
+        "I counter-diagonal": lambda r, c: [(r, gw - 1 - c)],
+        "J horizontal before": lambda r, c: [(r, k) for k in range(c + 1)],
+        "K horizontal after": lambda r, c: [(r, k) for k in range(c, gw)],
+        "L vertical": lambda r, c: [(gh // 2, gw // 2), (gh // 2, gw // 2 + 1),
+                                    (gh // 2 + 1, gw // 2)],
+        "M block": lambda r, c: [(r2, c2) for r2 in range(r // 3 * 3, r // 3 * 3 + 3)
+                                 for c2 in range(c // 3 * 3, c // 3 * 3 + 3)],
+    }[name]
+    a = torch.zeros(gh * gw, gh * gw)
+    for r in range(gh):
+        for c in range(gw):
+            for r2, c2 in targets(r, c):
+                if 0 <= r2 < gh and 0 <= c2 < gw:
+                    a[r * gw + c, r2 * gw + c2] = 1.0
+    a[a.sum(1) == 0] = 1.0
+    return a / a.sum(1, keepdim=True)
+
+
+# what the heatmap shows (Fig. 13A-K hold the diagonal pattern; J, K the horizontal one
+# mixed with it; L vertical; M block), and the labels that agree with it
+FIG13 = {"A self": {"diagonal"}, "B left": {"diagonal"}, "C right": {"diagonal"},
+         "D above": {"diagonal"}, "E below": {"diagonal"}, "F several above": {"diagonal"},
+         "G several below": {"diagonal"}, "H above and below": {"diagonal", "mixed"},
+         "I counter-diagonal": {"diagonal", "mixed"},
+         "J horizontal before": {"horizontal", "mixed"},
+         "K horizontal after": {"horizontal", "mixed"},
+         "L vertical": {"vertical"}, "M block": {"block"}}
+
+
+@pytest.mark.parametrize("grid", [(7, 7), (14, 14)])
+@pytest.mark.parametrize("name", list(FIG13))
+def test_labels_agree_with_the_papers_13_patterns_or_say_mixed(name, grid):
+    scores, offset = label_scores(fig13(name, grid), grid)
+    label, confidence = describe(scores.numpy(), int(offset))
+    assert label.split(" (")[0] in FIG13[name], (name, label, confidence, scores)
+    if label == "mixed":
+        assert confidence < MIXED_MARGIN
