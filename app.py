@@ -33,6 +33,7 @@ PAGES = [
     st.Page("app_pages/rollout_page.py", title="Rollout", url_path="rollout"),
     st.Page("app_pages/keypoints_page.py", title="Keypoints", url_path="keypoints"),
     st.Page("app_pages/classes_page.py", title="Classes", url_path="classes"),
+    st.Page("app_pages/compare_page.py", title="Compare", url_path="compare"),
 ]
 
 

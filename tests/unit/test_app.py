@@ -404,7 +404,7 @@ def test_the_second_model_is_kept_in_the_link(demo):
     assert sum(c == "Attention rollout" for c in captions) == 2  # selected, second
 
 
-@pytest.mark.parametrize("page", PAGES + ["app_pages/classes_page.py"])
+@pytest.mark.parametrize("page", PAGES + ["app_pages/classes_page.py", "app_pages/compare_page.py"])
 def test_every_chart_offers_its_data_as_csv(demo, tmp_path, page):
     folder = demo_class_folder(tmp_path, demo.class_names, per_class=2)
     at = open_page(page, {"images": str(folder)})
@@ -422,3 +422,24 @@ def test_every_chart_offers_its_data_as_csv(demo, tmp_path, page):
     for png in at.get("download_button"):  # matplotlib figures
         if key_of(png).startswith("fig_"):
             assert "csv_" + key_of(png)[4:] in csv_keys
+
+
+def test_compare_page_shows_two_images_side_by_side_and_keeps_them_in_the_link(demo):
+    from core.analyses import importance
+    ds = demo_dataset()
+    at = open_page("app_pages/compare_page.py", {"image": ds.records[2].id,
+                                                 "other": ds.records[5].id})
+    assert not at.exception and not at.error
+    assert [s.value for s in at.subheader][:2] == [ds.records[2].id, ds.records[5].id]
+    charts = [c for c in at.get("vega_lite_chart") if "head name" in c.proto.spec]
+    assert len(charts) == 2
+    x, _, _ = load_batch(demo, ds, [2, 5])
+    expected = importance.leave_one_out(demo, x, [ds.records[i].label for i in (2, 5)])
+    for chart, values in zip(charts, expected):
+        np.testing.assert_allclose(chart_data(chart)["value"], 100 * values[0].ravel(),
+                                   atol=1e-4)
+    captions = [c for img in at.get("image") for c in img.captions]
+    assert sum(c == "Patch ablation (probability drop)" for c in captions) == 2
+    at.selectbox(key="compare_other").set_value(ds.records[7].id).run()
+    link = open_page("app_pages/compare_page.py", dict(at.query_params))
+    assert link.subheader[1].value == ds.records[7].id

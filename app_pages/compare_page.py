@@ -1,0 +1,81 @@
+"""Compare page: two images side by side, each with its predictions, head importance,
+how far its heads look and its rollout maps (SPEC "Head pruning", "Attention
+strength", "Attention aggregation")."""
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core.analyses import EXPLANATIONS, FORWARD, IMPORTANCE, STRENGTH
+from core.analyses.explanations import MAP_METHODS
+from core.analyses.importance import METRIC_AXES, METRIC_HELP, METRIC_LABELS, METRICS
+from core.analyses.strength import evenly_spread
+from core.display.maps import heat_map
+from core.display.predictions import top_k
+from core.explain import METHODS
+from ui import downloads, resources
+from ui.charts import overlay, predictions_chart
+from ui.importance_charts import heads_chart
+from ui.state import bound
+from ui.strength_charts import heads_scatter
+from ui.views import display_image, intro, selected
+
+intro("Compare two images",
+      "This page puts two images side by side: what the model predicts for each, which "
+      "heads matter, how far the heads look and where the whole model looks.",
+      "The left image is the one selected in the sidebar; pick the right one below. Charts "
+      "share their axes' meaning, so differences between the columns are differences "
+      "between the images.")
+chosen = selected()
+lm, ds, layer, head = chosen.lm, chosen.ds, chosen.layer, chosen.head
+ids = [r.id for r in ds.records]
+first = chosen.index
+left, right = st.columns(2)
+with right:
+    other_id = bound("other", ids[min(1, len(ids) - 1)], st.selectbox, "Image on the right", ids,
+                     key="compare_other")
+with left:
+    metric = bound("metric", "prob", st.selectbox, "Importance metric", list(METRICS),
+                   key="compare_metric", format_func=METRIC_LABELS.get, help=METRIC_HELP)
+second = ds.index_of(other_id)
+m = METRICS.index(metric)
+_, even_distance = evenly_spread(lm.grid, lm.patch_size)
+results = resources.analyse(lm, ds, sorted({first, second}), FORWARD)
+for column, index, side in zip(st.columns(2), (first, second), ("left", "right")):
+    with column:
+        record = ds.records[index]
+        if index not in results.arrays:
+            st.error(f"Image {record.id} could not be used: "
+                     f"{dict(results.skipped).get(record.id, 'unreadable')}")
+            continue
+        true_name = None if record.label is None else lm.class_names[record.label]
+        st.subheader(record.id)
+        big = display_image(lm, ds, index)
+        st.image(overlay(big, heat_map(results.arrays[index]["cls_attention"][layer, head], lm,
+                                       big.shape[:2])),
+                 caption=f"Attention of CLS, layer {layer}, head {head}"
+                 + (f"; true label: {true_name}" if true_name else "; no label"))
+        st.markdown("**Top-5 predictions**")
+        downloads.chart(predictions_chart(top_k(results.arrays[index]["logits"],
+                                                lm.class_names), true_name),
+                        f"compare_predictions_{side}")
+        values = resources.analyse(lm, ds, [index], IMPORTANCE).arrays[index]["importance"]
+        st.markdown(f"**Which heads matter** ({METRIC_LABELS[metric]})")
+        downloads.chart(heads_chart(values[m], None, METRIC_AXES[metric], (layer, head),
+                                    percent=metric == "prob"), f"compare_importance_{side}")
+        strength = resources.analyse(lm, ds, [index], STRENGTH).arrays[index]
+        st.markdown("**How far each head looks** (dashed: evenly spread attention)")
+        downloads.chart(heads_scatter(strength["mean_distance"], layer, head,
+                                      "Mean attention distance (px)", even_distance, ".1f"),
+                        f"compare_strength_{side}")
+        maps = resources.analyse(lm, ds, [index], EXPLANATIONS).arrays[index]
+        st.markdown(f"**Where the whole model looks** (explaining "
+                    f"{lm.class_names[int(maps['class'])]})")
+        for row in range(0, len(MAP_METHODS), 3):
+            for cell, method, values in zip(st.columns(3), MAP_METHODS[row:row + 3],
+                                            maps["maps"][row:row + 3]):
+                cell.image(overlay(big, heat_map(values, lm, big.shape[:2])),
+                           caption=METHODS[method].label)
+        downloads.csv(pd.DataFrame(maps["maps"].T, columns=list(MAP_METHODS)).rename_axis(
+            "patch"), f"compare_maps_{side}", "Download the maps (CSV, a row per patch)")
+        st.caption(f"Mean attention distance over all heads: "
+                   f"{float(np.nanmean(strength['mean_distance'])):.1f} px.")
