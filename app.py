@@ -37,7 +37,8 @@ def use_uploads() -> None:
     try:
         images = save_uploads([(f.name, f.getvalue()) for f in files])
     except OSError as err:
-        st.session_state["upload_error"] = (f"The uploaded files could not be stored ({err}); "
+        st.session_state["upload_error"] = (f"The uploaded files could not be stored "
+                                            f"({err.strerror or type(err).__name__}); "
                                             "the image set is unchanged.")
         return
     select(images=images, image="")
