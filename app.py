@@ -5,6 +5,7 @@ import streamlit as st
 
 from core.data.uploads import save_uploads
 from ui import resources
+from ui.plain import plain
 from ui.downloads import safe_name
 from ui.report import image_report
 from ui.state import bind, from_widget, select, selection, write_url
@@ -26,6 +27,7 @@ PAGES = [
 ]
 
 
+SHOWN_SKIPPED = 100  # skipped files listed in the sidebar; the rest are counted
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff", "ppm", "csv"]
 
 
@@ -67,11 +69,11 @@ def sidebar() -> None:
                               "link to it works. Add a labels.csv (filename,label) to give "
                               "their true classes.")
         if "upload_error" in st.session_state:
-            st.error(st.session_state.pop("upload_error"))
+            st.error(plain(st.session_state.pop("upload_error")))
         try:
             lm, ds = resources.current()
         except resources.Unavailable as err:
-            st.error(str(err))
+            st.error(plain(err))
             return
         ids = [r.id for r in ds.records]
         if sel["image"] not in ids:
@@ -104,10 +106,12 @@ def sidebar() -> None:
                    f"{len(ds)} images.")
         if ds.skipped:
             with st.expander(f"{len(ds.skipped)} file(s) skipped"):
-                for name, reason in ds.skipped:
-                    st.write(f"**{name}**: {reason}")
+                for name, reason in ds.skipped[:SHOWN_SKIPPED]:
+                    st.text(f"{name}: {reason}")
+                if len(ds.skipped) > SHOWN_SKIPPED:
+                    st.caption(f"... and {len(ds.skipped) - SHOWN_SKIPPED} more.")
         if resources.cache().warning:
-            st.warning(resources.cache().warning)
+            st.warning(plain(resources.cache().warning))
     write_url()
 
 
