@@ -98,13 +98,18 @@ def weights_hash(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from .safetensors, or .pth/.pt/.bin read with weights_only."""
+def check_file(path: Path) -> None:
+    """Refuse a checkpoint path of an unsupported type or that is not a file."""
     if path.suffix not in CHECKPOINT_SUFFIXES:
         raise ModelLoadError(f"Checkpoint {path}: unsupported file type {path.suffix!r}; "
                              f"use one of {', '.join(CHECKPOINT_SUFFIXES)}.")
     if not path.is_file():
         raise ModelLoadError(f"Checkpoint {path} does not exist.")
+
+
+def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from .safetensors, or .pth/.pt/.bin read with weights_only."""
+    check_file(path)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -196,7 +201,9 @@ def check_name(name: str) -> None:
 def create(name: str, checkpoint: Path | None) -> tuple[torch.nn.Module, list[str] | None]:
     """Build the model with its weights (a built-in's own file, a local checkpoint, or
     timm's pretrained download); class names when the spec gives them."""
-    skeleton = check_allowed(name)  # before building or downloading anything
+    if checkpoint is not None:
+        check_file(checkpoint)
+    skeleton = check_allowed(name)  # before building, reading or downloading anything
     if name in BUILTIN_DIRS or checkpoint is not None:
         state = read_checkpoint(checkpoint or BUILTIN_DIRS[name] / "model.safetensors")
         model, class_names = build(name)

@@ -37,6 +37,7 @@ def test_a_model_over_the_parameter_budget_is_refused_before_it_is_built(monkeyp
                                                                          builds, tmp_path):
     monkeypatch.setenv("VIT_EXPLORER_MAX_PARAMS", "100000000")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "w.safetensors").write_bytes(b"never read")
     begin = time.perf_counter()
     with pytest.raises(ModelLoadError, match=r"1,012,611,432 parameters.*100,000,000"):
         load_model("vit_giant_patch14_224", tmp_path / "w.safetensors", device="cpu")
