@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8501
+# Listen on this machine only; `make run HOST=0.0.0.0` opens the app to the network
+# (then set VIT_EXPLORER_DATA_ROOTS, or visitors may read any folder this user can).
+HOST ?= 127.0.0.1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 CHROMIUM ?= /usr/bin/chromium
@@ -25,8 +28,10 @@ $(STAMP): requirements.txt
 run: setup serve
 
 serve:
-	@echo "ViT Attention Explorer on http://localhost:$(PORT)"
-	$(BIN)/streamlit run app.py --server.port $(PORT) --server.address 0.0.0.0
+	@echo "ViT Attention Explorer on http://$(HOST):$(PORT)"
+	@[ "$(HOST)" = 127.0.0.1 ] || [ "$(HOST)" = localhost ] || [ -n "$$VIT_EXPLORER_DATA_ROOTS" ] || \
+		echo "warning: open to the network without VIT_EXPLORER_DATA_ROOTS: visitors can read any folder this user can"
+	$(BIN)/streamlit run app.py --server.port $(PORT) --server.address $(HOST)
 
 # Debian's Chromium for the real-browser tests (Playwright's own download cannot work offline).
 browser:

@@ -15,6 +15,7 @@ if "torch" not in sys.modules:
 
 from core.data.uploads import save_uploads  # noqa: E402 (after the message)
 from ui import resources  # noqa: E402
+from ui.plain import plain  # noqa: E402
 from ui.downloads import safe_name  # noqa: E402
 from ui.report import image_report  # noqa: E402
 from ui.state import bind, from_widget, select, selection, write_url  # noqa: E402
@@ -37,6 +38,7 @@ PAGES = [
 ]
 
 
+SHOWN_SKIPPED = 100  # skipped files listed in the sidebar; the rest are counted
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff", "ppm", "csv"]
 
 
@@ -48,7 +50,8 @@ def use_uploads() -> None:
     try:
         images = save_uploads([(f.name, f.getvalue()) for f in files])
     except OSError as err:
-        st.session_state["upload_error"] = (f"The uploaded files could not be stored ({err}); "
+        st.session_state["upload_error"] = (f"The uploaded files could not be stored "
+                                            f"({err.strerror or type(err).__name__}); "
                                             "the image set is unchanged.")
         return
     select(images=images, image="")
@@ -77,11 +80,11 @@ def sidebar() -> None:
                               "link to it works. Add a labels.csv (filename,label) to give "
                               "their true classes.")
         if "upload_error" in st.session_state:
-            st.error(st.session_state.pop("upload_error"))
+            st.error(plain(st.session_state.pop("upload_error")))
         try:
             lm, ds = resources.current()
         except resources.Unavailable as err:
-            st.error(str(err))
+            st.error(plain(err))
             return
         ids = [r.id for r in ds.records]
         if sel["image"] not in ids:
@@ -114,10 +117,12 @@ def sidebar() -> None:
                    f"{len(ds)} images.")
         if ds.skipped:
             with st.expander(f"{len(ds.skipped)} file(s) skipped"):
-                for name, reason in ds.skipped:
-                    st.write(f"**{name}**: {reason}")
+                for name, reason in ds.skipped[:SHOWN_SKIPPED]:
+                    st.text(f"{name}: {reason}")
+                if len(ds.skipped) > SHOWN_SKIPPED:
+                    st.caption(f"... and {len(ds.skipped) - SHOWN_SKIPPED} more.")
         if resources.cache().warning:
-            st.warning(resources.cache().warning)
+            st.warning(plain(resources.cache().warning))
     write_url()
 
 

@@ -15,6 +15,7 @@ from core.display.head_detail import (head_matrix, strong_pairs, token_names,
 from core.display.maps import heat_map, patch_table
 from ui import downloads, resources
 from ui.charts import overlay
+from ui.plain import plain
 from ui.patterns_charts import heatmap_figure, histogram_chart, layout_chart, two_axes_chart
 from ui.state import bound, new_chart_pick, select, setting
 from ui.views import enlarged, intro, selected_image
@@ -83,7 +84,7 @@ if overview is not None:
 st.subheader(f"Head detail: layer {layer}, head {head}")
 batch, _, failures = load_batch(lm, ds, [index])
 if batch is None:
-    st.error(f"Image {ds.records[index].id} could not be used: {failures[0][1]}")
+    st.error(plain(f"Image {ds.records[index].id} could not be used: {failures[0][1]}"))
     st.stop()
 matrix = head_matrix(lm, batch[0], layer, head)
 vectors = chosen.arrays(PATTERNS)

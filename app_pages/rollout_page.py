@@ -13,6 +13,7 @@ from core.explain import METHODS, RolloutParams
 from core.explain.rollout import FUSIONS
 from core.model import LoadedModel, ModelLoadError
 from ui import downloads, resources
+from ui.plain import plain
 from ui.rollout_charts import curves_chart, faithfulness_frame, layer_grid_chart, map_row
 from ui.state import bind, bound, select, setting
 from ui.views import display_image, intro, selected_image
@@ -56,8 +57,8 @@ def show_maps(model: LoadedModel, params: RolloutParams, target: str, title: str
     when the image cannot be used)."""
     result = resources.analyse(model, ds, [index], EXPLANATIONS, params, target=target)
     if index not in result.arrays:
-        st.error(f"{title}: image {ds.records[index].id} could not be used: "
-                 f"{result.skipped[0][1]}")
+        st.error(plain(f"{title}: image {ds.records[index].id} could not be used: "
+                       f"{result.skipped[0][1]}"))
         return None
     arrays = result.arrays[index]
     image = display_image(model, ds, index)
@@ -87,7 +88,7 @@ st.subheader("How faithful is each map?")
 with st.spinner("Scoring this image's maps (a few hundred forward passes)..."):
     mine = resources.analyse(lm, ds, [index], FAITHFULNESS).arrays.get(index)
 if mine is not None:
-    st.markdown(f"**This image** ({ds.records[index].id}, explaining "
+    st.markdown(f"**This image** ({plain(ds.records[index].id)}, explaining "
                 f"{lm.class_names[int(mine['class'])]})")
     downloads.table(faithfulness_frame({m: mine[m] for m in shown_metrics(ds)}, labels,
                                        METRICS), "faithfulness_image", number_format="{:.3f}",
@@ -135,7 +136,7 @@ if other_spec.strip():
     try:
         other = resources.model(other_spec.strip(), other_checkpoint.strip())
     except (ModelLoadError, ValueError, OSError) as err:
-        st.error(f"The second model could not be loaded: {err}")
+        st.error(plain(f"The second model could not be loaded: {err}"))
     else:
         same_classes = other.class_names == lm.class_names
         other_params = RolloutParams(discard, min(start, other.num_layers - 1), fusion)

@@ -11,7 +11,8 @@ With ``--engine ray`` the per-image analyses run on a Ray cluster
 (``core.ray_executor``: the cluster at ``--address`` or ``$RAY_ADDRESS``, else a
 local one with ``--workers`` CPUs); the dataset steps run here afterwards, and every
 result goes into this machine's cache. Ends with a one-line summary: images done,
-skipped (with reasons above it), time.
+skipped (with reasons above it), time. Exits 1 when results could not be stored
+in the cache (a full disk...), 2 when the model or image set is refused.
 """
 from __future__ import annotations
 
@@ -66,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"precompute: {len(done)} images done, {len(skipped)} skipped, "
           f"{time.perf_counter() - start:.1f} s ({lm.name} on {lm.device}, "
           f"cache {cache.directory if cache.enabled else 'off'})")
+    if cache.failed_writes:
+        print(f"error: {cache.failed_writes} results could not be stored in the cache: "
+              f"{cache.warning} Free space or set --cache to a writable folder, then run "
+              "again (what is stored is kept).", file=sys.stderr)
+        return 1
     return 0
 
 

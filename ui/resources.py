@@ -3,6 +3,7 @@ calls of the pages, with progress bars and the question asked before any computa
 over the whole image set."""
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import streamlit as st
@@ -11,13 +12,26 @@ from core.analyses.base import Analysis, TargetChoice
 from core.data.datasets import Dataset, load_dataset
 from core.dataset.base import DatasetStep
 from core.engine import RunResult, run, run_step
-from core.model import LoadedModel, load_model
+from core.model import LoadedModel, ModelLoadError, load_model
 from core.storage.cache import ArrayCache, Arrays
+from ui.plain import plain
+
+log = logging.getLogger(__name__)
 
 
 @st.cache_resource(show_spinner="Loading the model...")
 def model(spec: str, checkpoint: str) -> LoadedModel:
-    return load_model(spec, checkpoint or None)
+    """The loaded model; a failure that is not a refusal is logged here with its
+    traceback and raised as a short ModelLoadError (no server details on the page)."""
+    try:
+        return load_model(spec, checkpoint or None)
+    except (ValueError, OSError):
+        raise
+    except Exception as err:
+        log.exception("Loading model %r (checkpoint %r) failed", spec, checkpoint)
+        raise ModelLoadError(f"The model {spec!r} could not be loaded "
+                             f"({type(err).__name__}); the details are in the server "
+                             "log.") from None
 
 
 @st.cache_resource(show_spinner="Reading the image set...")
@@ -99,7 +113,7 @@ def _ask(what: str, missing: int, total: int, key: str) -> bool:
 def _skipped(skipped: list[tuple[str, str]]) -> None:
     if skipped:
         st.warning(f"{len(skipped)} image(s) could not be used and are left out: "
-                   + "; ".join(f"{name}: {why}" for name, why in skipped[:5]))
+                   + plain("; ".join(f"{name}: {why}" for name, why in skipped[:5])))
 
 
 def whole_set(lm: LoadedModel, ds: Dataset, analysis: Analysis, what: str, key: str,
@@ -133,7 +147,7 @@ def whole_set_step(lm: LoadedModel, ds: Dataset, step: DatasetStep, what: str, k
         result = run_step(lm, ds, step, params, cache=cache(), progress=report,
                           stage=lambda text, fraction: bar.progress(min(fraction, 1.0), text))
     except ValueError as err:
-        st.error(str(err))
+        st.error(plain(err))
         return None
     bar.empty()
     _skipped(result.skipped)

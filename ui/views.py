@@ -17,6 +17,7 @@ from core.model import LoadedModel
 from core.storage.cache import Arrays
 from ui import downloads, resources
 from ui.charts import overlay, predictions_chart
+from ui.plain import plain
 from ui.state import selection
 
 DISPLAY_SIZE = 280  # pixels: small inputs (28 x 28 demo) are enlarged to this
@@ -64,7 +65,7 @@ def selected() -> Selected:
     try:
         lm, ds = resources.current()
     except resources.Unavailable as err:
-        st.error(str(err))
+        st.error(plain(err))
         st.stop()
     sel = selection()
     return Selected(lm, ds, ds.index_of(sel["image"]) or 0, int(sel["layer"]), int(sel["head"]))
@@ -77,7 +78,8 @@ def selected_image() -> Selected:
     lm, ds, index, layer, head = chosen.lm, chosen.ds, chosen.index, chosen.layer, chosen.head
     result = resources.analyse(lm, ds, [index], FORWARD)
     if index not in result.arrays:
-        st.error(f"Image {ds.records[index].id} could not be used: {result.skipped[0][1]}")
+        st.error(plain(f"Image {ds.records[index].id} could not be used: "
+                       f"{result.skipped[0][1]}"))
         st.stop()
     arrays = result.arrays[index]
     big = display_image(lm, ds, index)

@@ -6,11 +6,15 @@ masks that are missing or cannot be read are listed in ``Dataset.mask_problems``
 
 Labels are matched to the model's class names (by name, case-insensitive, or
 by integer index). Files that cannot be used are skipped and listed in
-``Dataset.skipped`` with the reason; they never stop the rest.
+``Dataset.skipped`` with the reason; they never stop the rest. Every file and
+subfolder is checked on its own: hidden folders are ignored, only regular files are
+read (never a pipe or device), nothing whose links lead out of the allowed folders
+(``core.data.paths``), and ``labels.csv`` is read up to a bounded size, row by row.
 """
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,13 +24,17 @@ from PIL import Image
 
 from core.data import uploads
 from core.data.decode import ImageDecodeError, decode_image
-from core.data.paths import BUILTIN_DIRS, allowed_path
+from core.data.paths import BUILTIN_DIRS, allowed_path, data_roots, inside
 from core.model.loading import LoadedModel
 from core.storage.keys import image_hash
 
 NOT_AN_IMAGE = "could not be read as an image"  # how a file that can never be used is listed
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
 MASKS_FOLDER = "masks"  # a folder's object masks; never a class folder
+LABELS_FILE = "labels.csv"
+MAX_LABEL_ROWS = 100_000  # rows of labels.csv read; the rest is refused with a message
+MAX_LABEL_BYTES = 16 * 2**20
+OUTSIDE = "its link leads outside the folders this server may read; it was not read"
 
 
 @dataclass
@@ -114,7 +122,7 @@ def label_index(value: str, class_names: list[str]) -> int | None:
     for i, name in enumerate(class_names):
         if wanted in (name.lower(), name.split(",")[0].strip().lower()):
             return i
-    if wanted.isdigit() and int(wanted) < len(class_names):
+    if wanted.isascii() and wanted.isdigit() and int(wanted) < len(class_names):
         return int(wanted)
     return None
 
@@ -132,10 +140,11 @@ def demo_dataset() -> Dataset:
     return builtin_dataset("demo")
 
 
-def find_masks(root: Path, records: list[ImageRecord]
+def find_masks(root: Path, records: list[ImageRecord], roots: list[Path]
                ) -> tuple[dict[int, Path], list[tuple[str, str]]]:
     """Each image's mask in ``root/masks`` (same relative path, as given or with the
-    suffix .png), checked by decoding it; the missing and unreadable ones listed."""
+    suffix .png; regular files inside `roots` only), checked by decoding it; the
+    missing and unreadable ones listed."""
     folder = root / MASKS_FOLDER
     if not folder.is_dir():
         return {}, []
@@ -144,7 +153,7 @@ def find_masks(root: Path, records: list[ImageRecord]
     for i, record in enumerate(records):
         relative = record.path.relative_to(root)
         candidates = [folder / relative, folder / relative.with_suffix(".png")]
-        path = next((c for c in candidates if c.is_file()), None)
+        path = next((c for c in candidates if c.is_file() and inside(c, roots)), None)
         if path is None:
             problems.append((record.id, f"no mask {MASKS_FOLDER}/{relative.with_suffix('.png')}; "
                              "its keypoint patches stand in for the object"))
@@ -158,10 +167,54 @@ def find_masks(root: Path, records: list[ImageRecord]
     return found, problems
 
 
-def folder_dataset(root: Path, class_names: list[str]) -> Dataset:
-    """ImageFolder layout when `root` has subfolders with images, else flat."""
+def is_image_name(name: str) -> bool:
+    return name.lower().endswith(tuple(IMAGE_SUFFIXES))
+
+
+def entries(folder: Path, root: Path, roots: list[Path], skipped: list[tuple[str, str]]
+            ) -> tuple[list[Path], list[Path]]:
+    """The usable regular files and subfolders of `folder`, sorted. Hidden folders and
+    files are left out (hidden images listed); an image or labels.csv that is not a
+    regular file (a pipe, a device, a broken link) or whose link leaves `roots` is
+    listed with the reason and never opened."""
+    files: list[Path] = []
+    folders: list[Path] = []
+    for path in sorted(folder.iterdir()):
+        wanted = is_image_name(path.name) or path.name == LABELS_FILE
+        if path.name.startswith("."):
+            if wanted and not path.is_dir():
+                skipped.append((display_name(path, root), "a hidden file (its name starts "
+                                "with a dot); rename it to use it"))
+        elif not inside(path, roots):
+            if wanted or path.is_dir():
+                skipped.append((display_name(path, root) + ("/" if path.is_dir() else ""),
+                                OUTSIDE))
+        elif path.is_dir():
+            folders.append(path)
+        elif path.is_file():
+            files.append(path)
+        elif wanted:
+            skipped.append((display_name(path, root), "not a regular file (a pipe, a device "
+                            "or a broken link); it was not read"))
+    return files, folders
+
+
+def images_of(files: list[Path], root: Path, label: int | None = None,
+              labels: dict[str, int | None] | None = None) -> list[ImageRecord]:
+    """The image files among `files`, labelled by `label` or by name from `labels`."""
+    return [ImageRecord(id=display_name(p, root), path=p,
+                        label=labels.get(p.name) if labels is not None else label)
+            for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+
+
+def folder_dataset(root: Path, class_names: list[str], roots: list[Path] | None = None
+                   ) -> Dataset:
+    """ImageFolder layout when `root` has (non-hidden) subfolders, else flat. Every file
+    and subfolder must lie inside `roots` (default: ``VIT_EXPLORER_DATA_ROOTS``)."""
+    roots = data_roots() if roots is None else roots
     skipped: list[tuple[str, str]] = []
-    subdirs = sorted(d for d in root.iterdir() if d.is_dir() and d.name != MASKS_FOLDER)
+    files, subdirs = entries(root, root, roots, skipped)
+    subdirs = [d for d in subdirs if d.name != MASKS_FOLDER]
     records: list[ImageRecord] = []
     if subdirs:
         for sub in subdirs:
@@ -170,35 +223,57 @@ def folder_dataset(root: Path, class_names: list[str]) -> Dataset:
                 folder = display_name(sub, root)
                 skipped.append((folder + "/", f"class folder {folder!r} is not one of the "
                                 "model's classes; its images are shown without a label"))
-            records += [ImageRecord(id=display_name(p, root), label=label, path=p)
-                        for p in sorted(sub.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+            records += images_of(entries(sub, root, roots, skipped)[0], root, label=label)
     else:
-        labels = read_labels(root / "labels.csv", class_names, skipped)
-        records = [ImageRecord(id=display_name(p, root), label=labels.get(p.name), path=p)
-                   for p in sorted(root.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
-        present = {p.name for p in root.iterdir()}
-        skipped += [(name, "listed in labels.csv but no such image file")
+        labels_csv = [p for p in files if p.name == LABELS_FILE]
+        labels = read_labels(labels_csv[0], class_names, skipped) if labels_csv else {}
+        records = images_of(files, root, labels=labels)
+        present = {p.name for p in files}
+        skipped += [(name, f"listed in {LABELS_FILE} but no such image file")
                     for name in sorted(set(labels) - present)]
-    mask_files, mask_problems = find_masks(root, records)
+    mask_files, mask_problems = find_masks(root, records, roots)
     return Dataset(name=str(root), records=records, skipped=skipped, mask_files=mask_files,
                    mask_problems=mask_problems)
 
 
+def label_lines(path: Path, skipped: list[tuple[str, str]]) -> list[str]:
+    """The first MAX_LABEL_ROWS lines of labels.csv (at most MAX_LABEL_BYTES), as UTF-8
+    or else Latin-1 text; a longer file is listed as cut."""
+    with path.open("rb") as f:
+        data = f.read(MAX_LABEL_BYTES + 1)
+    cut = len(data) > MAX_LABEL_BYTES
+    if cut:
+        data = data[:MAX_LABEL_BYTES].rpartition(b"\n")[0]
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+    lines = text.splitlines()
+    if cut or len(lines) > MAX_LABEL_ROWS:
+        skipped.append((LABELS_FILE, f"longer than this server reads ({MAX_LABEL_ROWS:,} "
+                        f"rows, {MAX_LABEL_BYTES // 2**20} MB): only the first "
+                        f"{min(len(lines), MAX_LABEL_ROWS):,} rows were read"))
+    return lines[:MAX_LABEL_ROWS]
+
+
 def read_labels(path: Path, class_names: list[str],
                 skipped: list[tuple[str, str]]) -> dict[str, int | None]:
-    """filename -> label index from labels.csv (a header row is allowed)."""
-    if not path.is_file():
-        return {}
+    """filename -> label index from labels.csv (a header row is allowed); a row that
+    cannot be read is listed and the others kept."""
     labels: dict[str, int | None] = {}
-    with path.open(newline="", encoding="utf-8", errors="replace") as f:
-        for row in csv.reader(f):
-            if len(row) < 2 or row[0].strip().lower() in ("filename", "file"):
-                continue
-            name, value = row[0].strip(), row[1].strip()
-            labels[name] = label_index(value, class_names)
-            if labels[name] is None:
-                skipped.append((name, f"label {value!r} in labels.csv is not one of the "
-                                "model's classes; the image is shown without a label"))
+    for number, line in enumerate(label_lines(path, skipped), start=1):
+        try:
+            row = next(csv.reader(io.StringIO(line)), [])
+        except csv.Error as err:
+            skipped.append((f"{LABELS_FILE} row {number}", f"could not be read ({err})"))
+            continue
+        if len(row) < 2 or row[0].strip().lower() in ("filename", "file"):
+            continue
+        name, value = row[0].strip(), row[1].strip()
+        labels[name] = label_index(value, class_names)
+        if labels[name] is None:
+            skipped.append((name, f"label {value!r} in {LABELS_FILE} is not one of the "
+                            "model's classes; the image is shown without a label"))
     return labels
 
 
@@ -208,7 +283,8 @@ def load_dataset(spec: str, class_names: list[str]) -> Dataset:
     if spec.strip() in BUILTIN_DIRS:
         return builtin_dataset(spec.strip())
     if spec.startswith(uploads.PREFIX):
-        ds = folder_dataset(uploads.upload_folder(spec), class_names)
+        folder = uploads.upload_folder(spec)
+        ds = folder_dataset(folder, class_names, roots=[folder])
         ds.name = spec
         return ds
     root = allowed_path(spec)
@@ -232,4 +308,7 @@ def load_batch(lm: LoadedModel, ds: Dataset, indices: list[int]
             failures.append((ds.records[i].id, f"{NOT_AN_IMAGE}: {err}"))
         except OSError as err:  # permissions, vanished file
             failures.append((ds.records[i].id, f"could not be opened: {err.strerror or err}"))
+        except MemoryError:
+            failures.append((ds.records[i].id, "needs more memory than this server can "
+                             "give it; resize it first"))
     return (torch.stack(tensors) if tensors else None), kept, failures

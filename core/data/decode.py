@@ -2,8 +2,12 @@
 
 Handles what real folders hold: CMYK, 16-bit and 32-bit integer or float
 images, palette images, transparency (composited over white), grayscale and
-1-bit images, tiny images. Decoding is bounded: images above Pillow's
-decompression-bomb limit are refused, not decoded. Every failure raises
+1-bit images, tiny images, and EXIF orientation (photos are turned upright).
+Decoding is bounded before anything is allocated: images above Pillow's
+decompression-bomb limit are refused, and so are images more than MAX_ASPECT times
+longer than wide, whose resize to a model's input (short side to the input size)
+would need gigabytes; pixels after that resize are then at most MAX_ASPECT times
+the square of the input size. Every failure raises
 :class:`ImageDecodeError` with a message that says what is wrong and what to do.
 """
 from __future__ import annotations
@@ -12,9 +16,10 @@ import io
 import warnings
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS  # about 89 megapixels, Pillow's own limit
+MAX_ASPECT = 100  # long side / short side
 
 
 class ImageDecodeError(ValueError):
@@ -47,7 +52,13 @@ def decode_image(data: bytes, mode: str, max_pixels: int | None = None) -> Image
                 raise ImageDecodeError(
                     f"the image is {img.width} x {img.height} pixels, above the "
                     f"{limit:,}-pixel safety limit; resize it first")
+            if max(img.size) > MAX_ASPECT * max(min(img.size), 1):
+                raise ImageDecodeError(
+                    f"the image is {img.width} x {img.height} pixels, more than "
+                    f"{MAX_ASPECT} times longer than wide: scaling it to the model's input "
+                    "would need too much memory; crop it first")
             img.load()
+            ImageOps.exif_transpose(img, in_place=True)
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:

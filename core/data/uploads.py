@@ -6,6 +6,9 @@ never a server path). The same files always give the same name, so a shared link
 opens the same set on this server for as long as the folder is kept. The folder is
 read like any flat image folder (``core.data.datasets``): a ``labels.csv`` among the
 files gives labels, and a file that cannot be decoded is skipped and listed.
+Names are made safe for one folder (last path part, no control characters, at
+most MAX_NAME_BYTES, repeats that differ only in case numbered), and the rows of an
+uploaded ``labels.csv`` follow a file that had to be renamed.
 Folders live in ``uploads/`` beside ``app.py``, or in ``$VIT_EXPLORER_UPLOADS``;
 nothing removes them.
 """
@@ -22,6 +25,8 @@ from typing import Sequence
 PREFIX = "upload:"
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "uploads"
 _DIGEST = re.compile(r"[0-9a-f]{16}")
+MAX_NAME_BYTES = 200  # below the 255 bytes of common file systems, room for "-2"
+LABELS = "labels.csv"
 
 
 def uploads_root() -> Path:
@@ -39,6 +44,9 @@ def safe_file_names(names: Sequence[str]) -> list[str]:
             base = "file"
         stem, dot, suffix = base.rpartition(".")
         stem, suffix = (stem, dot + suffix) if stem else (base, "")
+        while len((stem + suffix).encode()) > MAX_NAME_BYTES:
+            stem, suffix = (stem[:-1], suffix) if stem else (suffix[:-1], "")
+        base = stem + suffix
         candidate, n = base, 1
         while candidate.lower() in taken:
             n += 1
@@ -48,10 +56,26 @@ def safe_file_names(names: Sequence[str]) -> list[str]:
     return out
 
 
+def renamed_labels(data: bytes, renames: dict[str, str]) -> bytes:
+    """labels.csv content whose rows name a renamed file name its new name."""
+    new = {old.encode(): name.encode() for old, name in renames.items()}
+    lines = data.split(b"\n")
+    for i, line in enumerate(lines):
+        first, comma, rest = line.partition(b",")
+        if comma and first.strip() in new:
+            lines[i] = new[first.strip()] + comma + rest
+    return b"\n".join(lines)
+
+
 def save_uploads(files: Sequence[tuple[str, bytes]]) -> str:
     """Store uploaded ``(file name, content)`` pairs; returns the image set's name,
     ``upload:<digest>``. Raises OSError when the uploads folder cannot be written."""
     names = safe_file_names([name for name, _ in files])
+    renames = {name: new for (name, _), new in zip(files, names) if new != name}
+    if renames and LABELS in names:
+        at = names.index(LABELS)
+        files = [*files[:at], (LABELS, renamed_labels(files[at][1], renames)),
+                 *files[at + 1:]]
     digest = hashlib.sha256()
     for name, (_, data) in sorted(zip(names, files)):
         digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())

@@ -3,14 +3,21 @@ a timm name, or a timm name plus a local checkpoint) becomes a :class:`LoadedMod
 
 Only timm ViT-family models whose blocks hold timm's ``Attention`` are
 accepted (SPEC "Notation"); the prefix-token count and the patch grid are read
-from the model, never assumed.
+from the model, never assumed. Every spec is first built on PyTorch's ``meta``
+device (nothing allocated, nothing downloaded) to refuse it early: a model off the
+server's allow-list (``$VIT_EXPLORER_MODELS``, comma-separated patterns such as
+``demo*,deit_*``), over its parameter budget (``$VIT_EXPLORER_MAX_PARAMS``, default
+DEFAULT_MAX_PARAMS), or not a ViT. A pretrained download first checks, within
+PROBE_TIMEOUT seconds, that the weights are cached or their server answers.
 """
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
 import threading
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -24,6 +31,10 @@ from timm.layers import Attention
 from core.data.paths import BUILTIN_DIRS, allowed_path
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+DEFAULT_MAX_PARAMS = 400_000_000  # ViT-L (304 M) fits; ViT-H, giant and 7B models do not
+PROBE_TIMEOUT = 5.0  # seconds to reach the server of pretrained weights
+SIZE_NAMES = {192: "tiny", 384: "small", 768: "base", 1024: "large", 1280: "huge",
+              1408: "giant"}  # timm's ViT sizes by width
 
 
 class ModelLoadError(ValueError):
@@ -87,13 +98,18 @@ def weights_hash(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from .safetensors, or .pth/.pt/.bin read with weights_only."""
+def check_file(path: Path) -> None:
+    """Refuse a checkpoint path of an unsupported type or that is not a file."""
     if path.suffix not in CHECKPOINT_SUFFIXES:
         raise ModelLoadError(f"Checkpoint {path}: unsupported file type {path.suffix!r}; "
                              f"use one of {', '.join(CHECKPOINT_SUFFIXES)}.")
     if not path.is_file():
         raise ModelLoadError(f"Checkpoint {path} does not exist.")
+
+
+def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from .safetensors, or .pth/.pt/.bin read with weights_only."""
+    check_file(path)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -103,9 +119,16 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     except Exception as err:  # corrupt or foreign files: say which file
         raise ModelLoadError(f"Checkpoint {path} could not be read: {err}") from err
     for key in ("state_dict", "model", "state_dict_ema"):
-        if isinstance(state.get(key), dict):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
             break
+    if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        kinds = (f"a dict with {sorted({type(k).__name__ for k in state})} keys and "
+                 f"{sorted({type(v).__name__ for v in state.values()})} values"
+                 if isinstance(state, dict) else f"a {type(state).__name__}")
+        raise ModelLoadError(f"Checkpoint {path.name} is not a state dict (it holds {kinds}); "
+                             "give a file saved from model.state_dict(): names to tensors.")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
@@ -122,9 +145,10 @@ def check_vit(model: torch.nn.Module, name: str) -> None:
         raise ModelLoadError(f"Model {name!r} has no patch grid (patch_embed.grid_size).")
 
 
-def architecture(name: str) -> tuple[torch.nn.Module, list[str] | None]:
-    """The model `name` without its weights (random init, nothing downloaded): a built-in
-    from its config, or timm's; class names when the built-in gives them."""
+def build(name: str) -> tuple[torch.nn.Module, list[str] | None]:
+    """The model `name` without its weights (random init, nothing downloaded) on the
+    default device: a built-in from its config, or timm's; class names when the
+    built-in gives them."""
     if name in BUILTIN_DIRS:
         config = json.loads((BUILTIN_DIRS[name] / "config.json").read_text())
         from timm.models.vision_transformer import VisionTransformer
@@ -133,6 +157,38 @@ def architecture(name: str) -> tuple[torch.nn.Module, list[str] | None]:
         return model, config["class_names"]
     check_name(name)
     return timm.create_model(name, pretrained=False), None
+
+
+def check_allowed(name: str) -> torch.nn.Module:
+    """Refuse `name` before it is built when it is off the allow-list, over the
+    parameter budget or not a ViT; returns its skeleton (built on ``meta``)."""
+    patterns = [p.strip() for p in os.environ.get("VIT_EXPLORER_MODELS", "").split(",")
+                if p.strip()]
+    if patterns and not any(fnmatch.fnmatchcase(name, p) for p in patterns):
+        raise ModelLoadError(f"Model {name!r} is not among the models this server accepts "
+                             f"({', '.join(patterns)}); choose one of those, or ask the "
+                             "administrator to change VIT_EXPLORER_MODELS.")
+    check_name(name)
+    try:
+        with torch.device("meta"):
+            skeleton, _ = build(name)
+    except Exception as err:  # a timm model that cannot be built from its name alone
+        raise ModelLoadError(f"Model {name!r} could not be built ({type(err).__name__}: "
+                             f"{err}).") from err
+    budget = int(os.environ.get("VIT_EXPLORER_MAX_PARAMS") or DEFAULT_MAX_PARAMS)
+    count = sum(p.numel() for p in skeleton.parameters())
+    if count > budget:
+        raise ModelLoadError(f"Model {name!r} has {count:,} parameters, above this server's "
+                             f"budget of {budget:,} (VIT_EXPLORER_MAX_PARAMS); choose a "
+                             "smaller model.")
+    check_vit(skeleton, name)
+    return skeleton
+
+
+def architecture(name: str) -> tuple[torch.nn.Module, list[str] | None]:
+    """The model `name` without its weights, once the server accepts it."""
+    check_allowed(name)
+    return build(name)
 
 
 def check_name(name: str) -> None:
@@ -145,34 +201,92 @@ def check_name(name: str) -> None:
 def create(name: str, checkpoint: Path | None) -> tuple[torch.nn.Module, list[str] | None]:
     """Build the model with its weights (a built-in's own file, a local checkpoint, or
     timm's pretrained download); class names when the spec gives them."""
+    if checkpoint is not None:
+        check_file(checkpoint)
+    skeleton = check_allowed(name)  # before building, reading or downloading anything
     if name in BUILTIN_DIRS or checkpoint is not None:
-        model, class_names = architecture(name)
-        load_state(model, read_checkpoint(checkpoint or BUILTIN_DIRS[name] / "model.safetensors"),
-                   name)
+        state = read_checkpoint(checkpoint or BUILTIN_DIRS[name] / "model.safetensors")
+        model, class_names = build(name)
+        load_state(model, state, name)
         return model, class_names
-    check_name(name)  # before any download
     try:
+        check_reachable(skeleton.pretrained_cfg)
         return timm.create_model(name, pretrained=True), None
     except Exception as err:  # network and hub errors when pretrained weights are fetched
         raise ModelLoadError(
-            f"Could not download the pretrained weights of {name!r} ({type(err).__name__}: "
-            f"{err}). Without a network, pass a local checkpoint instead: --checkpoint "
-            "PATH (.safetensors, .pth or .bin) on the command line, or the checkpoint "
-            "field in the app's sidebar.") from err
+            f"Could not download the pretrained weights of {name!r} ({err}). Give a local "
+            "checkpoint instead (.safetensors, .pth or .bin): its path in the sidebar's "
+            "'Checkpoint file' field, or --checkpoint PATH on the command line.") from err
+
+
+def check_reachable(cfg: dict) -> None:
+    """Raise OSError unless the pretrained weights of `cfg` are cached, downloads are
+    off (timm then fails at once) or their server answers within PROBE_TIMEOUT."""
+    import huggingface_hub
+    import requests
+    from huggingface_hub import constants
+    if constants.HF_HUB_OFFLINE:
+        return
+    if cfg.get("hf_hub_id"):
+        repo = cfg["hf_hub_id"].split("@")[0]
+        if any(isinstance(huggingface_hub.try_to_load_from_cache(repo, f), str)
+               for f in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")):
+            return
+        address = constants.ENDPOINT
+    elif cfg.get("url"):
+        if (Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(cfg["url"])).is_file():
+            return
+        parts = urllib.parse.urlsplit(cfg["url"])
+        address = f"{parts.scheme}://{parts.netloc}"
+    else:
+        return
+    try:
+        requests.head(address, timeout=PROBE_TIMEOUT)
+    except requests.RequestException as err:
+        raise OSError(f"{address} could not be reached within {PROBE_TIMEOUT:g} s: "
+                      f"{type(err).__name__}") from None
+
+
+def few(items: list[str]) -> str:
+    return ", ".join(items[:8]) + (f" (+{len(items) - 8} more)" if len(items) > 8 else "")
 
 
 def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], name: str) -> None:
-    """Load strictly; a mismatch names the missing and unexpected keys."""
-    result = model.load_state_dict(state, strict=False)
-    shapes = [k for k, v in state.items() if k in model.state_dict()
-              and model.state_dict()[k].shape != v.shape]
-    if result.missing_keys or result.unexpected_keys or shapes:
-        def few(keys: list[str]) -> str:
-            return ", ".join(keys[:8]) + (f" (+{len(keys) - 8} more)" if len(keys) > 8 else "")
+    """Load strictly; a mismatch names the missing and unexpected keys, the tensors
+    whose shapes differ and the model the checkpoint looks like."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(v.shape)} (the model: {tuple(own[k].shape)})"
+              for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if missing or unexpected or shapes:
         raise ModelLoadError(
-            f"The checkpoint does not match model {name!r}: missing keys [{few(result.missing_keys)}]; "
-            f"unexpected keys [{few(result.unexpected_keys)}]; wrong shapes [{few(shapes)}]. "
-            "Check that the model name is the architecture the checkpoint was trained as.")
+            f"The checkpoint does not match model {name!r}: missing keys [{few(missing)}]; "
+            f"unexpected keys [{few(unexpected)}]; wrong shapes [{few(shapes)}]. "
+            f"{looks_like(state)}Check that the model name is the architecture the "
+            "checkpoint was trained as.")
+    model.load_state_dict(state)
+
+
+def looks_like(state: dict[str, torch.Tensor]) -> str:
+    """What ViT a state dict describes, read from its shapes (blocks, width, patch,
+    input size), with timm names of that shape; empty when it is not a timm ViT."""
+    proj, pos = state.get("patch_embed.proj.weight"), state.get("pos_embed")
+    if proj is None or proj.ndim != 4:
+        return ""
+    depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
+    width, patch = proj.shape[0], proj.shape[-1]
+    text = f"The checkpoint looks like a ViT with {depth} blocks, width {width}, patch {patch}"
+    if pos is not None and pos.ndim == 3:
+        prefix = sum(k in state for k in ("cls_token", "dist_token"))
+        side = int(round((pos.shape[1] - prefix) ** 0.5)) * patch
+        text += f", {side} x {side} input"
+        size = SIZE_NAMES.get(width)
+        kinds = ("deit_{}_distilled",) if "dist_token" in state else ("vit_{}", "deit_{}")
+        names = [n for kind in kinds if size and timm.is_model(
+            n := f"{kind.format(size)}_patch{patch}_{side}")]
+        text += f" (for example {' or '.join(names)})" if names else ""
+    return text + f"; the number of heads is not stored in its shapes (often width / 64). "
 
 
 def imagenet_names(model: torch.nn.Module) -> list[str] | None:

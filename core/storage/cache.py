@@ -3,13 +3,15 @@
 Values are ``.npz`` bytes loaded with ``allow_pickle=False``; keys are plain
 strings (built by :mod:`core.storage.keys`). The disk class refuses pickled keys and values outright, so nothing
 in the cache is ever unpickled (diskcache 5.6.3, CVE-2025-69872). A corrupt
-entry is dropped and recomputed; a cache folder that cannot be written turns
-the cache off with a message instead of failing.
+entry is dropped and recomputed; a cache folder that cannot be opened, or whose
+database turns out corrupt while in use, turns the cache off with a message instead
+of failing; writes that fail are counted (``failed_writes``) for the batch command.
 """
 from __future__ import annotations
 
 import io
 import os
+import sqlite3
 from pathlib import Path
 
 import diskcache
@@ -60,6 +62,7 @@ class ArrayCache:
     def __init__(self, directory: str | Path | None = None) -> None:
         self.directory = Path(directory or os.environ.get("VIT_EXPLORER_CACHE") or DEFAULT_DIR)
         self.warning: str | None = None
+        self.failed_writes = 0
         try:
             self._store: diskcache.Cache | None = diskcache.Cache(
                 str(self.directory), disk=_NoPickleDisk, size_limit=8 * 2**30)
@@ -73,14 +76,27 @@ class ArrayCache:
     def enabled(self) -> bool:
         return self._store is not None
 
+    def _unusable(self, err: Exception) -> None:
+        """Turn the cache off (its database is corrupt) and say so."""
+        self._store = None
+        self.warning = (f"Cache folder {self.directory} is not usable any more ({err}); "
+                        "running without a cache (results are recomputed). Remove or move "
+                        "the folder to start a new cache.")
+
     def get(self, key: str) -> Arrays | None:
         if self._store is None:
             return None
         try:
             blob = self._store.get(key)
             return None if blob is None else decode(blob)
+        except sqlite3.DatabaseError as err:
+            self._unusable(err)
+            return None
         except Exception:  # corrupt entry: drop it, the caller recomputes
-            self._store.delete(key)
+            try:
+                self._store.delete(key)
+            except sqlite3.DatabaseError as err:
+                self._unusable(err)
             return None
 
     def set(self, key: str, arrays: Arrays) -> None:
@@ -88,8 +104,18 @@ class ArrayCache:
             return
         try:
             self._store.set(key, encode(arrays))
+        except sqlite3.DatabaseError as err:
+            self.failed_writes += 1
+            self._unusable(err)
         except Exception as err:  # disk full, permissions changed: keep working
+            self.failed_writes += 1
             self.warning = f"Could not write to the cache at {self.directory} ({err})."
 
     def __len__(self) -> int:
-        return 0 if self._store is None else len(self._store)
+        if self._store is None:
+            return 0
+        try:
+            return len(self._store)
+        except sqlite3.DatabaseError as err:
+            self._unusable(err)
+            return 0

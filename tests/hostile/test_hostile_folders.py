@@ -1,0 +1,134 @@
+"""Hostile image folders: links out of the data roots, FIFOs, hidden folders and files,
+and labels.csv files built to break the reader. Each bad file or row is listed with
+its reason; the rest of the set is kept."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from core.data.datasets import load_dataset
+from core.data.decode import decode_image
+from testing.images import demo_flat_folder
+
+CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+           "Sneaker", "Bag", "Ankle boot"]
+
+
+def flat(tmp_path: Path, count: int = 2) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    return demo_flat_folder(tmp_path, count=count, broken=False)
+
+
+def test_a_symlinked_file_that_leaves_the_roots_is_listed_not_read(tmp_path, monkeypatch):
+    folder = flat(tmp_path / "data")
+    outside = flat(tmp_path / "outside", 1) / "img0.png"
+    os.symlink(outside, folder / "escape.png")
+    monkeypatch.setenv("VIT_EXPLORER_DATA_ROOTS", str(tmp_path / "data"))
+    ds = load_dataset(str(folder), CLASSES)
+    assert [r.id for r in ds.records] == ["img0.png", "img1.png"]
+    assert "outside the folders" in dict(ds.skipped)["escape.png"]
+
+
+def test_a_symlinked_class_folder_that_leaves_the_roots_is_listed_not_read(tmp_path,
+                                                                            monkeypatch):
+    root = tmp_path / "data" / "imgs"
+    (root / "Bag").mkdir(parents=True)
+    Image.new("L", (28, 28), 5).save(root / "Bag" / "a.png")
+    outside = flat(tmp_path / "outside", 1)
+    os.symlink(outside, root / "Coat")
+    monkeypatch.setenv("VIT_EXPLORER_DATA_ROOTS", str(tmp_path / "data"))
+    ds = load_dataset(str(root), CLASSES)
+    assert [r.id for r in ds.records] == ["Bag/a.png"]
+    assert "outside the folders" in dict(ds.skipped)["Coat/"]
+
+
+def test_a_labels_csv_linked_outside_the_roots_is_not_read(tmp_path, monkeypatch):
+    folder = flat(tmp_path / "data")
+    secret = tmp_path / "secret.csv"
+    secret.write_text("img0.png,Bag\nsecret-row,password\n")
+    os.symlink(secret, folder / "labels.csv")
+    monkeypatch.setenv("VIT_EXPLORER_DATA_ROOTS", str(tmp_path / "data"))
+    ds = load_dataset(str(folder), CLASSES)
+    assert all(r.label is None for r in ds.records)
+    assert "secret-row" not in str(ds.skipped)
+    assert "outside the folders" in dict(ds.skipped)["labels.csv"]
+
+
+def test_a_fifo_named_like_an_image_is_listed_and_never_opened(tmp_path):
+    folder = flat(tmp_path)
+    os.mkfifo(folder / "x.png")  # reading it would block for ever
+    ds = load_dataset(str(folder), CLASSES)
+    assert [r.id for r in ds.records] == ["img0.png", "img1.png"]
+    assert "not a regular file" in dict(ds.skipped)["x.png"]
+
+
+def test_a_hidden_folder_does_not_hide_the_flat_images(tmp_path):
+    folder = flat(tmp_path)
+    (folder / ".thumbnails").mkdir()
+    Image.new("L", (8, 8)).save(folder / ".thumbnails" / "img0.png")
+    (folder / "labels.csv").write_text("img0.png,Bag\n")
+    ds = load_dataset(str(folder), CLASSES)
+    assert [r.id for r in ds.records] == ["img0.png", "img1.png"]
+    assert ds.records[0].label == CLASSES.index("Bag")
+
+
+def test_a_file_named_dot_png_is_listed_with_its_reason(tmp_path):
+    folder = flat(tmp_path)
+    Image.new("L", (8, 8)).save(folder / ".png", format="PNG")
+    ds = load_dataset(str(folder), CLASSES)
+    assert [r.id for r in ds.records] == ["img0.png", "img1.png"]
+    assert "hidden" in dict(ds.skipped)[".png"]
+
+
+def test_a_superscript_digit_label_is_one_bad_row_not_a_refused_set(tmp_path):
+    folder = flat(tmp_path)
+    (folder / "labels.csv").write_text("img0.png,\u00b2\nimg1.png,Bag\n", encoding="utf-8")
+    ds = load_dataset(str(folder), CLASSES)
+    assert [r.label for r in ds.records] == [None, CLASSES.index("Bag")]
+    assert "\u00b2" in dict(ds.skipped)["img0.png"]
+
+
+def test_a_latin1_labels_csv_keeps_its_labels(tmp_path):
+    folder = flat(tmp_path)
+    os.rename(folder / "img1.png", folder / "caf\u00e9.png")
+    (folder / "labels.csv").write_bytes("img0.png,Bag\ncaf\u00e9.png,Coat\n".encode("latin-1"))
+    ds = load_dataset(str(folder), CLASSES)
+    labels = {r.id: r.label for r in ds.records}
+    assert labels == {"img0.png": CLASSES.index("Bag"), "caf\u00e9.png": CLASSES.index("Coat")}
+
+
+def test_a_huge_field_is_one_bad_row(tmp_path):
+    folder = flat(tmp_path)
+    (folder / "labels.csv").write_text("img0.png,Bag\n" + "x" * 200_000 + ",Coat\n"
+                                       "img1.png,Coat\n")
+    ds = load_dataset(str(folder), CLASSES)
+    assert [r.label for r in ds.records] == [CLASSES.index("Bag"), CLASSES.index("Coat")]
+    assert any("row 2" in name and "could not be read" in why for name, why in ds.skipped)
+
+
+def test_a_million_row_labels_csv_is_bounded_and_says_so(tmp_path):
+    folder = flat(tmp_path)
+    rows = "".join(f"ghost{i}.png,Bag\n" for i in range(1_000_000))
+    (folder / "labels.csv").write_text("img0.png,Coat\n" + rows)
+    begin = time.perf_counter()
+    ds = load_dataset(str(folder), CLASSES)
+    took = time.perf_counter() - begin
+    assert ds.records[0].label == CLASSES.index("Coat")
+    assert len(ds.skipped) < 1_000_000
+    from core.data.datasets import MAX_LABEL_ROWS
+    assert len(ds.skipped) <= MAX_LABEL_ROWS + 1
+    assert any("only the first" in why for _, why in ds.skipped)
+    assert took < 20, took  # generous bound: it read a bounded number of rows
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    wide = Image.new("L", (20, 10))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to view": the photo is stored sideways
+    path = tmp_path / "photo.jpg"
+    wide.save(path, exif=exif.tobytes())
+    assert decode_image(path.read_bytes(), "L").size == (10, 20)

@@ -1,0 +1,13 @@
+"""User-controlled text (file names, labels, paths, messages that quote them) for the
+Streamlit elements that render markdown: every ASCII punctuation character is
+escaped, so the text shows as typed and never becomes a link, an image or formatting."""
+from __future__ import annotations
+
+import re
+
+_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def plain(text: object) -> str:
+    """`text` as markdown that displays exactly `text`."""
+    return _PUNCTUATION.sub(r"\\\1", str(text))
