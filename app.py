@@ -121,6 +121,8 @@ def sidebar() -> None:
                     st.text(f"{name}: {reason}")
                 if len(ds.skipped) > SHOWN_SKIPPED:
                     st.caption(f"... and {len(ds.skipped) - SHOWN_SKIPPED} more.")
+        for note in ds.notes:
+            st.info(plain(note))
         if resources.cache().warning:
             st.warning(plain(resources.cache().warning))
     write_url()

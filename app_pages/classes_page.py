@@ -8,14 +8,15 @@ import streamlit as st
 from core.analyses.importance import METRIC_HELP, METRIC_LABELS, METRICS
 from core.analyses.pattern_labels import LABEL_NAMES
 from core.dataset import CLASS_VIEWS
-from core.dataset.class_views import GROUPINGS, ClassViewParams, contrast
+from core.dataset.class_views import GROUPINGS, ClassViewParams, class_names, contrast
 from ui import downloads, resources
 from ui.importance_charts import difference_chart, pattern_mix_chart
 from ui.state import bound, select
 from ui.views import intro, selected
 
 TOP_HEADS = 8  # heads listed under the difference heatmap (the CSV holds all)
-GROUPING_TEXT = {"label": "true label", "prediction": "predicted class"}
+GROUPING_TEXT = {"label": "class in the set (folder or label)",
+                 "prediction": "predicted class"}
 
 intro("Classes",
       "This page compares classes: for each class of the image set, how much each head "
@@ -43,7 +44,8 @@ if len(classes) < 2:
             f"({int(views['unlabeled'])} unlabeled images left out): comparing classes "
             "needs two. Group by the predicted class, or use a labeled set.")
     st.stop()
-names = {c: lm.class_names[c] for c in classes}
+all_names = class_names(lm, ds, ClassViewParams(group_by))
+names = {c: all_names[c] for c in classes}
 counts = dict(zip(classes, views["counts"].tolist()))
 with right:
     first = bound("first_class", classes[0], st.selectbox, "First class", classes,

@@ -74,8 +74,11 @@ intro("Head importance",
 chosen = selected_image()
 lm, ds, index, layer, head = chosen.lm, chosen.ds, chosen.index, chosen.layer, chosen.head
 label = ds.records[index].label
-target_text = ("the predicted class (the image has no label)" if label is None
-               else f"the true class ({lm.class_names[label]})")
+group = ds.records[index].group
+target_text = (f"the true class ({lm.class_names[label]})" if label is not None else
+               "the predicted class (the image has no label)" if group is None else
+               f"the predicted class (its class in the set, {group!r}, is not one of the "
+               "model's classes)")
 
 left, right = st.columns([2, 1])
 with left:

@@ -52,8 +52,7 @@ if overview is None:
     st.stop()
 order, xy = overview["image"].tolist(), overview["xy"]
 ids = [ds.records[i].id for i in order]
-classes = [lm.class_names[ds.records[i].label] if ds.records[i].label is not None
-           else "no label" for i in order]
+classes = [ds.records[i].group or "no class" for i in order]  # the set's own classes
 st.caption(f"{len(order)} images; each point is one image placed by t-SNE of its "
            f"{lm.num_layers} x {lm.num_heads} head importances ({METRIC_LABELS[metric]}); "
            "the ringed point is the selected image. Axes have no units.")

@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     done, skipped = precompute(lm, ds, cache, executor)
     for name, reason in skipped.items():
         print(f"skipped {name}: {reason}")
+    for note in ds.notes:
+        print(f"note: {note}")
     print(f"precompute: {len(done)} images done, {len(skipped)} skipped, "
           f"{time.perf_counter() - start:.1f} s ({lm.name} on {lm.device}, "
           f"cache {cache.directory if cache.enabled else 'off'})")

@@ -71,12 +71,16 @@ def one(lm: LoadedModel, ds: Dataset, index: int, name: str,
     return result.arrays[index]
 
 
-def class_note(lm: LoadedModel, ds: Dataset, label: int | None,
+def class_note(lm: LoadedModel, ds: Dataset, group: str | None,
                cache: ArrayCache | None) -> str:
-    """The heads that matter most for the image's class against the other classes, when
-    the class views of the set are in the cache (never computed for a report)."""
+    """The heads that matter most for the image's class in the set against the other
+    classes, when the class views of the set are in the cache (never computed for a
+    report)."""
     views = run_step(lm, ds, CLASS_VIEWS, cache=cache, compute=False).arrays
-    if views is None or label is None or label not in views["classes"].tolist():
+    if views is None or group not in ds.classes:
+        return ""
+    label = ds.classes.index(group)
+    if label not in views["classes"].tolist():
         return ""
     row = views["classes"].tolist().index(label)
     prob = views["importance_mean"][:, METRICS.index("prob")]
@@ -84,7 +88,7 @@ def class_note(lm: LoadedModel, ds: Dataset, label: int | None,
     difference = prob[row] - others
     top = np.dstack(np.unravel_index(np.argsort(-difference, axis=None)[:3], difference.shape))[0]
     return ("<p>" + html.escape(
-        f"Heads that matter more for {lm.class_names[label]} than for the other classes "
+        f"Heads that matter more for {group} than for the other classes "
         f"(mean over its {int(views['counts'][row])} images): "
         + ", ".join(f"layer {l}, head {h} (+{100 * difference[l, h]:.1f} points)"
                     for l, h in top) + ".") + "</p>")
@@ -142,7 +146,7 @@ def image_report(lm: LoadedModel, ds: Dataset, index: int, layer: int, head: int
         img_tag(chart_png(interaction_chart(pairs["heads"], pairs["interaction"][0],
                                             pairs["pair"][0], METRIC_LABELS["prob"])),
                 "interactions of the top heads")
-        + class_note(lm, ds, record.label, cache)))
+        + class_note(lm, ds, record.group, cache)))
 
     strength = one(lm, ds, index, "strength", cache)
     parts.append(section(

@@ -14,6 +14,7 @@ read (never a pipe or device), nothing whose links lead out of the allowed folde
 from __future__ import annotations
 
 import csv
+import json
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,11 +40,14 @@ OUTSIDE = "its link leads outside the folders this server may read; it was not r
 
 @dataclass
 class ImageRecord:
-    """One image: a stable id, its label index (None if unknown) and where it lives."""
+    """One image: a stable id, its label (the model's class index, None if unknown),
+    where it lives and its class in the set itself (its class folder, its label as
+    labels.csv writes it, a built-in set's class; None if it has none)."""
 
     id: str
     label: int | None
     path: Path | None = None  # None for the demo set (pixels held in memory)
+    group: str | None = None
 
 
 @dataclass
@@ -55,6 +59,13 @@ class Dataset:
     masks: np.ndarray | None = None  # built-in sets that ship object masks: N x H x W bool
     mask_files: dict[int, Path] = field(default_factory=dict)  # image index -> its mask
     mask_problems: list[tuple[str, str]] = field(default_factory=list)  # (image id, reason)
+    notes: list[str] = field(default_factory=list)  # facts about the set that lose nothing
+
+    @property
+    def classes(self) -> list[str]:
+        """The set's own classes (its folders or labels), sorted: what pages colour and
+        group by, whether or not they are model classes."""
+        return sorted({r.group for r in self.records if r.group is not None})
 
     def __len__(self) -> int:
         return len(self.records)
@@ -130,7 +141,8 @@ def label_index(value: str, class_names: list[str]) -> int | None:
 def builtin_dataset(name: str) -> Dataset:
     """A built-in sample of the Fashion-MNIST test set (``demo``, ``demo-watermark``)."""
     data = np.load(BUILTIN_DIRS[name] / "images.npz", allow_pickle=False)
-    records = [ImageRecord(id=f"test-{int(t):05d}", label=int(y))
+    names = json.loads((BUILTIN_DIRS[name] / "config.json").read_text())["class_names"]
+    records = [ImageRecord(id=f"test-{int(t):05d}", label=int(y), group=names[int(y)])
                for t, y in zip(data["test_index"], data["labels"])]
     return Dataset(name=name, records=records, pixels=data["images"],
                    masks=data["masks"] if "masks" in data else None)
@@ -199,12 +211,25 @@ def entries(folder: Path, root: Path, roots: list[Path], skipped: list[tuple[str
     return files, folders
 
 
-def images_of(files: list[Path], root: Path, label: int | None = None,
-              labels: dict[str, int | None] | None = None) -> list[ImageRecord]:
-    """The image files among `files`, labelled by `label` or by name from `labels`."""
-    return [ImageRecord(id=display_name(p, root), path=p,
-                        label=labels.get(p.name) if labels is not None else label)
+def images_of(files: list[Path], root: Path, group: str | None,
+              class_names: list[str]) -> list[ImageRecord]:
+    """The image files among `files` of the set's class `group` (labelled with the
+    model's class of that name, if any)."""
+    label = None if group is None else label_index(group, class_names)
+    return [ImageRecord(id=display_name(p, root), path=p, label=label, group=group)
             for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+
+
+def not_model_classes(groups: list[str], class_names: list[str], what: str) -> list[str]:
+    """Notes on the set's classes that are not model classes (nothing is lost: their
+    images are grouped by them and measured on their predicted class)."""
+    unmatched = [g for g in groups if label_index(g, class_names) is None]
+    if not unmatched:
+        return []
+    return [f"{len(unmatched)} {what} not among the model's classes "
+            f"({', '.join(repr(g) for g in unmatched[:5])}"
+            + (", ..." if len(unmatched) > 5 else "") + "): their images are grouped by "
+            "them, and measured on the model's predicted class."]
 
 
 def folder_dataset(root: Path, class_names: list[str], roots: list[Path] | None = None
@@ -218,22 +243,23 @@ def folder_dataset(root: Path, class_names: list[str], roots: list[Path] | None 
     records: list[ImageRecord] = []
     if subdirs:
         for sub in subdirs:
-            label = label_index(sub.name, class_names)
-            if label is None:
-                folder = display_name(sub, root)
-                skipped.append((folder + "/", f"class folder {folder!r} is not one of the "
-                                "model's classes; its images are shown without a label"))
-            records += images_of(entries(sub, root, roots, skipped)[0], root, label=label)
+            records += images_of(entries(sub, root, roots, skipped)[0], root,
+                                 display_name(sub, root), class_names)
+        notes = not_model_classes([display_name(d, root) for d in subdirs], class_names,
+                                  "class folder(s)")
     else:
         labels_csv = [p for p in files if p.name == LABELS_FILE]
-        labels = read_labels(labels_csv[0], class_names, skipped) if labels_csv else {}
-        records = images_of(files, root, labels=labels)
+        labels = read_labels(labels_csv[0], skipped) if labels_csv else {}
+        records = [record for p in files
+                   for record in images_of([p], root, labels.get(p.name), class_names)]
         present = {p.name for p in files}
         skipped += [(name, f"listed in {LABELS_FILE} but no such image file")
                     for name in sorted(set(labels) - present)]
+        notes = not_model_classes(sorted(set(labels.values())), class_names,
+                                  f"label(s) in {LABELS_FILE}")
     mask_files, mask_problems = find_masks(root, records, roots)
     return Dataset(name=str(root), records=records, skipped=skipped, mask_files=mask_files,
-                   mask_problems=mask_problems)
+                   mask_problems=mask_problems, notes=notes)
 
 
 def label_lines(path: Path, skipped: list[tuple[str, str]]) -> list[str]:
@@ -256,11 +282,10 @@ def label_lines(path: Path, skipped: list[tuple[str, str]]) -> list[str]:
     return lines[:MAX_LABEL_ROWS]
 
 
-def read_labels(path: Path, class_names: list[str],
-                skipped: list[tuple[str, str]]) -> dict[str, int | None]:
-    """filename -> label index from labels.csv (a header row is allowed); a row that
+def read_labels(path: Path, skipped: list[tuple[str, str]]) -> dict[str, str]:
+    """filename -> label as written in labels.csv (a header row is allowed); a row that
     cannot be read is listed and the others kept."""
-    labels: dict[str, int | None] = {}
+    labels: dict[str, str] = {}
     for number, line in enumerate(label_lines(path, skipped), start=1):
         try:
             row = next(csv.reader(io.StringIO(line)), [])
@@ -270,10 +295,7 @@ def read_labels(path: Path, class_names: list[str],
         if len(row) < 2 or row[0].strip().lower() in ("filename", "file"):
             continue
         name, value = row[0].strip(), row[1].strip()
-        labels[name] = label_index(value, class_names)
-        if labels[name] is None:
-            skipped.append((name, f"label {value!r} in {LABELS_FILE} is not one of the "
-                            "model's classes; the image is shown without a label"))
+        labels[name] = value
     return labels
 
 

@@ -6,9 +6,11 @@ per-image ``forward``, ``importance`` (SPEC "Head pruning"), ``strength`` (SPEC
 Per class of the image set: the mean and standard deviation of each importance
 metric per head, the mean strength entropy and mean attention distance per head,
 and the pattern-label mix (the share of the class's image x head pairs given each
-label, and per head the share given each label). Images are grouped by their true
-label (``group_by="label"``; unlabeled images are left out and counted) or by the
-predicted class (``"prediction"``). :func:`contrast` compares two classes head by
+label, and per head the share given each label). Images are grouped by the set's own
+classes (``group_by="label"``: class folders or labels.csv values, model classes or
+not, indices into ``Dataset.classes``; images without one are left out and counted)
+or by the predicted class (``"prediction"``: indices into the model's classes);
+:func:`class_names` names them. :func:`contrast` compares two classes head by
 head ("which heads matter for Sneaker but not for Sandal").
 """
 from __future__ import annotations
@@ -34,7 +36,7 @@ GROUPINGS = ("label", "prediction")
 
 @dataclass(frozen=True)
 class ClassViewParams:
-    group_by: str = "label"  # "label": the true label; "prediction": the predicted class
+    group_by: str = "label"  # "label": the set's own class; "prediction": the predicted one
 
     def __post_init__(self) -> None:
         if self.group_by not in GROUPINGS:
@@ -50,8 +52,8 @@ def build(lm: LoadedModel, ds: Dataset, reads: Reads, params: ClassViewParams,
     ``unlabeled`` (images left out)."""
     indices = sorted(reads[IMPORTANCE.name])
     if params.group_by == "label":
-        group = np.array([-1 if ds.records[i].label is None else ds.records[i].label
-                          for i in indices])
+        own = {name: k for k, name in enumerate(ds.classes)}
+        group = np.array([own.get(ds.records[i].group, -1) for i in indices])
     else:
         group = stack(reads[FORWARD.name], "logits").argmax(-1)
     importance = stack(reads[IMPORTANCE.name], "importance")
@@ -72,6 +74,11 @@ def build(lm: LoadedModel, ds: Dataset, reads: Reads, params: ClassViewParams,
         "pattern_mix": np.stack([onehot[c].mean((0, 1, 2)) for c in chosen]),
         "unlabeled": np.asarray(int((group < 0).sum())),
     }
+
+
+def class_names(lm: LoadedModel, ds: Dataset, params: ClassViewParams) -> list[str]:
+    """The names of the class indices of :func:`build`'s ``classes``."""
+    return ds.classes if params.group_by == "label" else lm.class_names
 
 
 def contrast(arrays: Arrays, first: int, second: int, metric: str) -> pd.DataFrame:
@@ -106,4 +113,4 @@ def describe(lm: LoadedModel, ds: Dataset, arrays: Arrays) -> str:
 CLASS_VIEWS = DatasetStep(
     name="class_views", params=ClassViewParams, reads=(FORWARD, IMPORTANCE, STRENGTH, PATTERNS),
     reads_params=lambda params: (NoParams(), NoParams(), NoParams(), PatternParams()),
-    build=build, describe=describe)  # pattern labels include "mixed" (pattern_labels)
+    build=build, describe=describe, version=2)  # 2: the set's own classes; "mixed" labels

@@ -286,7 +286,7 @@ def looks_like(state: dict[str, torch.Tensor]) -> str:
         names = [n for kind in kinds if size and timm.is_model(
             n := f"{kind.format(size)}_patch{patch}_{side}")]
         text += f" (for example {' or '.join(names)})" if names else ""
-    return text + f"; the number of heads is not stored in its shapes (often width / 64). "
+    return text + "; the number of heads is not stored in its shapes (often width / 64). "
 
 
 def imagenet_names(model: torch.nn.Module) -> list[str] | None:

@@ -89,7 +89,8 @@ def test_a_superscript_digit_label_is_one_bad_row_not_a_refused_set(tmp_path):
     (folder / "labels.csv").write_text("img0.png,\u00b2\nimg1.png,Bag\n", encoding="utf-8")
     ds = load_dataset(str(folder), CLASSES)
     assert [r.label for r in ds.records] == [None, CLASSES.index("Bag")]
-    assert "\u00b2" in dict(ds.skipped)["img0.png"]
+    # the set's own class: kept, grouped by it, and said once (issue 15)
+    assert ds.records[0].group == "\u00b2" and "\u00b2" in " ".join(ds.notes)
 
 
 def test_a_latin1_labels_csv_keeps_its_labels(tmp_path):

@@ -325,15 +325,15 @@ def test_classes_page_contrasts_two_classes_kept_in_the_url(demo, tmp_path):
     assert not at.exception and not at.error
     at.button(key="classes_compute").click().run()
     assert not at.exception and not at.error
-    assert any(s.value == "Heads that matter for Trouser but not for Sandal"
-               for s in at.subheader)
-    at.selectbox(key="w_first_class").set_value(7).run()  # Sneaker
+    assert any(s.value == "Heads that matter for Sandal but not for Sneaker"
+               for s in at.subheader)  # the set's classes: its folders, sorted
+    at.selectbox(key="w_first_class").set_value(2).run()  # Trouser
     at.selectbox(key="class_metric").set_value("jsd").run()
-    assert at.query_params["first_class"] == "7" and at.query_params["metric"] == "jsd"
-    assert any(s.value == "Heads that matter for Sneaker but not for Sandal"
+    assert at.query_params["first_class"] == "2" and at.query_params["metric"] == "jsd"
+    assert any(s.value == "Heads that matter for Trouser but not for Sneaker"
                for s in at.subheader)
     ds = load_dataset_for(folder, demo)
-    expected = contrast(run_step(demo, ds, CLASS_VIEWS).arrays, 7, 5, "jsd")
+    expected = contrast(run_step(demo, ds, CLASS_VIEWS).arrays, 2, 1, "jsd")
     shown = at.dataframe[0].value
     np.testing.assert_allclose(shown["difference"], expected["difference"][:len(shown)],
                                rtol=1e-5)
@@ -443,3 +443,27 @@ def test_compare_page_shows_two_images_side_by_side_and_keeps_them_in_the_link(d
     at.selectbox(key="compare_other").set_value(ds.records[7].id).run()
     link = open_page("app_pages/compare_page.py", dict(at.query_params))
     assert link.subheader[1].value == ds.records[7].id
+
+
+def test_folders_that_are_not_model_classes_colour_the_overview_and_skip_nothing(demo,
+                                                                                 tmp_path):
+    import shutil
+    folder = demo_class_folder(tmp_path, demo.class_names, per_class=2)
+    for old, new in (("Trouser", "china"), ("Sandal", "flower")):
+        shutil.move(folder / old, folder / new)
+    at = open_page("app_pages/overview_page.py", {"images": str(folder)})
+    at.button(key="overview_compute").click().run()
+    assert not at.exception and not at.error
+    assert not [e for e in at.sidebar.get("expander") if "skipped" in e.proto.label]
+    assert any("china" in i.value and "flower" in i.value and "predicted class" in i.value
+               for i in at.sidebar.info)
+    chart = next(c for c in at.get("vega_lite_chart") if "t-SNE" in c.proto.spec
+                 or '"class"' in c.proto.spec and "image" in c.proto.spec)
+    frames = [pa.ipc.open_stream(d.data.data).read_pandas() for d in chart.proto.datasets]
+    classes = set(next(f for f in frames if "class" in f.columns)["class"])
+    assert classes == {"china", "flower", "Sneaker"}  # coloured by the set's own classes
+    image = next(r for r in sorted(p.relative_to(folder).as_posix()
+                                   for p in folder.rglob("*.png")) if r.startswith("china"))
+    page = open_page("app_pages/importance_page.py", {"images": str(folder), "image": image})
+    assert any("its class in the set, 'china', is not one of the model's classes" in c.value
+               for c in page.caption)

@@ -10,7 +10,7 @@ from core.analyses import FORWARD, IMPORTANCE, PATTERNS, STRENGTH
 from core.analyses.pattern_labels import LABEL_NAMES, decide
 from core.data.datasets import load_dataset
 from core.dataset import CLASS_VIEWS
-from core.dataset.class_views import ClassViewParams, contrast
+from core.dataset.class_views import ClassViewParams, class_names, contrast
 from core.engine import run, run_step
 from core.storage.cache import ArrayCache
 from testing.images import CLASS_FOLDERS, demo_class_folder
@@ -31,10 +31,12 @@ def test_class_means_equal_a_loop_over_each_classs_images(demo, folder):
     importance = run(demo, ds, everything, IMPORTANCE, cache=cache).arrays
     strength = run(demo, ds, everything, STRENGTH, cache=cache).arrays
     patterns = run(demo, ds, everything, PATTERNS, cache=cache).arrays
-    assert list(arrays["classes"]) == sorted(CLASS_FOLDERS)
+    names = class_names(demo, ds, ClassViewParams())  # the folders, sorted
+    assert names == sorted(demo.class_names[c] for c in CLASS_FOLDERS)
+    assert list(arrays["classes"]) == list(range(len(CLASS_FOLDERS)))
     assert list(arrays["counts"]) == [4] * len(CLASS_FOLDERS) and arrays["unlabeled"] == 0
     for row, c in enumerate(arrays["classes"]):
-        mine = [i for i in everything if ds.records[i].label == c]
+        mine = [i for i in everything if ds.records[i].group == names[c]]
         values = np.stack([importance[i]["importance"] for i in mine])
         np.testing.assert_allclose(arrays["importance_mean"][row], values.mean(0), rtol=1e-6)
         np.testing.assert_allclose(arrays["importance_std"][row], values.std(0), atol=1e-7)
@@ -76,3 +78,14 @@ def test_contrast_orders_heads_by_the_difference_of_two_classes(demo, folder):
     assert reverse.iloc[-1]["difference"] == pytest.approx(-top["difference"])
     with pytest.raises(ValueError, match="no images"):
         contrast(arrays, first, 99, "jsd")
+
+
+def test_folders_that_are_not_model_classes_are_still_classes(demo, tmp_path):
+    import shutil
+    root = demo_class_folder(tmp_path, demo.class_names, per_class=2)
+    for old, new in (("Trouser", "china"), ("Sandal", "flower")):
+        shutil.move(root / old, root / new)
+    ds = load_dataset(str(root), demo.class_names)
+    assert not ds.skipped and ds.classes == ["Sneaker", "china", "flower"]
+    arrays = run_step(demo, ds, CLASS_VIEWS).arrays
+    assert list(arrays["counts"]) == [2, 2, 2] and arrays["unlabeled"] == 0

@@ -31,8 +31,11 @@ def test_image_folder_layout(tmp_path):
     ds = load_dataset(str(tmp_path), NAMES)
     assert [(r.id, r.label) for r in ds.records] == [("cat/a.png", 0), ("dog/b.jpg", 1),
                                                      ("zebra/c.png", None)]
-    assert any("zebra" in name and "not one of the model's classes" in why
-               for name, why in ds.skipped)
+    # folder names are the set's own classes: a folder that is no model class is kept,
+    # grouped by its name and said once; nothing was skipped
+    assert ds.classes == ["cat", "dog", "zebra"] and ds.records[2].group == "zebra"
+    assert not ds.skipped
+    assert len(ds.notes) == 1 and "'zebra'" in ds.notes[0] and "predicted class" in ds.notes[0]
 
 
 def test_flat_folder_with_labels_csv(tmp_path):
@@ -46,7 +49,8 @@ def test_flat_folder_with_labels_csv(tmp_path):
     assert labels == {"one.png": 2, "two.png": 1, "three.png": None}
     reasons = dict(ds.skipped)
     assert "no such image file" in reasons["missing.png"]
-    assert "'unicorn'" in reasons["three.png"]
+    assert "three.png" not in reasons and "'unicorn'" in ds.notes[0]
+    assert ds.classes == ["1", "ankle boot", "unicorn"]
 
 
 def test_flat_folder_without_labels(tmp_path):
