@@ -36,7 +36,7 @@ def heads_view(values, title: str, even: float, name: str, fmt: str) -> None:
 left, right = st.columns([1.4, 1])
 with left:
     st.subheader("All heads of this image: how far each looks")
-    heads_view(one["mean_distance"], "Mean attention distance (px)", even_distance,
+    heads_view(one["mean_distance"], "Mean distance (px)", even_distance,
                "strength_distance", ".1f")
     heads_view(one["entropy"], "Strength entropy (0 to 1)", even_entropy, "strength_scatter",
                ".3f")
