@@ -141,7 +141,7 @@ def test_clicking_a_head_in_the_pattern_layout_selects_it_everywhere(page, app_u
     ("strength", "strength_compute", "Compute now (8 images)",
      "Do later layers attend more globally?"),
     ("patterns", "pattern_compute", "Compute now (9 images)",
-     "Pattern labels of layer 0, head 0 over all images"),
+     "(ringed in red) over all"),
 ])
 def test_compute_now_computes_the_whole_set_once(page, app_url, prepared, path, key, label,
                                                  result):
