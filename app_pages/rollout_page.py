@@ -102,7 +102,7 @@ if table is not None:
     downloads.table(faithfulness_frame({m: table[m] for m in shown_metrics(ds)}, labels,
                                        METRICS), "faithfulness", number_format="{:.3f}",
                     width="stretch")
-    st.caption("Deletion/insertion: area under the predicted-class probability as patches "
+    st.caption("Arrows: ↑ higher is better, ↓ lower is better. Deletion/insertion: area under the predicted-class probability as patches "
                "are removed (set to the mean colour) or revealed from a blurred copy. "
                "Positive/negative perturbation: area under the share of images whose top class "
                "is unchanged as 10%..90% of the patches are removed, most (positive) or least "

@@ -56,8 +56,10 @@ def layer_grid_chart(lm: LoadedModel, layer_cls: np.ndarray, layer_score: np.nda
 def faithfulness_frame(table: dict[str, np.ndarray], labels: list[str],
                        metrics: dict[str, tuple[str, bool]]) -> pd.DataFrame:
     """Methods as rows (the index, named so that the CSV download keeps it), metrics as
-    columns, each header saying which way is better."""
-    return pd.DataFrame({f"{metrics[m][0]} ({'↑' if metrics[m][1] else '↓'} better)":
+    columns, each short header (the table fits 1,400 px) with an arrow saying which way
+    is better (↑ higher, ↓ lower)."""
+    return pd.DataFrame({f"{metrics[m][0].replace(' perturbation', ' pert.')} "
+                         f"{'↑' if metrics[m][1] else '↓'}":
                          values for m, values in table.items()},
                         index=pd.Index(labels, name="method"))
 
