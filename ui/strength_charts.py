@@ -42,7 +42,7 @@ def heads_scatter(values: np.ndarray, layer: int, head: int, title: str,
         y="even:Q", tooltip=["what", alt.Tooltip("even:Q", format=fmt)])
     text = reference.mark_text(align="left", dx=4, dy=-6, color="#555555").encode(
         x=alt.value(0), y="even:Q", text="what:N")
-    return alt.layer(points, chosen, rule, text).properties(height=280)
+    return alt.layer(rule, text, points, chosen).properties(height=280)  # points on top: clickable
 
 
 def strength_bars(s: np.ndarray) -> alt.Chart:
