@@ -1,11 +1,12 @@
 """User-controlled text (file names, labels, paths, messages that quote them) for the
-Streamlit elements that render markdown: every ASCII punctuation character is
-escaped, so the text shows as typed and never becomes a link, an image or formatting."""
+Streamlit elements that render markdown: the characters that make links, images,
+HTML, emphasis, code, tables, math and Streamlit's colour directives are escaped, so
+the text shows as typed and never becomes a link, an image or formatting."""
 from __future__ import annotations
 
 import re
 
-_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()<>#!|~$])")
 
 
 def plain(text: object) -> str:
