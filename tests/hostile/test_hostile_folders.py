@@ -7,7 +7,6 @@ import os
 import time
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from core.data.datasets import load_dataset
