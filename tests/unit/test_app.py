@@ -89,9 +89,11 @@ def open_page(page: str, params: dict[str, str]) -> AppTest:
     return at
 
 
-def chart_data(chart) -> pd.DataFrame:
-    """The (single) data set an Altair chart sent to the browser."""
-    return pa.ipc.open_stream(chart.proto.datasets[0].data.data).read_pandas()
+def chart_data(chart, column: str | None = None) -> pd.DataFrame:
+    """The data set an Altair chart sent to the browser: the first, or the first with
+    `column`."""
+    frames = [pa.ipc.open_stream(d.data.data).read_pandas() for d in chart.proto.datasets]
+    return next(f for f in frames if column is None or column in f.columns)
 
 
 def test_strength_page_shows_the_selected_heads_strength():
@@ -111,10 +113,10 @@ def test_strength_page_shows_the_selected_heads_strength():
     batch, _, _ = load_batch(lm, demo_dataset(), [0])
     expected = STRENGTH.compute(lm, batch, [None], NoParams())[0]
     # every head's mean distance in a chart of its own, and the entropies, axes zoomed
-    np.testing.assert_allclose(chart_data(distance)["value"], expected["mean_distance"].ravel(),
-                               rtol=1e-5)
-    np.testing.assert_allclose(chart_data(scatter)["value"], expected["entropy"].ravel(),
-                               rtol=1e-5)
+    np.testing.assert_allclose(chart_data(distance, "value")["value"],
+                               expected["mean_distance"].ravel(), rtol=1e-5)
+    np.testing.assert_allclose(chart_data(scatter, "value")["value"],
+                               expected["entropy"].ravel(), rtol=1e-5)
     assert '"zero": false' in scatter.proto.spec.replace(" ", "").replace('":', '": ')
     frames = [pa.ipc.open_stream(d.data.data).read_pandas() for d in distance.proto.datasets]
     reference = next(f for f in frames if "even" in f.columns)  # the reference line
