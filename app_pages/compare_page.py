@@ -15,6 +15,7 @@ from core.explain import METHODS
 from ui import downloads, resources
 from ui.charts import overlay, predictions_chart
 from ui.importance_charts import heads_chart
+from ui.rollout_charts import map_row
 from ui.state import bound
 from ui.strength_charts import heads_scatter
 from ui.views import display_image, intro, selected
@@ -71,10 +72,9 @@ for column, index, side in zip(st.columns(2), (first, second), ("left", "right")
         st.markdown(f"**Where the whole model looks** (explaining "
                     f"{lm.class_names[int(maps['class'])]})")
         for row in range(0, len(MAP_METHODS), 3):
-            for cell, method, values in zip(st.columns(3), MAP_METHODS[row:row + 3],
-                                            maps["maps"][row:row + 3]):
-                cell.image(overlay(big, heat_map(values, lm, big.shape[:2])),
-                           caption=METHODS[method].label)
+            map_row(big, [heat_map(values, lm, big.shape[:2])
+                          for values in maps["maps"][row:row + 3]],
+                    [METHODS[method].label for method in MAP_METHODS[row:row + 3]])
         downloads.csv(pd.DataFrame(maps["maps"].T, columns=list(MAP_METHODS)).rename_axis(
             "patch"), f"compare_maps_{side}", "Download the maps (CSV, a row per patch)")
         st.caption(f"Mean attention distance over all heads: "
