@@ -39,7 +39,7 @@ PAGES = [
 
 
 SHOWN_SKIPPED = 100  # skipped files listed in the sidebar; the rest are counted
-UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff", "ppm", "csv"]
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff", "ppm", "csv", "zip"]
 
 
 def use_uploads() -> None:
@@ -48,13 +48,35 @@ def use_uploads() -> None:
     if not files:
         return
     try:
-        images = save_uploads([(f.name, f.getvalue()) for f in files])
+        upload = save_uploads([(f.name, f.getvalue()) for f in files])
     except OSError as err:
         st.session_state["upload_error"] = (f"The uploaded files could not be stored "
                                             f"({err.strerror or type(err).__name__}); "
                                             "the image set is unchanged.")
         return
-    select(images=images, image="")
+    st.session_state["upload_report"] = (len(files), upload)
+    select(images=upload.images, image="")
+
+
+def upload_report() -> None:
+    """What the last upload of this session gave: files received and kept, and each
+    file or archive entry left out with the reason (shown once, after the upload)."""
+    received, upload = st.session_state.pop("upload_report")
+    st.success(f"{received:,} file(s) received; {upload.files:,} kept as the image set. "
+               "If you picked more files, the browser could not send the rest: "
+               "upload them as one .zip.")
+    if upload.refused:
+        listed(f"{len(upload.refused)} file(s) left out of the upload", upload.refused)
+
+
+def listed(title: str, files: list[tuple[str, str]]) -> None:
+    """An expander listing ``(file, reason)`` pairs as plain text, the first
+    SHOWN_SKIPPED of them, the rest counted."""
+    with st.expander(title):
+        for name, reason in files[:SHOWN_SKIPPED]:
+            st.text(f"{name}: {reason}")
+        if len(files) > SHOWN_SKIPPED:
+            st.caption(f"... and {len(files) - SHOWN_SKIPPED} more.")
 
 
 def sidebar() -> None:
@@ -78,7 +100,11 @@ def sidebar() -> None:
                          key="w_upload", on_change=use_uploads,
                          help="They become the image set, kept on this server so that a "
                               "link to it works. Add a labels.csv (filename,label) to give "
-                              "their true classes.")
+                              "their true classes. Many images? Upload one .zip (flat with "
+                              "a labels.csv, or class folders): a browser sending hundreds "
+                              "of separate files can lose some.")
+        if "upload_report" in st.session_state:
+            upload_report()
         if "upload_error" in st.session_state:
             st.error(plain(st.session_state.pop("upload_error")))
         try:
@@ -116,11 +142,7 @@ def sidebar() -> None:
                    f"{lm.num_prefix_tokens} prefix token(s), on {lm.device}. "
                    f"{len(ds)} images.")
         if ds.skipped:
-            with st.expander(f"{len(ds.skipped)} file(s) skipped"):
-                for name, reason in ds.skipped[:SHOWN_SKIPPED]:
-                    st.text(f"{name}: {reason}")
-                if len(ds.skipped) > SHOWN_SKIPPED:
-                    st.caption(f"... and {len(ds.skipped) - SHOWN_SKIPPED} more.")
+            listed(f"{len(ds.skipped)} file(s) skipped", ds.skipped)
         for note in ds.notes:
             st.info(plain(note))
         if resources.cache().warning:

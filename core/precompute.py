@@ -88,13 +88,15 @@ def precompute(lm: LoadedModel, ds: Dataset, cache: ArrayCache | None,
     for analysis in ANALYSES.values():
         if not analysis.precompute:
             continue
+        begin = time.perf_counter()
         results[analysis.name] = result = with_bar(analysis.name, len(ds), lambda p: run(
             lm, ds, list(range(len(ds))), analysis, cache=cache, progress=p,
             executor=executor))
         skipped.update(result.skipped)
         done &= set(result.arrays)
         print(f"{analysis.name}: {result.from_cache} from the cache, "
-              f"{len(result.arrays) - result.from_cache} computed")
+              f"{len(result.arrays) - result.from_cache} computed "
+              f"({time.perf_counter() - begin:.1f} s)")
     for step in DATASET_STEPS.values():
         begin = time.perf_counter()
         try:

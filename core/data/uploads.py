@@ -1,32 +1,55 @@
 """Images uploaded through the app, kept as an image set on the server.
 
+An upload is image files, an optional ``labels.csv``, and ``.zip`` archives of the
+same (flat, or class folders at the top of the archive, and ``masks/``): one archive
+is one request, where a browser sending thousands of separate files can lose some.
 The files of one upload go into a folder named after their content, and the image
 set is then named ``upload:<digest>`` (what the sidebar and a shared link carry;
 never a server path). The same files always give the same name, so a shared link
 opens the same set on this server for as long as the folder is kept. The folder is
-read like any flat image folder (``core.data.datasets``): a ``labels.csv`` among the
+read like any image folder (``core.data.datasets``): a ``labels.csv`` among flat
 files gives labels, and a file that cannot be decoded is skipped and listed.
 Names are made safe for one folder (last path part, no control characters, at
 most MAX_NAME_BYTES, repeats that differ only in case numbered), and the rows of an
-uploaded ``labels.csv`` follow a file that had to be renamed.
+uploaded ``labels.csv`` follow a file that had to be renamed. What is read from an
+archive is bounded (MAX_FILES entries, MAX_FILE_BYTES each, MAX_UNPACKED_BYTES in
+all; regular files only); every entry left out is listed with the reason.
 Folders live in ``uploads/`` beside ``app.py``, or in ``$VIT_EXPLORER_UPLOADS``;
 nothing removes them.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import shutil
+import stat
 import tempfile
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 PREFIX = "upload:"
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "uploads"
 _DIGEST = re.compile(r"[0-9a-f]{16}")
 MAX_NAME_BYTES = 200  # below the 255 bytes of common file systems, room for "-2"
 LABELS = "labels.csv"
+MASKS = "masks"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
+MAX_FILES = 20_000  # files kept from one upload (archive entries included)
+MAX_FILE_BYTES = 64 * 2**20  # one archive entry, unpacked
+MAX_UNPACKED_BYTES = 2**30  # all archive entries of one upload, unpacked
+
+
+@dataclass
+class Upload:
+    """An upload once stored: its image set's name, the files kept, and the files or
+    archive entries left out, ``(name, reason)``."""
+    images: str
+    files: int
+    refused: list[tuple[str, str]] = field(default_factory=list)
 
 
 def uploads_root() -> Path:
@@ -67,32 +90,129 @@ def renamed_labels(data: bytes, renames: dict[str, str]) -> bytes:
     return b"\n".join(lines)
 
 
-def save_uploads(files: Sequence[tuple[str, bytes]]) -> str:
-    """Store uploaded ``(file name, content)`` pairs; returns the image set's name,
-    ``upload:<digest>``. Raises OSError when the uploads folder cannot be written."""
-    names = safe_file_names([name for name, _ in files])
-    renames = {name: new for (name, _), new in zip(files, names) if new != name}
-    if renames and LABELS in names:
-        at = names.index(LABELS)
-        files = [*files[:at], (LABELS, renamed_labels(files[at][1], renames)),
-                 *files[at + 1:]]
-    digest = hashlib.sha256()
-    for name, (_, data) in sorted(zip(names, files)):
-        digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
-    key = digest.hexdigest()[:16]
-    folder = uploads_root() / key
-    if not folder.is_dir():
-        uploads_root().mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=uploads_root(), prefix=".incoming-"))
+def archive_entries(name: str, data: bytes, refused: list[tuple[str, str]]
+                    ) -> Iterator[tuple[list[str], bytes]]:
+    """The regular files of zip archive `name` as ``(path parts, content)``, one
+    leading folder that holds everything dropped; entries left out go to `refused`."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        infos = [info for info in archive.infolist() if not info.is_dir()]
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as err:
+        refused.append((name, f"not a readable .zip archive ({err})"))
+        return
+    paths = [[p for p in re.split(r"[/\\]", info.filename) if p not in ("", ".")]
+             for info in infos]
+    while paths and all(len(p) > 1 and p[0] == paths[0][0] for p in paths):
+        paths = [p[1:] for p in paths]
+    unpacked = 0
+    for info, parts in zip(infos, paths):
+        where = f"{name}: {info.filename}"
+        kind = stat.S_IFMT(info.external_attr >> 16)
+        if kind and kind != stat.S_IFREG:
+            refused.append((where, "not a regular file (a link or a device); it was not read"))
+        elif ".." in parts:
+            refused.append((where, "its path leads outside the archive; it was not read"))
+        elif any(p.startswith(".") or p == "__MACOSX" for p in parts):
+            refused.append((where, "a hidden or system file (its path has a part starting "
+                                   "with a dot, or __MACOSX)"))
+        elif info.file_size > MAX_FILE_BYTES:
+            refused.append((where, f"larger than {MAX_FILE_BYTES // 2**20} MB unpacked"))
+        elif unpacked + info.file_size > MAX_UNPACKED_BYTES:
+            refused.append((where, f"past the {MAX_UNPACKED_BYTES // 2**20} MB that one "
+                                   "upload may unpack to; upload the rest separately"))
+        else:
+            try:
+                with archive.open(info) as entry:
+                    content = entry.read(info.file_size + 1)
+            except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError,
+                    EOFError, ValueError) as err:  # damaged, encrypted, unknown method
+                refused.append((where, f"could not be unpacked ({err})"))
+                continue
+            if len(content) != info.file_size:
+                refused.append((where, "its unpacked size differs from the size the "
+                                       "archive states; it was not read"))
+                continue
+            unpacked += len(content)
+            yield parts, content
+
+
+def upload_entries(files: Sequence[tuple[str, bytes]], refused: list[tuple[str, str]]
+                   ) -> Iterator[tuple[list[str], bytes]]:
+    """Every uploaded file and archive entry as ``(path parts, content)``; a file's
+    parts are its last name part alone."""
+    for name, data in files:
+        if name.lower().endswith(".zip"):
+            yield from archive_entries(name, data, refused)
+        else:
+            yield [name], data
+
+
+def placed(entries: Iterator[tuple[list[str], bytes]], refused: list[tuple[str, str]]
+           ) -> Iterator[tuple[str, bytes]]:
+    """Each kept entry's path in the upload's folder: ``file``, or ``folder/file`` for a
+    class folder or masks/. Images, labels.csv and masks only; at most MAX_FILES; names
+    made safe per folder, repeats numbered, a flat labels.csv following renames."""
+    entries = list(entries)
+    folder_names = sorted({p[0] for p in (parts for parts, _ in entries) if len(p) == 2})
+    folders = dict(zip(folder_names, safe_file_names(folder_names)))
+    classes = any(folders[f].lower() != MASKS for f in folders)
+    by_folder: dict[str, list[tuple[str, bytes]]] = {}
+    kept = 0
+    for parts, data in entries:
+        shown = "/".join(parts)
+        name = parts[-1].lower()
+        folder = folders[parts[0]] if len(parts) == 2 else ""
+        wanted = name.endswith(IMAGE_SUFFIXES) or (name == LABELS and not folder)
+        if len(parts) > 2:
+            refused.append((shown, "more than one folder deep: put images in class "
+                                   "folders at the top of the archive"))
+        elif not wanted:
+            refused.append((shown, "not an image (" + ", ".join(IMAGE_SUFFIXES)
+                                   + f") or a top-level {LABELS}"))
+        elif classes and not folder and name != LABELS:
+            refused.append((shown, "an image beside class folders belongs to no class: "
+                                   "put it in a class folder"))
+        elif kept >= MAX_FILES:
+            refused.append((shown, f"past the {MAX_FILES:,} files one upload may hold; "
+                                   "upload the rest as another set"))
+        else:
+            kept += 1
+            by_folder.setdefault(folder, []).append((parts[-1], data))
+    for folder, files in by_folder.items():
+        names = safe_file_names([name for name, _ in files])
+        renames = {name: new for (name, _), new in zip(files, names) if new != name}
+        for new, (_, data) in zip(names, files):
+            if new == LABELS and renames and not folder:
+                data = renamed_labels(data, renames)
+            yield (f"{folder}/{new}" if folder else new), data
+
+
+def save_uploads(files: Sequence[tuple[str, bytes]]) -> Upload:
+    """Store uploaded ``(file name, content)`` pairs (zip archives unpacked); returns
+    the image set's name, ``upload:<digest>``, with the count of files kept and what
+    was left out. Raises OSError when the uploads folder cannot be written."""
+    refused: list[tuple[str, str]] = []
+    root = uploads_root()
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=root, prefix=".incoming-"))
+    try:
+        hashes = []
+        for path, data in placed(upload_entries(files, refused), refused):
+            (staging / path).parent.mkdir(exist_ok=True)
+            (staging / path).write_bytes(data)
+            hashes.append((path, hashlib.sha256(data).digest()))
+        digest = hashlib.sha256()
+        for path, content in sorted(hashes):
+            digest.update(path.encode() + b"\0" + content)
+        folder = root / digest.hexdigest()[:16]
         try:
-            for name, (_, data) in zip(names, files):
-                (staging / name).write_bytes(data)
             staging.rename(folder)
         except OSError:
-            shutil.rmtree(staging, ignore_errors=True)
             if not folder.is_dir():  # another session may have stored the same files
                 raise
-    return PREFIX + key
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return Upload(PREFIX + folder.name, len(hashes), refused)
 
 
 def upload_folder(spec: str) -> Path:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import io
 import re
+import zipfile
 from urllib.parse import urlencode
 
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 from playwright.sync_api import expect
 
 from tests.e2e.helpers import (assert_no_exception, chart, click_chart, download, keyed,
@@ -188,8 +190,6 @@ def test_clicking_a_ranked_image_and_a_lift_cell_select_them_everywhere(page, ap
 
 
 def test_uploaded_images_become_the_image_set_and_a_link_reopens_it(page, app_url):
-    from PIL import Image
-
     def png(value: int) -> bytes:
         out = io.BytesIO()
         Image.fromarray(np.full((40, 40, 3), value, dtype=np.uint8)).save(out, format="PNG")
@@ -210,6 +210,22 @@ def test_uploaded_images_become_the_image_set_and_a_link_reopens_it(page, app_ur
              other.get_by_text("Image dark.png", exact=False).first,
              chart(other, "strength_scatter"))
     assert_no_exception(other)
+
+
+def test_two_thousand_images_uploaded_as_one_zip_all_arrive_and_are_counted(page, app_url):
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        for i in range(2000):
+            png = io.BytesIO()
+            Image.fromarray(np.full((28, 28), i % 256, dtype=np.uint8)).save(png, format="PNG")
+            zf.writestr(f"set/img{i:04d}.png", png.getvalue())
+    open_app(page, url(app_url), keyed(page, "overview_compute"))
+    page.locator('[data-testid="stSidebar"] input[type="file"]').set_input_files([
+        {"name": "set.zip", "mimeType": "application/zip", "buffer": out.getvalue()}])
+    page.wait_for_function("() => window.location.search.includes('images=upload')")
+    wait_for_app(page, page.get_by_text("1 file(s) received; 2,000 kept", exact=False),
+                 page.get_by_text("2000 images.", exact=False))
+    assert_no_exception(page)
 
 
 # -- several sessions at once -------------------------------------------------------------

@@ -88,7 +88,7 @@ def uploads_root(tmp_path, monkeypatch):
 def test_an_upload_with_a_400_byte_name_is_kept_with_a_shorter_name(demo):
     long = "\u00e9" * 198 + ".png"  # 400 bytes in UTF-8
     spec = uploads.save_uploads([(long, png()), ("good.png", png()),
-                                 ("labels.csv", f"{long},Bag\n".encode())])
+                                 ("labels.csv", f"{long},Bag\n".encode())]).images
     ds = load_dataset(spec, demo.class_names)
     assert len(ds.records) == 2 and not ds.skipped
     kept = next(r for r in ds.records if r.id != "good.png")
@@ -98,7 +98,7 @@ def test_an_upload_with_a_400_byte_name_is_kept_with_a_shorter_name(demo):
 
 def test_uploads_whose_names_differ_only_in_case_keep_their_labels(demo):
     spec = uploads.save_uploads([("a.png", png()), ("A.png", png()),
-                                 ("labels.csv", b"a.png,Bag\nA.png,Coat\n")])
+                                 ("labels.csv", b"a.png,Bag\nA.png,Coat\n")]).images
     ds = load_dataset(spec, demo.class_names)
     assert sorted(demo.class_names[r.label] for r in ds.records) == ["Bag", "Coat"]
     assert not ds.skipped
