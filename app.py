@@ -13,7 +13,8 @@ if "torch" not in sys.modules:
     starting.info("Loading the engine (PyTorch and timm), a few seconds "
                   "after a server start...", icon=":material/hourglass_top:")
 
-from core.data.uploads import save_uploads  # noqa: E402 (after the message)
+from core.data.layout import IMAGE_SUFFIXES  # noqa: E402 (after the message)
+from core.data.uploads import save_uploads  # noqa: E402
 from ui import resources  # noqa: E402
 from ui.plain import plain  # noqa: E402
 from ui.downloads import safe_name  # noqa: E402
@@ -39,7 +40,7 @@ PAGES = [
 
 
 SHOWN_SKIPPED = 100  # skipped files listed in the sidebar; the rest are counted
-UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff", "ppm", "csv", "zip"]
+UPLOAD_TYPES = [suffix[1:] for suffix in IMAGE_SUFFIXES] + ["csv", "zip"]
 
 
 def use_uploads() -> None:

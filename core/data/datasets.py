@@ -25,14 +25,12 @@ from PIL import Image
 
 from core.data import uploads
 from core.data.decode import ImageDecodeError, decode_image
+from core.data.layout import IMAGE_SUFFIXES, LABELS_FILE, MASKS_FOLDER, is_image_name
 from core.data.paths import BUILTIN_DIRS, allowed_path, data_roots, inside
 from core.model.loading import LoadedModel
 from core.storage.keys import image_hash
 
 NOT_AN_IMAGE = "could not be read as an image"  # how a file that can never be used is listed
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
-MASKS_FOLDER = "masks"  # a folder's object masks; never a class folder
-LABELS_FILE = "labels.csv"
 MAX_LABEL_ROWS = 100_000  # rows of labels.csv read; the rest is refused with a message
 MAX_LABEL_BYTES = 16 * 2**20
 OUTSIDE = "its link leads outside the folders this server may read; it was not read"
@@ -177,10 +175,6 @@ def find_masks(root: Path, records: list[ImageRecord], roots: list[Path]
             problems.append((record.id, f"mask {display_name(path, root)} could not be read "
                              f"({err}); its keypoint patches stand in for the object"))
     return found, problems
-
-
-def is_image_name(name: str) -> bool:
-    return name.lower().endswith(tuple(IMAGE_SUFFIXES))
 
 
 def entries(folder: Path, root: Path, roots: list[Path], skipped: list[tuple[str, str]]

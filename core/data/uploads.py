@@ -27,17 +27,16 @@ import shutil
 import stat
 import tempfile
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
+
+from core.data.layout import IMAGE_SUFFIXES, LABELS_FILE, MASKS_FOLDER, is_image_name
 
 PREFIX = "upload:"
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "uploads"
 _DIGEST = re.compile(r"[0-9a-f]{16}")
 MAX_NAME_BYTES = 200  # below the 255 bytes of common file systems, room for "-2"
-LABELS = "labels.csv"
-MASKS = "masks"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 MAX_FILES = 20_000  # files kept from one upload (archive entries included)
 MAX_FILE_BYTES = 64 * 2**20  # one archive entry, unpacked
 MAX_UNPACKED_BYTES = 2**30  # all archive entries of one upload, unpacked
@@ -49,7 +48,7 @@ class Upload:
     archive entries left out, ``(name, reason)``."""
     images: str
     files: int
-    refused: list[tuple[str, str]] = field(default_factory=list)
+    refused: list[tuple[str, str]]
 
 
 def uploads_root() -> Path:
@@ -90,10 +89,14 @@ def renamed_labels(data: bytes, renames: dict[str, str]) -> bytes:
     return b"\n".join(lines)
 
 
+Read = Callable[[], "bytes | None"]  # an entry's content, None once refused
+
+
 def archive_entries(name: str, data: bytes, refused: list[tuple[str, str]]
-                    ) -> Iterator[tuple[list[str], bytes]]:
-    """The regular files of zip archive `name` as ``(path parts, content)``, one
-    leading folder that holds everything dropped; entries left out go to `refused`."""
+                    ) -> Iterator[tuple[list[str], Read]]:
+    """The regular files of zip archive `name` as ``(path parts, read)``, one leading
+    folder that holds everything dropped; the checks that need no content are made
+    here, the rest when an entry is read. Entries left out go to `refused`."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = [info for info in archive.infolist() if not info.is_dir()]
@@ -104,7 +107,7 @@ def archive_entries(name: str, data: bytes, refused: list[tuple[str, str]]
              for info in infos]
     while paths and all(len(p) > 1 and p[0] == paths[0][0] for p in paths):
         paths = [p[1:] for p in paths]
-    unpacked = 0
+    unpacked = 0  # stated sizes; read() holds every entry to its stated size
     for info, parts in zip(infos, paths):
         where = f"{name}: {info.filename}"
         kind = stat.S_IFMT(info.external_attr >> 16)
@@ -121,55 +124,62 @@ def archive_entries(name: str, data: bytes, refused: list[tuple[str, str]]
             refused.append((where, f"past the {MAX_UNPACKED_BYTES // 2**20} MB that one "
                                    "upload may unpack to; upload the rest separately"))
         else:
-            try:
-                with archive.open(info) as entry:
-                    content = entry.read(info.file_size + 1)
-            except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError,
-                    EOFError, ValueError) as err:  # damaged, encrypted, unknown method
-                refused.append((where, f"could not be unpacked ({err})"))
-                continue
-            if len(content) != info.file_size:
-                refused.append((where, "its unpacked size differs from the size the "
-                                       "archive states; it was not read"))
-                continue
-            unpacked += len(content)
-            yield parts, content
+            unpacked += info.file_size
+            yield parts, lambda info=info, where=where: read_entry(archive, info, where, refused)
+
+
+def read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str,
+               refused: list[tuple[str, str]]) -> bytes | None:
+    """One archive entry's content, at most its stated size; None (and the reason in
+    `refused`) when it cannot be unpacked or unpacks to another size."""
+    try:
+        with archive.open(info) as entry:
+            content = entry.read(info.file_size + 1)
+    except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError,
+            EOFError, ValueError) as err:  # damaged, encrypted, unknown method
+        refused.append((where, f"could not be unpacked ({err})"))
+        return None
+    if len(content) != info.file_size:
+        refused.append((where, "its unpacked size differs from the size the archive "
+                               "states; it was not read"))
+        return None
+    return content
 
 
 def upload_entries(files: Sequence[tuple[str, bytes]], refused: list[tuple[str, str]]
-                   ) -> Iterator[tuple[list[str], bytes]]:
-    """Every uploaded file and archive entry as ``(path parts, content)``; a file's
-    parts are its last name part alone."""
+                   ) -> Iterator[tuple[list[str], Read]]:
+    """Every uploaded file and archive entry as ``(path parts, read)``; a file's parts
+    are its name alone."""
     for name, data in files:
         if name.lower().endswith(".zip"):
             yield from archive_entries(name, data, refused)
         else:
-            yield [name], data
+            yield [name], lambda data=data: data
 
 
-def placed(entries: Iterator[tuple[list[str], bytes]], refused: list[tuple[str, str]]
-           ) -> Iterator[tuple[str, bytes]]:
+def placed(entries: Iterator[tuple[list[str], Read]], refused: list[tuple[str, str]]
+           ) -> Iterator[tuple[str, Read]]:
     """Each kept entry's path in the upload's folder: ``file``, or ``folder/file`` for a
     class folder or masks/. Images, labels.csv and masks only; at most MAX_FILES; names
-    made safe per folder, repeats numbered, a flat labels.csv following renames."""
+    made safe per folder, repeats numbered, a flat labels.csv following renames.
+    Decided on the names alone: nothing is read here."""
     entries = list(entries)
-    folder_names = sorted({p[0] for p in (parts for parts, _ in entries) if len(p) == 2})
+    folder_names = sorted({parts[0] for parts, _ in entries if len(parts) == 2})
     folders = dict(zip(folder_names, safe_file_names(folder_names)))
-    classes = any(folders[f].lower() != MASKS for f in folders)
-    by_folder: dict[str, list[tuple[str, bytes]]] = {}
+    classes = any(folders[f].lower() != MASKS_FOLDER for f in folders)
+    by_folder: dict[str, list[tuple[str, Read]]] = {}
     kept = 0
-    for parts, data in entries:
+    for parts, read in entries:
         shown = "/".join(parts)
-        name = parts[-1].lower()
         folder = folders[parts[0]] if len(parts) == 2 else ""
-        wanted = name.endswith(IMAGE_SUFFIXES) or (name == LABELS and not folder)
+        labels = parts[-1].lower() == LABELS_FILE and not folder
         if len(parts) > 2:
             refused.append((shown, "more than one folder deep: put images in class "
                                    "folders at the top of the archive"))
-        elif not wanted:
+        elif not (is_image_name(parts[-1]) or labels):
             refused.append((shown, "not an image (" + ", ".join(IMAGE_SUFFIXES)
-                                   + f") or a top-level {LABELS}"))
-        elif classes and not folder and name != LABELS:
+                                   + f") or a top-level {LABELS_FILE}"))
+        elif classes and not folder and not labels:
             refused.append((shown, "an image beside class folders belongs to no class: "
                                    "put it in a class folder"))
         elif kept >= MAX_FILES:
@@ -177,14 +187,15 @@ def placed(entries: Iterator[tuple[list[str], bytes]], refused: list[tuple[str, 
                                    "upload the rest as another set"))
         else:
             kept += 1
-            by_folder.setdefault(folder, []).append((parts[-1], data))
+            by_folder.setdefault(folder, []).append((parts[-1], read))
     for folder, files in by_folder.items():
         names = safe_file_names([name for name, _ in files])
         renames = {name: new for (name, _), new in zip(files, names) if new != name}
-        for new, (_, data) in zip(names, files):
-            if new == LABELS and renames and not folder:
-                data = renamed_labels(data, renames)
-            yield (f"{folder}/{new}" if folder else new), data
+        for new, (_, read) in zip(names, files):
+            if new == LABELS_FILE and renames and not folder:
+                read = (lambda read=read: None if (data := read()) is None
+                        else renamed_labels(data, renames))
+            yield (f"{folder}/{new}" if folder else new), read
 
 
 def save_uploads(files: Sequence[tuple[str, bytes]]) -> Upload:
@@ -197,7 +208,10 @@ def save_uploads(files: Sequence[tuple[str, bytes]]) -> Upload:
     staging = Path(tempfile.mkdtemp(dir=root, prefix=".incoming-"))
     try:
         hashes = []
-        for path, data in placed(upload_entries(files, refused), refused):
+        for path, read in placed(upload_entries(files, refused), refused):
+            data = read()
+            if data is None:
+                continue
             (staging / path).parent.mkdir(exist_ok=True)
             (staging / path).write_bytes(data)
             hashes.append((path, hashlib.sha256(data).digest()))
