@@ -6,9 +6,11 @@ batch in the same run:
   (L x H + 1 forwards, timm's stock kernels), same metrics
   (``testing.reference.naive_leave_one_out``): the headline baseline;
 - unbatched naive: the same loop one image at a time (batch size 1, like the floor);
-- engine: ``core.analyses.importance.leave_one_out``;
-- engine on stock kernels: the same with ``core.model._kernels`` switched off, to show
-  what the algorithm alone gains over the naive loop and what the oneDNN kernels add;
+- engine: ``core.analyses.importance.leave_one_out``, on the kernels measured for the
+  model on this machine (``core.model._kernels``; the choice is printed);
+- engine on stock kernels and engine on oneDNN everywhere: the same with each choice
+  forced, to show what the algorithm alone gains over the naive loop and what each
+  kernel adds;
 - floor: one full forward of the untouched timm model (fused attention) at batch size 1,
   times the forward-equivalents an exact method that reuses the activations before the
   pruned layer must run per image, ``1 + H * sum_l (L - l) / L``, times the images.
@@ -32,7 +34,7 @@ from core.analyses import ANALYSES, importance, partial_pruning
 from core.data.datasets import demo_dataset, load_batch
 from core.engine import run
 from core.model import LoadedModel, from_module, load_model
-from core.model import _kernels as fast_kernels
+from core.model._kernels import KernelChoice, kernel_choice
 from testing.reference import naive_leave_one_out
 
 
@@ -48,28 +50,34 @@ def naive_per_image(lm: LoadedModel, x: torch.Tensor, targets: list[int | None])
         naive_leave_one_out(lm, x[i:i + 1], targets[i:i + 1])
 
 
-def on_stock_kernels(lm: LoadedModel, x: torch.Tensor, targets: list[int | None]) -> None:
-    """The engine with ``core.model._kernels`` (oneDNN) switched off."""
-    fast_kernels.ENABLED = False
+def on_kernels(lm: LoadedModel, onednn_from: int | None, x: torch.Tensor,
+               targets: list[int | None]) -> None:
+    """The engine with the kernel choice forced (None: stock kernels; 0: oneDNN at every
+    size), then the measured choice back."""
+    measured = kernel_choice(lm)
+    lm.kernels = KernelChoice(onednn_from, {})
     try:
         importance.leave_one_out(lm, x, targets)
     finally:
-        fast_kernels.ENABLED = True
+        lm.kernels = measured
 
 
 def measure(name: str, lm: LoadedModel, plain: torch.nn.Module, images: int, rounds: int,
             clock: Callable[[], float]) -> dict[str, float]:
     """Speedups over the naive loop and the floor ratio, from the best of `rounds`
     interleaved rounds: ``speedup`` (naive / engine), ``unbatched`` (unbatched naive /
-    engine), ``stock`` (naive / engine on stock kernels), ``floor`` (engine / floor)."""
+    engine), ``stock`` and ``onednn`` (naive / engine on those kernels), ``floor``
+    (engine / floor)."""
     torch.manual_seed(0)
     x = torch.randn(images, *lm.data_config["input_size"])
     targets = [None] * images
-    importance.leave_one_out(lm, x, targets)  # warm-up
+    importance.leave_one_out(lm, x, targets)  # warm-up (and the kernels measured)
+    print(f"{name}: kernels chosen by measurement: {kernel_choice(lm).describe()}")
     runs = {
         "forward": lambda: plain(x[:1]),
         "engine": lambda: importance.leave_one_out(lm, x, targets),
-        "engine on stock kernels": lambda: on_stock_kernels(lm, x, targets),
+        "engine on stock kernels": lambda: on_kernels(lm, None, x, targets),
+        "engine on oneDNN everywhere": lambda: on_kernels(lm, 0, x, targets),
         "naive": lambda: naive_leave_one_out(lm, x, targets),
         "unbatched naive": lambda: naive_per_image(lm, x, targets),
     }
@@ -78,13 +86,15 @@ def measure(name: str, lm: LoadedModel, plain: torch.nn.Module, images: int, rou
     figures = {"speedup": best["naive"] / best["engine"],
                "unbatched": best["unbatched naive"] / best["engine"],
                "stock": best["naive"] / best["engine on stock kernels"],
+               "onednn": best["naive"] / best["engine on oneDNN everywhere"],
                "floor": best["engine"] / floor}
     times = ", ".join(f"{key} {value:.3f} s" for key, value in best.items() if key != "forward")
     print(f"{name}: {images} images, {lm.num_layers} x {lm.num_heads} heads: {times}, floor "
           f"{floor:.3f} s ({forward_equivalents(lm):.1f} forward-equivalents x "
           f"{best['forward'] * 1e3:.2f} ms per batch-1 forward); speedup vs naive "
           f"{figures['speedup']:.2f} (vs unbatched naive {figures['unbatched']:.2f}; on stock "
-          f"kernels {figures['stock']:.2f}), engine / floor {figures['floor']:.2f}")
+          f"kernels {figures['stock']:.2f}; on oneDNN everywhere {figures['onednn']:.2f}), "
+          f"engine / floor {figures['floor']:.2f}")
     return figures
 
 
@@ -120,6 +130,7 @@ def main() -> None:
     seconds = clock() - start
     print(f"demo set: {len(result.arrays)} images in {seconds:.1f} s")
     print(f"speedup_on_stock_kernels_deit_tiny: {deit_figures['stock']:.2f}")
+    print(f"speedup_on_onednn_everywhere_deit_tiny: {deit_figures['onednn']:.2f}")
     print(f"speedup_vs_unbatched_naive_deit_tiny: {deit_figures['unbatched']:.2f}")
     print(f"speedup_vs_naive_deit_tiny: {deit_figures['speedup']:.2f}")
     print(f"floor_ratio_deit_tiny: {deit_figures['floor']:.2f}")

@@ -21,7 +21,7 @@ from sklearn.manifold import TSNE as SklearnTSNE
 from core.analyses import ANALYSES
 from core.data.datasets import demo_dataset
 from core.dataset import autoencoder, embedding as layout
-from core.dataset.pattern_layouts import AE_EPOCHS, gather
+from core.dataset.pattern_layouts import gather
 from core.engine import run
 from core.model import load_model
 from core.storage.cache import ArrayCache
@@ -61,7 +61,7 @@ def demo_layouts() -> None:
     print(f"demo: {len(data.cls_vectors):,} points, patterns analysis {seconds:.1f} s "
           "(from the cache when precomputed)")
     (model, loss), seconds = timed(lambda: autoencoder.train(
-        data.binary, autoencoder.Config(data.binary.shape[-1]), epochs=AE_EPOCHS))
+        data.binary, autoencoder.Config(data.binary.shape[-1])))
     print(f"demo: autoencoder {seconds:.1f} s, loss per epoch {np.round(loss, 4).tolist()}")
     codes = autoencoder.encode(model, data.binary)
     for name, points in (("CLS vectors", data.cls_vectors), ("autoencoder codes", codes)):

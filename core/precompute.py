@@ -19,13 +19,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass, field
 from typing import Callable
 
 from tqdm import tqdm
 
 from core.analyses import ANALYSES
 from core.data.datasets import Dataset, load_dataset
-from core.dataset import DATASET_STEPS
+from core.dataset import DATASET_STEPS, DatasetStep
 from core.engine import Executor, Progress, RunResult, run, run_step
 from core.model import LoadedModel, ModelLoadError, load_model
 from core.storage.cache import ArrayCache
@@ -61,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     cache = ArrayCache(args.cache)
     if cache.warning:
         print(f"warning: {cache.warning}", file=sys.stderr)
-    done, skipped = precompute(lm, ds, cache, executor)
+    summary = precompute(lm, ds, cache, executor)
+    done, skipped = summary.done, summary.skipped
     for name, reason in skipped.items():
         print(f"skipped {name}: {reason}")
     for note in ds.notes:
@@ -77,14 +79,24 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+@dataclass
+class Summary:
+    """What a precompute did: the images every analysis could use, the skipped files
+    with reasons, and each analysis's and dataset step's wall time in seconds."""
+
+    done: set[int]
+    skipped: dict[str, str]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
 def precompute(lm: LoadedModel, ds: Dataset, cache: ArrayCache | None,
-               executor: Executor | None = None) -> tuple[set[int], dict[str, str]]:
-    """Every precomputed analysis (computed by `executor`, default here), then every
-    dataset step here; prints each step's line. Returns the images every analysis
-    could use and the skipped files with reasons."""
-    skipped = dict(ds.skipped)
-    done: set[int] = set(range(len(ds)))
+               executor: Executor | None = None) -> Summary:
+    """Every precomputed analysis (computed by `executor`, default here), each dataset
+    step here as soon as the analyses it reads are done (so that the first views exist
+    early); prints each step's line with its time."""
+    summary = Summary(set(range(len(ds))), dict(ds.skipped))
     results: dict[str, RunResult] = {}
+    pending = list(DATASET_STEPS.values())
     for analysis in ANALYSES.values():
         if not analysis.precompute:
             continue
@@ -92,23 +104,36 @@ def precompute(lm: LoadedModel, ds: Dataset, cache: ArrayCache | None,
         results[analysis.name] = result = with_bar(analysis.name, len(ds), lambda p: run(
             lm, ds, list(range(len(ds))), analysis, cache=cache, progress=p,
             executor=executor))
-        skipped.update(result.skipped)
-        done &= set(result.arrays)
+        summary.skipped.update(result.skipped)
+        summary.done &= set(result.arrays)
+        summary.seconds[analysis.name] = time.perf_counter() - begin
         print(f"{analysis.name}: {result.from_cache} from the cache, "
               f"{len(result.arrays) - result.from_cache} computed "
-              f"({time.perf_counter() - begin:.1f} s)")
-    for step in DATASET_STEPS.values():
-        begin = time.perf_counter()
-        try:
-            out = run_step(lm, ds, step, cache=cache, per_image={
-                a.name: results[a.name] for a in step.reads if a.name in results},
-                           stage=lambda text, fraction, name=step.name: print(
-                               f"{name}: {text}", file=sys.stderr))
-        except ValueError as err:
-            print(f"{step.name}: not computed ({err})")
-            continue
-        print(f"{step.describe(lm, ds, out.arrays)} ({time.perf_counter() - begin:.1f} s)")
-    return done, skipped
+              f"({summary.seconds[analysis.name]:.1f} s)")
+        for step in [s for s in pending if all(a.name in results or not a.precompute
+                                               for a in s.reads)]:
+            pending.remove(step)
+            run_dataset_step(lm, ds, step, cache, results, summary)
+    for step in pending:
+        run_dataset_step(lm, ds, step, cache, results, summary)
+    return summary
+
+
+def run_dataset_step(lm: LoadedModel, ds: Dataset, step: DatasetStep,
+                     cache: ArrayCache | None, results: dict[str, RunResult],
+                     summary: Summary) -> None:
+    """One dataset step on the per-image `results` at hand; prints its line."""
+    begin = time.perf_counter()
+    try:
+        out = run_step(lm, ds, step, cache=cache, per_image={
+            a.name: results[a.name] for a in step.reads if a.name in results},
+                       stage=lambda text, fraction: print(f"{step.name}: {text}",
+                                                          file=sys.stderr))
+    except ValueError as err:
+        print(f"{step.name}: not computed ({err})")
+        return
+    summary.seconds[step.name] = time.perf_counter() - begin
+    print(f"{step.describe(lm, ds, out.arrays)} ({summary.seconds[step.name]:.1f} s)")
 
 
 def with_bar(name: str, total: int, work: Callable[[Progress], RunResult]) -> RunResult:

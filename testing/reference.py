@@ -192,3 +192,43 @@ def gated_head_importance(model: nn.Module, x: torch.Tensor, target: int) -> np.
         for handle in handles:
             handle.remove()
     return torch.stack(grads).abs().cpu().numpy()
+
+
+def per_method_faithfulness(lm: LoadedModel, x: torch.Tensor, maps: torch.Tensor,
+                            classes: torch.Tensor) -> dict[str, np.ndarray]:
+    """The faithfulness curves of maps (image, method, patch) as computed before the
+    methods were stacked: per method, one forward series per curve (removed, revealed,
+    least removed), every input run even where two are the same. The "before" of
+    ``bench.faithfulness`` and the reference of the stacked
+    ``core.analyses.faithfulness.evaluate`` (same results to 1e-6)."""
+    from core.analyses import faithfulness as f
+    g = maps.shape[-1]
+    del_counts, pert_counts = f.deletion_counts(g), f.perturbation_counts(g)
+    shared = sorted(set(del_counts) | set(pert_counts))
+    zeros, blur = torch.zeros_like(x), f.blurred(lm, x)
+
+    def series(start: torch.Tensor, fill: torch.Tensor, ranks: torch.Tensor,
+               counts: list[int]) -> torch.Tensor:
+        taken = f.patch_pixels(lm, ranks[:, None, :] < torch.tensor(counts)[None, :, None])
+        inputs = start[:, None] * (1 - taken.float()) + fill[:, None] * taken.float()
+        chunk = max(1, 2**21 // x[0].numel())  # 2**21 input values per forward, as before
+        flat = inputs.flatten(0, 1)
+        out = torch.cat([capture.logits(lm, part) for part in flat.split(chunk)])
+        return out.reshape(len(x), len(counts), -1)
+
+    curves: dict[str, list[np.ndarray]] = {"deletion_curve": [], "insertion_curve": [],
+                                           "positive_curve": [], "negative_curve": []}
+    at = {c: i for i, c in enumerate(shared)}
+    for m in range(maps.shape[1]):
+        most, least = f.ranks(maps[:, m]), f.ranks(-maps[:, m])
+        removed = series(x, zeros, most, shared)
+        prob = removed.softmax(-1)[torch.arange(len(x)), :, classes]
+        curves["deletion_curve"].append(prob[:, [at[c] for c in del_counts]].numpy())
+        top1 = removed.argmax(-1) == classes[:, None]
+        curves["positive_curve"].append(top1[:, [at[c] for c in pert_counts]].float().numpy())
+        inserted = series(blur, x, most, del_counts)
+        curves["insertion_curve"].append(
+            inserted.softmax(-1)[torch.arange(len(x)), :, classes].numpy())
+        kept = series(x, zeros, least, pert_counts)
+        curves["negative_curve"].append((kept.argmax(-1) == classes[:, None]).float().numpy())
+    return {name: np.stack(values, axis=1) for name, values in curves.items()}

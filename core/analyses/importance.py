@@ -26,7 +26,7 @@ from torch import nn
 
 from core.analyses.base import Analysis, NoParams, Output
 from core.model.targets import Targets, classes_of
-from core.model import LoadedModel
+from core.model import TOKENS_PER_FORWARD, LoadedModel
 from core.model._kernels import onednn
 from core.model._rerun import forward_from, states
 from core.storage.cache import Arrays
@@ -52,7 +52,6 @@ METRIC_HELP = (  # what each metric means, in plain words (the pages' help)
     "CLS output change: the cosine distance between the layer's CLS output with and "
     "without the head, 0 = same direction, 1 = orthogonal. "
     "Patch output change: the same, averaged over the patch tokens.")
-MAX_TOKENS = 1 << 15  # tokens per pruned-variant batch (bounds memory, keeps batches efficient)
 
 
 def metrics(probs: torch.Tensor, pruned_probs: torch.Tensor, z: torch.Tensor,
@@ -94,7 +93,7 @@ def without_each_head(attn: Attention, heads: torch.Tensor) -> torch.Tensor | No
 def leave_one_out(lm: LoadedModel, x: torch.Tensor, targets: Targets) -> np.ndarray:
     """All metrics for every head of every image of `x`: image x metric x layer x head
     (float64). Holds the model's lock throughout (its kernels are swapped)."""
-    with lm.lock, onednn(lm.model):
+    with lm.lock, onednn(lm):
         return _leave_one_out(lm, x, targets)
 
 
@@ -106,7 +105,7 @@ def _leave_one_out(lm: LoadedModel, x: torch.Tensor, targets: Targets) -> np.nda
     out = torch.zeros(n_img, len(METRICS), lm.num_layers, n_heads, dtype=torch.float64)
     # variant k of an image prunes head k: mask[k, k] = 0 (used where z cannot be derived)
     one_head = (1.0 - torch.eye(n_heads)).view(n_heads, n_heads, 1, 1)
-    step = max(1, MAX_TOKENS // (n_heads * lm.num_tokens))
+    step = max(1, TOKENS_PER_FORWARD // (n_heads * lm.num_tokens))
     for layer, attn in enumerate(lm.attention_modules):
         for start in range(0, n_img, step):
             chunk = slice(start, min(start + step, n_img))

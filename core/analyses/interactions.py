@@ -34,8 +34,8 @@ import numpy as np
 import torch
 
 from core.analyses.base import Analysis, Output
-from core.analyses.importance import MAX_TOKENS, METRICS, leave_one_out, metrics
-from core.model import LoadedModel, head_mask
+from core.analyses.importance import METRICS, leave_one_out, metrics
+from core.model import TOKENS_PER_FORWARD, LoadedModel, head_mask
 from core.model._kernels import onednn
 from core.model._rerun import States, forward_from, states
 from core.model.targets import Targets, classes_of
@@ -90,7 +90,7 @@ def pair_effects(lm: LoadedModel, x: torch.Tensor, targets: Targets, heads: np.n
     n, k = heads.shape[:2]
     hs = [[(int(layer), int(head)) for layer, head in heads[b]] for b in range(n)]
     pairs = list(combinations(range(k), 2))
-    with lm.lock, onednn(lm.model):
+    with lm.lock, onednn(lm):
         base = states(lm, x)
         singles = _effects(lm, targets, base, [(b, [hs[b][i]]) for b in range(n)
                                                     for i in range(k)])
@@ -115,12 +115,12 @@ def _effects(lm: LoadedModel, targets: Targets, base: States,
     """Per variant, the metrics (metric,) of pruning its heads of its image, with ``z``
     compared at each layer from its first pruned layer on where a listed head lives
     (layer -> metrics). Variants starting at one layer run as batches of at most
-    MAX_TOKENS tokens."""
+    TOKENS_PER_FORWARD tokens."""
     probs = base.logits.softmax(-1)
     target = classes_of(base.logits, targets)
     layers_of_heads = sorted({layer for _, heads in variants for layer, _ in heads})
     out: list[dict[int, np.ndarray]] = [{} for _ in variants]
-    step = max(1, MAX_TOKENS // lm.num_tokens)
+    step = max(1, TOKENS_PER_FORWARD // lm.num_tokens)
     for start in layers_of_heads:
         chosen = [v for v, (_, heads) in enumerate(variants)
                   if min(layer for layer, _ in heads) == start]
@@ -162,4 +162,5 @@ INTERACTIONS = Analysis(
              "single": Output("float32", "metric rank"),
              "pair": Output("float32", "metric rank rank"),
              "interaction": Output("float32", "metric rank rank")},
-    batch_size=16)
+    batch_size=16, precompute=False)  # one image's view, computed when it is opened
+    # (about 40 ms per demo image); no dataset step reads it

@@ -6,16 +6,19 @@ with t-SNE.
 Any grid works: the input is one G x G binarised ``A_patch``; two stride-2
 convolutions shrink it to about G/4 x G/4, then an adaptive average pooling
 caps that at ``POOLED`` x ``POOLED`` before the fully connected layer (a 196-patch
-DeiT gives 49 x 49 -> 12 x 12; the 49-patch demo gives 13 x 13, unpooled). The
+DeiT gives 49 x 49 -> 12 x 12; the 49-patch demo 13 x 13 -> 12 x 12). The
 decoder mirrors it: fully connected, resize back, two stride-2 transposed
 convolutions to exactly G x G. Loss: binary cross-entropy on the logits with
 the ones weighted by ``(zeros / ones)`` of the training set, clipped to
 ``MAX_POS_WEIGHT`` (a top-1% matrix is 99% zeros; unweighted, "all zeros" is
 already a low loss).
 
-Training changes no process-wide torch setting (thread count, random state): the
-server's other sessions share them. It runs on torch's threads and draws its
-initial weights and batches from its own seeded generator.
+Training runs epochs over all matrices (Adam, batches of ``BATCH_SIZE``) until an
+epoch lowers the mean loss by less than ``PLATEAU``, at most ``MAX_EPOCHS``. It
+changes no process-wide torch setting (thread count, random state): the server's
+other sessions share them. It runs on torch's threads (all the machine's cores by
+default), keeps its convolutions in the channels-last layout (a property of its own
+tensors), and draws its initial weights and batches from its own seeded generator.
 """
 from __future__ import annotations
 
@@ -30,6 +33,14 @@ from torch import nn
 
 POOLED = 12
 MAX_POS_WEIGHT = 20.0
+MAX_EPOCHS = 8
+PLATEAU = 0.1  # training stops when an epoch lowers the mean loss by less than 10% (on
+# the demo's 24,000 matrices: after 5 epochs, loss 0.080; a 2% plateau is 15+ epochs)
+BATCH_SIZE = 128
+LEARNING_RATE = 5e-3
+CHANNELS_LAST = torch.channels_last  # the convolutions' memory layout: 1.6 times faster
+# training than the default layout on the 2-core test machine (oneDNN's kernels for one
+# input channel)
 
 
 @dataclass(frozen=True)
@@ -63,7 +74,7 @@ class PatternAutoencoder(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(N, G, G) -> (N, code_dim)."""
-        h = F.relu(self.conv1(x[:, None].float()))
+        h = F.relu(self.conv1(x[:, None].float().contiguous(memory_format=CHANNELS_LAST)))
         h = F.relu(self.conv2(h))
         h = F.adaptive_avg_pool2d(h, self.pooled)
         return self.fc_in(h.flatten(1))
@@ -99,12 +110,16 @@ def positive_weight(data: np.ndarray) -> float:
     return float(np.clip((1 - ones) / max(ones, 1e-9), 1.0, MAX_POS_WEIGHT))
 
 
-def train(data: np.ndarray, config: Config, epochs: int = 3, batch_size: int = 128,
-          lr: float = 2e-3, seed: int = 0, device: str | torch.device = "cpu",
+def train(data: np.ndarray, config: Config, max_epochs: int = MAX_EPOCHS,
+          batch_size: int = BATCH_SIZE, lr: float = LEARNING_RATE,
+          plateau: float | None = PLATEAU,
+          seed: int = 0, device: str | torch.device = "cpu",
           progress: Callable[[int, int, float], None] | None = None
           ) -> tuple[PatternAutoencoder, np.ndarray]:
-    """Train on uint8 `data` (N, G, G); returns the model (eval mode, on CPU) and the
-    mean training loss of each epoch. `progress(epoch, epochs, loss)` after each epoch."""
+    """Train on uint8 `data` (N, G, G) until the epoch's mean loss falls by less than
+    `plateau` (a fraction of the previous epoch's; None: never) or for `max_epochs`;
+    returns the model (eval mode, on CPU) and the mean training loss of each epoch.
+    `progress(epoch, max_epochs, loss)` after each epoch."""
     if len(data) == 0:
         raise ValueError("no matrices to train the autoencoder on")
     generator = torch.Generator().manual_seed(seed)
@@ -112,12 +127,12 @@ def train(data: np.ndarray, config: Config, epochs: int = 3, batch_size: int = 1
         model = PatternAutoencoder(config)  # from the process-wide random state
     model = model.to_empty(device="cpu")
     initialise(model, generator)
-    model.to(device)
+    model.to(device=device, memory_format=CHANNELS_LAST)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     pos_weight = torch.tensor(positive_weight(data), device=device)
     tensor = torch.from_numpy(np.ascontiguousarray(data))
     losses = []
-    for epoch in range(epochs):
+    for epoch in range(max_epochs):
         model.train()
         total, count = 0.0, 0
         for idx in torch.randperm(len(tensor), generator=generator).split(batch_size):
@@ -130,7 +145,10 @@ def train(data: np.ndarray, config: Config, epochs: int = 3, batch_size: int = 1
             count += len(idx)
         losses.append(total / count)
         if progress:
-            progress(epoch + 1, epochs, losses[-1])
+            progress(epoch + 1, max_epochs, losses[-1])
+        if (plateau is not None and len(losses) > 1
+                and losses[-2] - losses[-1] < plateau * losses[-2]):
+            break
     return model.cpu().eval(), np.array(losses, np.float32)
 
 

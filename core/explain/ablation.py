@@ -12,7 +12,7 @@ groups); every patch of a group gets the group's drop. The map is
 ``P[c] - P_without_group[c]`` for the class ``c`` explained (negative where removing
 the patch raises it).
 
-All groups of all images of a batch run as batches of at most ``MAX_TOKENS`` tokens
+All groups of all images of a batch run as batches of at most ``TOKENS_PER_FORWARD`` tokens
 from the input of block 0 (``core.model._rerun``), under the model's lock.
 ``testing.reference.naive_patch_ablation`` is the patch-by-patch reference.
 """
@@ -23,13 +23,12 @@ from dataclasses import dataclass
 
 import torch
 
-from core.model import LoadedModel
+from core.model import TOKENS_PER_FORWARD, LoadedModel
 from core.model._kernels import onednn
 from core.model._rerun import forward_from, states
 from core.model.targets import Targets, classes_of
 
 AUTO_GROUPS = 256  # groups at most when the group side is automatic
-MAX_TOKENS = 1 << 15  # tokens per forward (bounds memory)
 
 
 @dataclass(frozen=True)
@@ -67,7 +66,7 @@ def patch_ablation(lm: LoadedModel, x: torch.Tensor, targets: Targets | None,
     """batch x patch: the drop of P[c] when the patch's group is removed."""
     groups = patch_groups(lm.grid, group_side(lm.grid, params.group))
     prefix = lm.num_prefix_tokens
-    with lm.lock, onednn(lm.model):
+    with lm.lock, onednn(lm):
         base = states(lm, x)
         classes = classes_of(base.logits, targets)
         before = base.logits.softmax(-1).gather(1, classes[:, None])[:, 0]
@@ -82,7 +81,7 @@ def patch_ablation(lm: LoadedModel, x: torch.Tensor, targets: Targets | None,
                                               if t < prefix or t - prefix not in groups[g]])
                                 for g in chosen]).to(tokens.device)  # group x kept token
             variants = [(b, i) for b in range(len(x)) for i in range(len(chosen))]
-            step = max(1, MAX_TOKENS // length)
+            step = max(1, TOKENS_PER_FORWARD // length)
             for begin in range(0, len(variants), step):
                 part = torch.tensor(variants[begin:begin + step], device=tokens.device)
                 hidden = tokens[part[:, 0, None], keep[part[:, 1]]]

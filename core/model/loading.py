@@ -20,7 +20,7 @@ import threading
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import timm
@@ -29,6 +29,9 @@ from timm.data import create_transform, resolve_data_config
 from timm.layers import Attention
 
 from core.data.paths import BUILTIN_DIRS, allowed_path
+
+if TYPE_CHECKING:
+    from core.model._kernels import KernelChoice
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 DEFAULT_MAX_PARAMS = 400_000_000  # ViT-L (304 M) fits; ViT-H, giant and 7B models do not
@@ -63,6 +66,9 @@ class LoadedModel:
     device: torch.device
     transform: Callable = field(repr=False)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
+    kernels: "KernelChoice | None" = field(default=None, repr=False, compare=False)  # the
+    # measured kernel choice of its no-capture forwards (``core.model._kernels``), set on
+    # the first such forward
 
     @property
     def num_tokens(self) -> int:

@@ -503,7 +503,7 @@ def _failure_cases(lm: LoadedModel, x: torch.Tensor, labels: list[int | None]
     def locked_onednn():
         @contextmanager
         def manager():
-            with lm.lock, onednn(lm.model):
+            with lm.lock, onednn(lm):
                 yield
         return manager()
 
@@ -638,7 +638,7 @@ def test_no_process_wide_torch_setting_changes(shared, ds, tmp_path):
 
     data = (np.random.default_rng(0).random((40, 7, 7)) < 0.1).astype(np.uint8)
     _, losses = autoencoder.train(data, autoencoder.Config(num_patches=7, code_dim=8),
-                                  epochs=1, batch_size=16)
+                                  max_epochs=1, batch_size=16)
     assert losses.shape == (1,) and np.isfinite(losses).all()
     note("autoencoder.train")
 
@@ -656,8 +656,8 @@ def test_no_process_wide_torch_setting_changes(shared, ds, tmp_path):
         note(f"method {name}")
     for name, step in DATASET_STEPS.items():
         params = step.params()
-        if "epochs" in {f.name for f in dataclasses.fields(params)}:
-            params = dataclasses.replace(params, epochs=1)
+        if "max_epochs" in {f.name for f in dataclasses.fields(params)}:
+            params = dataclasses.replace(params, max_epochs=1)
         result = run_step(lm, small, step, params, cache=cache)
         assert result.arrays is not None and not result.skipped
         note(f"dataset step {name}")

@@ -13,11 +13,12 @@ from core.data.datasets import demo_dataset, load_batch
 from core.engine import run
 from core.analyses.base import NoParams
 from core.analyses.faithfulness import (FAITHFULNESS, METHOD_NAMES, METRICS, blurred, compute,
-                                        deletion_counts, localisation, object_patches,
-                                        perturbation_counts, trapezoid)
+                                        deletion_counts, evaluate, localisation,
+                                        object_patches, perturbation_counts, step_states,
+                                        trapezoid)
 from core.dataset.faithfulness_table import build, describe, shown_metrics
 from core.dataset.base import no_stage
-from testing.reference import naive_curve
+from testing.reference import naive_curve, per_method_faithfulness
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +125,32 @@ def test_precompute_caches_faithfulness_for_a_folder(tmp_path, capsys):
     cached = run(lm, ds, [0, 1], FAITHFULNESS, cache=ArrayCache(tmp_path / "c"))
     assert cached.from_cache == 2
     assert cached.arrays[0]["maps"].shape == (len(METHOD_NAMES), 49)
+
+
+def test_stacked_methods_equal_one_series_per_method_and_curve(demo):
+    """All methods' steps in shared forwards, each distinct input once: the curves of
+    the per-method series to 1e-6 (random maps with ties, a constant map, and two
+    methods with the same map, so that inputs repeat across methods)."""
+    x, _, _ = load_batch(demo, demo_dataset(), list(range(12)))
+    g = torch.Generator().manual_seed(0)
+    maps = torch.rand(12, 5, 49, generator=g).round(decimals=1)  # many ties
+    maps[:, 3] = 0.0
+    maps[:, 4] = maps[:, 0]
+    classes = torch.randint(0, 10, (12,), generator=g)
+    got = evaluate(demo, x, maps, classes)
+    want = per_method_faithfulness(demo, x, maps, classes)
+    for key, value in want.items():
+        assert got[key].shape == value.shape == (12, 5, len(value[0, 0]))
+        np.testing.assert_allclose(got[key], value, rtol=0, atol=1e-6, err_msg=key)
+
+
+def test_step_states_start_with_the_clean_image_and_count_the_patches_changed():
+    maps = torch.tensor([[0.2, 0.9, 0.5, 0.1]])  # ranks 2, 0, 1, 3
+    states, counts = step_states(maps)
+    assert counts == {"removed": [0, 1, 2, 3, 4], "inserted": [0, 1, 2, 3, 4],
+                      "kept_least": [0, 0, 1, 1, 2, 2, 2, 3, 3, 4]}
+    removed, inserted = states[0, :5], states[0, 5:10]
+    assert removed[2].tolist() == [0, 1, 1, 0]  # the two most relevant removed
+    assert inserted[0].tolist() == [2, 2, 2, 2] and inserted[-1].tolist() == [0] * 4
+    assert inserted[1].tolist() == [2, 0, 2, 2]  # the most relevant revealed first
+    assert states[0, 10 + 4].tolist() == [1, 0, 0, 1]  # the two least relevant removed

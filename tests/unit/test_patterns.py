@@ -142,16 +142,26 @@ def test_autoencoder_training_reduces_the_loss_and_round_trips():
     data = np.stack([eye if i % 2 else shift for i in range(64)])
     data = data * (rng.random(data.shape) > 0.1)  # a few ones dropped at random
     model, loss = autoencoder.train(data.astype(np.uint8), autoencoder.Config(24, code_dim=8),
-                                    epochs=12, batch_size=16, lr=5e-3)
+                                    max_epochs=12, batch_size=16, lr=5e-3, plateau=None)
     assert len(loss) == 12 and loss[-1] < 0.6 * loss[0]
     codes = autoencoder.encode(model, data.astype(np.uint8))
     same_seed, _ = autoencoder.train(data.astype(np.uint8), autoencoder.Config(24, code_dim=8),
-                                     epochs=12, batch_size=16, lr=5e-3)
+                                     max_epochs=12, batch_size=16, lr=5e-3, plateau=None)
     np.testing.assert_allclose(autoencoder.encode(same_seed, data.astype(np.uint8)), codes,
                                atol=1e-5)  # seeded by its own generator: reproducible
     # the two kinds get different codes
     gap = np.linalg.norm(codes[0::2].mean(0) - codes[1::2].mean(0))
     assert gap > codes[0::2].std(0).mean() + codes[1::2].std(0).mean()
+
+
+def test_autoencoder_training_stops_on_a_loss_plateau():
+    data = np.zeros((64, 24, 24), np.uint8)
+    data[:, 3, 5] = 1  # one pattern: learnt in a few epochs
+    _, loss = autoencoder.train(data, autoencoder.Config(24, code_dim=8), max_epochs=60,
+                                batch_size=16, lr=5e-3, plateau=0.02)
+    assert 2 <= len(loss) < 60
+    assert loss[-2] - loss[-1] < 0.02 * loss[-2]  # the last epoch gained less than 2%
+    assert all(a - b >= 0.02 * a for a, b in zip(loss[:-2], loss[1:-1]))  # the others more
 
 
 @pytest.mark.parametrize("fit_size", [1000, 150])  # full fit, and subsample + transform
@@ -182,7 +192,7 @@ def test_strong_pairs_and_head_matrix(demo):
 def test_overview_is_built_once_and_reused(demo, tmp_path):
     ds = load_dataset(str(demo_flat_folder(tmp_path)), demo.class_names)
     cache = ArrayCache(tmp_path / "cache")
-    params = LayoutParams(epochs=1)
+    params = LayoutParams(max_epochs=1)
     assert run_step(demo, ds, PATTERN_LAYOUTS, params, cache=cache, compute=False).arrays is None
     stages = []
     result = run_step(demo, ds, PATTERN_LAYOUTS, params, cache=cache,
