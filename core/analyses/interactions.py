@@ -163,4 +163,4 @@ INTERACTIONS = Analysis(
              "pair": Output("float32", "metric rank rank"),
              "interaction": Output("float32", "metric rank rank")},
     batch_size=16, precompute=False)  # one image's view, computed when it is opened
-    # (about 40 ms per demo image); no dataset step reads it
+    # (0.2 s for a demo image); no dataset step reads it
