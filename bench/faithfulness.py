@@ -17,7 +17,7 @@ import time
 import torch
 
 from bench.common import interleaved
-from core.analyses.faithfulness import METHOD_NAMES, evaluate, step_states
+from core.analyses.faithfulness import METHOD_NAMES, distinct_inputs, evaluate, step_states
 from core.data.datasets import demo_dataset, load_batch
 from core.explain import explain
 from core.model import load_model, logits
@@ -35,9 +35,7 @@ def main() -> None:
     maps = torch.stack([explain(lm, x, m, classes.tolist()) for m in METHOD_NAMES], 1)
     maps_s = time.perf_counter() - start
     states, _ = step_states(maps)
-    keys = torch.cat([torch.arange(IMAGES)[:, None, None].expand(-1, states.shape[1] *
-                      states.shape[2], 1), states.flatten(1, 2).long()], -1).flatten(0, 1)
-    distinct = len(torch.unique(keys, dim=0))
+    distinct = len(distinct_inputs(states.flatten(1, 2))[0])
     print(f"{IMAGES} images x {len(METHOD_NAMES)} methods: {states.shape[2]} inputs per "
           f"image and method; forwards per image: {states.shape[1] * states.shape[2]} "
           f"before, {distinct / IMAGES:.1f} after (distinct inputs)")

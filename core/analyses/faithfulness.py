@@ -138,16 +138,24 @@ def step_states(maps: torch.Tensor) -> tuple[torch.Tensor, dict[str, list[int]]]
     return states, counts
 
 
+def distinct_inputs(states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct perturbed inputs among patch states (image, input, patch): rows
+    (distinct, 1 + patch) of the image index then the patch states, and for each
+    (image, input) in order the row it is."""
+    b, n, g = states.shape
+    image = torch.arange(b, device=states.device)[:, None, None].expand(b, n, 1)
+    keys = torch.cat([image, states.long()], dim=-1).reshape(b * n, g + 1)
+    return torch.unique(keys, dim=0, return_inverse=True)
+
+
 def perturbed_logits(lm: LoadedModel, x: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
     """Logits (image, input, class) of perturbed copies of the images x (image, channel,
     height, width), given as patch states (image, input, patch). Each distinct input of
     an image runs once (the clean image, for one, starts every series of every method),
     the distinct inputs of all images stacked into forwards of ``TOKENS_PER_FORWARD``
     tokens."""
-    b, n, g = states.shape
-    image = torch.arange(b, device=states.device)[:, None, None].expand(b, n, 1)
-    keys = torch.cat([image, states.long()], dim=-1).reshape(b * n, g + 1)
-    distinct, which = torch.unique(keys, dim=0, return_inverse=True)
+    b, n, _ = states.shape
+    distinct, which = distinct_inputs(states)
     blur = blurred(lm, x)
     outputs = []
     for rows in distinct.split(max(1, TOKENS_PER_FORWARD // lm.num_tokens)):

@@ -33,9 +33,8 @@ from openTSNE import TSNE
 from sklearn.neighbors import NearestNeighbors
 
 FIT_SIZE = 30_000
-EARLY_ITER, ITER = 60, 100  # iterations of fits of at least SHORT_FROM points
-SHORT_FROM = 10_000
-DEFAULT_ITER = (250, 500)  # openTSNE's own, for smaller fits
+EARLY_ITER, ITER = 60, 100  # iterations of fits of at least SHORT_FROM points (smaller
+SHORT_FROM = 10_000  # fits keep openTSNE's own)
 REFINE_ITER = 50
 PERPLEXITY = 30.0
 SMALL = 2_000  # fewer points than this: one thread (threads cost more than they save)
@@ -52,10 +51,10 @@ def tsne(points: np.ndarray, perplexity: float = PERPLEXITY, fit_size: int = FIT
     rng = np.random.default_rng(seed)
     fitted = np.sort(rng.choice(n, fit_size, replace=False)) if n > fit_size else np.arange(n)
     perplexity = min(perplexity, (len(fitted) - 1) / 3)
-    early, normal = (EARLY_ITER, ITER) if len(fitted) >= SHORT_FROM else DEFAULT_ITER
-    embedding = TSNE(perplexity=perplexity, early_exaggeration_iter=early, n_iter=normal,
-                     neighbors="exact", negative_gradient_method="auto", n_jobs=n_jobs,
-                     random_state=seed).fit(x[fitted])
+    iterations = ({"early_exaggeration_iter": EARLY_ITER, "n_iter": ITER}
+                  if len(fitted) >= SHORT_FROM else {})
+    embedding = TSNE(perplexity=perplexity, neighbors="exact", negative_gradient_method="auto",
+                     n_jobs=n_jobs, random_state=seed, **iterations).fit(x[fitted])
     out = np.empty((n, 2), np.float32)
     out[fitted] = embedding
     rest = np.setdiff1d(np.arange(n), fitted)

@@ -24,9 +24,6 @@ from core.model._kernels import fast_path
 from core.model.loading import LoadedModel
 
 # Pruning modes of SPEC "Head pruning": the regions each mode zeroes.
-TOKENS_PER_FORWARD = 1 << 15  # tokens of one batched no-capture forward: bounds its memory;
-# on the CPU larger batches were slower, not faster (they leave the cache: demo model,
-# 2-core EPYC, 0.48 ms per image at 256 images per forward, 0.60 at 2,048, 0.86 at 4,096)
 REGIONS = ("cls_cls", "cls_patch", "patch_cls", "patch_patch")
 PRUNING_MODES: dict[int, tuple[str, ...]] = {
     0: (),
