@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Callable
 
 import streamlit as st
 
@@ -13,8 +14,10 @@ if "torch" not in sys.modules:
     starting.info("Loading the engine (PyTorch and timm), a few seconds "
                   "after a server start...", icon=":material/hourglass_top:")
 
-from core.data.layout import IMAGE_SUFFIXES  # noqa: E402 (after the message)
+from core.data.datasets import Dataset  # noqa: E402 (after the message)
+from core.data.layout import IMAGE_SUFFIXES  # noqa: E402
 from core.data.uploads import save_uploads  # noqa: E402
+from core.model import LoadedModel  # noqa: E402
 from ui import resources  # noqa: E402
 from ui.plain import plain  # noqa: E402
 from ui.downloads import safe_name  # noqa: E402
@@ -80,6 +83,28 @@ def listed(title: str, files: list[tuple[str, str]]) -> None:
             st.caption(f"... and {len(files) - SHOWN_SKIPPED} more.")
 
 
+def reference_picker(lm: LoadedModel, ds: Dataset, ids: list[str],
+                     describe: Callable[[str], str]) -> None:
+    """For a model without classes: what it says, and the reference image every view
+    measures the images on (SPEC "Models without class scores"), kept in the link."""
+    st.info("No classes: explained by similarity to a reference embedding. Every score "
+            "below is s = <e(x), r> / <r, r>, the image's embedding e(x) projected on the "
+            "reference r (1 = as much as the reference itself).")
+    sel = selection()
+    if sel["reference"] and sel["reference"] not in ids:
+        sel["reference"] = ""
+    bind("w_reference", "reference")
+    st.selectbox("Reference image", [""] + ids, key="w_reference",
+                 format_func=lambda i: "each image itself" if not i else describe(i),
+                 on_change=from_widget, args=("w_reference", "reference"),
+                 help="Whose embedding r the scores, maps and importances are measured "
+                      "on: each image's own (what in the image makes its embedding), or "
+                      "one image's ('what makes this image look like that one').")
+    if sel["reference"] and resources.chosen_target(lm, ds, None) is None:
+        st.warning(plain(f"The reference image {sel['reference']} could not be used; "
+                         "each image is measured on its own embedding."))
+
+
 def sidebar() -> None:
     sel = selection()
     with st.sidebar:
@@ -122,11 +147,15 @@ def sidebar() -> None:
             bind(key, name)
 
         def describe(image_id: str) -> str:
-            label = ds.records[ds.index_of(image_id)].label
-            return image_id if label is None else f"{image_id} ({lm.class_names[label]})"
+            record = ds.records[ds.index_of(image_id)]
+            name = (lm.class_names[record.label] if record.label is not None and lm.has_classes
+                    else record.group)
+            return image_id if name is None else f"{image_id} ({name})"
 
         st.selectbox("Image", ids, key="w_image", format_func=describe,
                      on_change=from_widget, args=("w_image", "image"))
+        if not lm.has_classes:
+            reference_picker(lm, ds, ids, describe)
         st.slider("Layer (0 = first block)", 0, lm.num_layers - 1, key="w_layer",
                   on_change=from_widget, args=("w_layer", "layer"))
         st.slider("Head", 0, lm.num_heads - 1, key="w_head",

@@ -5,14 +5,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.analyses.importance import METRIC_HELP, METRIC_LABELS, METRICS
+from core.analyses.importance import METRIC_LABELS
 from core.analyses.pattern_labels import LABEL_NAMES
 from core.dataset import CLASS_VIEWS
 from core.dataset.class_views import GROUPINGS, ClassViewParams, class_names, contrast
 from ui import downloads, resources
 from ui.importance_charts import difference_chart, pattern_mix_chart
 from ui.state import bound, select
-from ui.views import intro, selected
+from ui.views import intro, metric_picker, selected
 
 TOP_HEADS = 8  # heads listed under the difference heatmap (the CSV holds all)
 GROUPING_TEXT = {"label": "class in the set (folder or label)",
@@ -29,11 +29,11 @@ lm, ds = chosen.lm, chosen.ds
 
 left, middle, right = st.columns(3)
 with left:
-    group_by = bound("group_by", "label", st.radio, "Group images by", list(GROUPINGS),
+    groupings = list(GROUPINGS) if lm.has_classes else ["label"]  # no predicted class
+    group_by = bound("group_by", "label", st.radio, "Group images by", groupings,
                      format_func=GROUPING_TEXT.get, horizontal=True)
 with middle:
-    metric = bound("metric", "prob", st.selectbox, "Importance metric", list(METRICS),
-                   key="class_metric", format_func=METRIC_LABELS.get, help=METRIC_HELP)
+    metric, _ = metric_picker(lm, "class_metric")
 views = resources.whole_set_step(lm, ds, CLASS_VIEWS, "The class views", "classes_compute",
                                  ClassViewParams(group_by))
 if views is None:

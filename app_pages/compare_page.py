@@ -7,18 +7,18 @@ import streamlit as st
 
 from core.analyses import EXPLANATIONS, FORWARD, IMPORTANCE, STRENGTH
 from core.analyses.explanations import MAP_METHODS
-from core.analyses.importance import METRIC_AXES, METRIC_HELP, METRIC_LABELS, METRICS
+from core.analyses.importance import METRIC_AXES, METRIC_LABELS
 from core.analyses.strength import evenly_spread
 from core.display.maps import heat_map
-from core.display.predictions import top_k
+from core.display.predictions import explained_name
 from core.explain import METHODS
 from ui import downloads, resources
-from ui.charts import overlay, predictions_chart
+from ui.charts import overlay
 from ui.importance_charts import heads_chart
 from ui.rollout_charts import map_row
 from ui.state import bound
 from ui.strength_charts import heads_scatter
-from ui.views import display_image, intro, selected
+from ui.views import display_image, intro, metric_picker, predictions, selected
 
 intro("Compare two images",
       "This page puts two images side by side: what the model predicts for each, which "
@@ -35,10 +35,8 @@ with right:
     other_id = bound("other", ids[min(1, len(ids) - 1)], st.selectbox, "Image on the right", ids,
                      key="compare_other")
 with left:
-    metric = bound("metric", "prob", st.selectbox, "Importance metric", list(METRICS),
-                   key="compare_metric", format_func=METRIC_LABELS.get, help=METRIC_HELP)
+    metric, m = metric_picker(lm, "compare_metric")
 second = ds.index_of(other_id)
-m = METRICS.index(metric)
 _, even_distance = evenly_spread(lm.grid, lm.patch_size)
 results = resources.analyse(lm, ds, sorted({first, second}), FORWARD)
 for column, index, side in zip(st.columns(2), (first, second), ("left", "right")):
@@ -49,16 +47,15 @@ for column, index, side in zip(st.columns(2), (first, second), ("left", "right")
                      f"{dict(results.skipped).get(record.id, 'unreadable')}")
             continue
         true_name = None if record.label is None else lm.class_names[record.label]
+        in_set = f"; class in the set: {record.group}" if record.group else "; no label"
         st.subheader(record.id)
         big = display_image(lm, ds, index)
         st.image(overlay(big, heat_map(results.arrays[index]["cls_attention"][layer, head], lm,
                                        big.shape[:2])),
                  caption=f"Attention of CLS, layer {layer}, head {head}"
-                 + (f"; true label: {true_name}" if true_name else "; no label"))
-        st.markdown("**Top-5 predictions**")
-        downloads.chart(predictions_chart(top_k(results.arrays[index]["logits"],
-                                                lm.class_names), true_name),
-                        f"compare_predictions_{side}")
+                 + (f"; true label: {true_name}" if true_name else in_set))
+        predictions(lm, ds, index, results.arrays[index]["logits"], true_name,
+                    f"compare_predictions_{side}")
         values = resources.analyse(lm, ds, [index], IMPORTANCE).arrays[index]["importance"]
         st.markdown(f"**Which heads matter** ({METRIC_LABELS[metric]})")
         downloads.chart(heads_chart(values[m], None, METRIC_AXES[metric], (layer, head),
@@ -70,11 +67,11 @@ for column, index, side in zip(st.columns(2), (first, second), ("left", "right")
                         f"compare_strength_{side}")
         maps = resources.analyse(lm, ds, [index], EXPLANATIONS).arrays[index]
         st.markdown(f"**Where the whole model looks** (explaining "
-                    f"{lm.class_names[int(maps['class'])]})")
+                    f"{explained_name(lm.class_names, int(maps['class']))})")
         for row in range(0, len(MAP_METHODS), 3):
             map_row(big, [heat_map(values, lm, big.shape[:2])
                           for values in maps["maps"][row:row + 3]],
-                    [METHODS[method].label for method in MAP_METHODS[row:row + 3]])
+                    [METHODS[method].label_for(lm) for method in MAP_METHODS[row:row + 3]])
         downloads.csv(pd.DataFrame(maps["maps"].T, columns=list(MAP_METHODS)).rename_axis(
             "patch"), f"compare_maps_{side}", "Download the maps (CSV, a row per patch)")
         st.caption(f"Mean attention distance over all heads: "

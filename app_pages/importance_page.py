@@ -5,7 +5,7 @@ import os
 import streamlit as st
 
 from core.analyses import IMPORTANCE, IMPORTANCE_ESTIMATE, INTERACTIONS, PARTIAL_PRUNING
-from core.analyses.importance import METRIC_AXES, METRIC_HELP, METRIC_LABELS, METRICS
+from core.analyses.importance import METRIC_AXES, METRIC_LABELS, metric_names, metric_slot
 from core.analyses.importance_estimate import compared_with
 from core.analyses.interactions import InteractionParams
 from core.dataset import ESTIMATE_AGREEMENT
@@ -19,7 +19,7 @@ from ui.importance_charts import (agreement_frame, estimate_frame, heads_chart,
                                   interaction_chart, interaction_frame, modes_chart,
                                   values_frame)
 from ui.state import bound, new_chart_pick, select
-from ui.views import intro, selected_image
+from ui.views import intro, metric_picker, selected_image
 
 # exact values are computed without asking up to this many tokens per image (the layers
 # x heads pruned forwards; demo: 1,200, deit_tiny at 224 px: 7,092, ViT-B/16: 28,368)
@@ -58,12 +58,12 @@ def interactions_section(lm, ds, index: int, metric: str, compute: bool) -> None
             return
     if arrays is None:
         arrays = resources.analyse(lm, ds, [index], INTERACTIONS, params).arrays[index]
-    m = METRICS.index(metric)
+    m = metric_slot(metric)
     downloads.chart(interaction_chart(arrays["heads"], arrays["interaction"][m],
                                       arrays["pair"][m], METRIC_LABELS[metric]),
                     "importance_interactions", width="content",
                     data=interaction_frame(arrays["heads"], arrays["single"], arrays["pair"],
-                                           arrays["interaction"], METRICS))
+                                           arrays["interaction"], metric_names(lm)))
 
 
 intro("Head importance",
@@ -75,20 +75,24 @@ chosen = selected_image()
 lm, ds, index, layer, head = chosen.lm, chosen.ds, chosen.index, chosen.layer, chosen.head
 label = ds.records[index].label
 group = ds.records[index].group
-target_text = (f"the true class ({lm.class_names[label]})" if label is not None else
+target_text = ("the reference embedding" if not lm.has_classes else
+               f"the true class ({lm.class_names[label]})" if label is not None else
                "the predicted class (the image has no label)" if group is None else
                f"the predicted class (its class in the set, {group!r}, is not one of the "
                "model's classes)")
 
 left, right = st.columns([2, 1])
 with left:
-    metric = bound("metric", "prob", st.selectbox, "Metric", list(METRICS),
-                   key="importance_metric", format_func=METRIC_LABELS.get, help=METRIC_HELP)
+    metric, m = metric_picker(lm, "importance_metric", "Metric")
 with right:
     over_all = bound("mean", False, st.toggle, "Mean over all images", key="importance_mean",
                      help="Mean and standard deviation of the metric over every image of "
                           "the set, instead of the selected image.")
-m = METRICS.index(metric)
+names = metric_names(lm)
+if metric == "sim":
+    st.caption("Score drop s - s': how much less the image's embedding points along the "
+               "reference's (1 = as much as the reference itself) when the head is switched "
+               "off; negative: pruning the head raises it.")
 if metric == "prob":
     st.caption(f"Probability drop P - P' of {target_text}"
                + (" (each image's own true class, or its predicted class if unlabeled)"
@@ -105,8 +109,8 @@ if over_all:
         st.subheader(f"All {len(values)} images: the effect of pruning each head (mean, "
                      "band: +- 1 standard deviation)")
         pick_head(heads_chart(mean[m], std[m], f"{METRIC_AXES[metric]}, mean", (layer, head),
-                              percent=metric == "prob", non_negative=metric != "prob"),
-                  values_frame(mean, METRICS, std))
+                              percent=metric == "prob", non_negative=m != 0),
+                  values_frame(mean, names, std))
         agreement = resources.whole_set_step(lm, ds, ESTIMATE_AGREEMENT,
                                              "The estimate's agreement", "estimate_compute")
         if agreement is not None:
@@ -120,7 +124,7 @@ if over_all:
             estimated = agreement[f"{compared_with(metric)}_mean"]
             downloads.chart(heads_chart(estimated, None, estimate_label, (layer, head)),
                             "importance_estimate_mean")
-            downloads.csv(agreement_frame(agreement, METRICS, [r.id for r in ds.records]),
+            downloads.csv(agreement_frame(agreement, names, [r.id for r in ds.records]),
                           "estimate_agreement",
                           "Download the agreement per image (CSV)")
 else:
@@ -146,7 +150,7 @@ else:
         st.subheader(f"Image {ds.records[index].id}: the effect of pruning each head")
         pick_head(heads_chart(values[m], None, METRIC_AXES[metric], (layer, head),
                               percent=metric == "prob"),
-                  values_frame(values, METRICS))
+                  values_frame(values, names))
         with st.expander("Fast estimate for this image, against the exact values"):
             rho = spearman(estimated, values[m])
             st.markdown(f"Spearman rank correlation with the exact values above: **{rho:.2f}** "
@@ -171,7 +175,12 @@ with bars:
     downloads.chart(modes_chart(result["metrics"][:, m], METRIC_LABELS[metric], mode),
                     "importance_modes")
 with predictions:
-    st.markdown(f"**Top-5 predictions, mode {mode} ({MODE_NAMES[mode]})**")
-    downloads.chart(predictions_chart(top_k(result["logits"][mode], lm.class_names),
-                                      None if label is None else lm.class_names[label]),
-                    "importance_mode_predictions")
+    if lm.has_classes:
+        st.markdown(f"**Top-5 predictions, mode {mode} ({MODE_NAMES[mode]})**")
+        downloads.chart(predictions_chart(top_k(result["logits"][mode], lm.class_names),
+                                          None if label is None else lm.class_names[label]),
+                        "importance_mode_predictions")
+    else:
+        st.markdown(f"**Embedding, mode {mode} ({MODE_NAMES[mode]})**: score drop "
+                    f"s - s' = {result['metrics'][mode, 0]:.3f}, embedding change "
+                    f"{result['metrics'][mode, 1]:.3f} (cosine distance).")

@@ -102,7 +102,7 @@ if lift is not None:
                   "out" if int(lift["without_keypoints"]) else "") + ".")
 
 st.subheader("Images whose explanation lies outside the object")
-labels = {name: METHODS[name].label for name in METHOD_NAMES}
+labels = {name: METHODS[name].label_for(lm) for name in METHOD_NAMES}
 method = bound("method", DEFAULT_METHOD, st.selectbox, "Explanation scored",
                list(METHOD_NAMES), format_func=labels.get,
                help="The map whose share outside the object orders the images.")
@@ -119,9 +119,16 @@ if ranked is not None:
 
     def row(i: int) -> dict:
         a = per_image[i]
-        return {"image": ds.records[i].id,
-                "true class": (lm.class_names[ds.records[i].label]
-                               if ds.records[i].label is not None else ""),
+        record = ds.records[i]
+        if not lm.has_classes:  # SPEC "Models without class scores": the score s
+            return {"image": record.id, "class in the set": record.group or "",
+                    "outside object (%)": 100 * float(a["score"][m]),
+                    "score before": float(a["probability_before"]),
+                    "score without outside": float(a["probability_after"]),
+                    "object from": OBJECT_SOURCES[int(a["object_source"])]}
+        return {"image": record.id,
+                "true class": (lm.class_names[record.label]
+                               if record.label is not None else ""),
                 "predicted": lm.class_names[int(a["top_before"])],
                 "outside object (%)": 100 * float(a["score"][m]),
                 "probability before (%)": 100 * float(a["probability_before"]),
@@ -149,6 +156,8 @@ if ranked is not None:
     st.caption(f"The {min(RANKED_ROWS, len(order))} of {len(order)} images with the largest "
                f"share of the {labels[method]} map outside the object (negative values "
                "count as 0), with the prediction again after the patches outside the object "
-               "are set to the mean colour. Click a row to select that image. Over the set, "
-               f"removing the outside changes the prediction of "
-               f"{100 * float(ranked['changed']):.1f}% of the images.")
+               "are set to the mean colour. Click a row to select that image. "
+               + (f"Over the set, removing the outside changes the prediction of "
+                  f"{100 * float(ranked['changed']):.1f}% of the images." if lm.has_classes else
+                  "Scores: s on the reference embedding, before and with the outside "
+                  "removed (1 = the reference itself)."))

@@ -2,13 +2,13 @@
 matters for it (t-SNE of the L x H importance vectors; paper 001, section 5.1)."""
 import streamlit as st
 
-from core.analyses.importance import METRIC_HELP, METRIC_LABELS, METRICS
+from core.analyses.importance import METRIC_LABELS, METRICS
 from core.dataset import IMPORTANCE_OVERVIEW
 from core.dataset.importance_overview import OverviewParams
 from ui import downloads, resources
 from ui.importance_charts import overview_chart
-from ui.state import bound, new_chart_pick, select
-from ui.views import intro, selected_image
+from ui.state import new_chart_pick, select
+from ui.views import intro, metric_picker, selected_image
 
 intro("Overview",
       "This page shows one image with the model's prediction, and a map of all images "
@@ -40,14 +40,14 @@ def find_image() -> None:
 st.subheader("All images by head importance")
 left, right = st.columns([2, 1])
 with left:
-    metric = bound("metric", "prob", st.selectbox, "Importance metric", list(METRICS),
-                   key="overview_metric", format_func=METRIC_LABELS.get, help=METRIC_HELP)
+    metric, slot = metric_picker(lm, "overview_metric")
 right.text_input("Find an image by id", key="overview_search", on_change=find_image,
                  placeholder=ds.records[-1].id)
 if st.session_state.get("overview_search_message"):
     right.warning(st.session_state["overview_search_message"])
 overview = resources.whole_set_step(lm, ds, IMPORTANCE_OVERVIEW, "The map of all images",
-                                   "overview_compute", OverviewParams(metric))
+                                   "overview_compute", OverviewParams(METRICS[slot]))  # the slot's
+# first name: the precompute's entry for a model without classes too
 if overview is None:
     st.stop()
 order, xy = overview["image"].tolist(), overview["xy"]

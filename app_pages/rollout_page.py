@@ -9,6 +9,7 @@ from core.analyses.faithfulness import METHOD_NAMES, METRICS, curve_x, deletion_
 from core.dataset import FAITHFULNESS_TABLE
 from core.dataset.faithfulness_table import has_object_masks, shown_metrics
 from core.display.maps import heat_map
+from core.display.predictions import explained_name
 from core.explain import METHODS, RolloutParams
 from core.explain.rollout import FUSIONS
 from core.model import LoadedModel, ModelLoadError
@@ -23,12 +24,13 @@ intro("Attention rollout",
       "whole model relies on, with several methods side by side (patch ablation among them: the measured drop when each patch is removed), and scores how faithful each "
       "map is by removing the regions it ranks highest.",
       "Bright patches matter most to a method; in the table, a faithful map makes the "
-      "probability drop fast when its top patches are deleted (low deletion AUC) and rise "
+      "model's score for what is explained drop fast when its top patches are deleted "
+      "(low deletion AUC) and rise "
       "fast when they are revealed (high insertion AUC), better than the random map.")
 chosen = selected_image()
 lm, ds, index = chosen.lm, chosen.ds, chosen.index
 label = ds.records[index].label
-labels = [METHODS[name].label for name in METHOD_NAMES]
+labels = [METHODS[name].label_for(lm) for name in METHOD_NAMES]
 
 st.subheader("The maps of each method")
 c1, c2, c3, c4 = st.columns(4)
@@ -46,9 +48,15 @@ with c3:
                   valid=lambda v: 0 <= v < lm.num_layers, min_value=0,
                   max_value=lm.num_layers - 1, help="Roll out from this layer to the last.")
 with c4:
-    explained = bound("explain", "predicted", st.radio, "Class explained (gradient methods)",
-                      ["predicted", "true label"], key="ro_class", disabled=label is None,
-                      help="Gradient rollout, relevance and patch ablation explain this class.")
+    if lm.has_classes:
+        explained = bound("explain", "predicted", st.radio, "Class explained (gradient methods)",
+                          ["predicted", "true label"], key="ro_class", disabled=label is None,
+                          help="Gradient rollout, relevance and patch ablation explain this "
+                               "class.")
+    else:
+        explained = "predicted"
+        st.caption("No classes: the gradient methods and patch ablation explain the score s "
+                   "on the reference embedding (the sidebar's reference image).")
 target = "label" if explained == "true label" and label is not None else "prediction"
 
 
@@ -62,8 +70,8 @@ def show_maps(model: LoadedModel, params: RolloutParams, target: str, title: str
         return None
     arrays = result.arrays[index]
     image = display_image(model, ds, index)
-    class_name = model.class_names[int(arrays["class"])]
-    captions = [METHODS[m].label + (f" for {class_name}" if METHODS[m].class_specific
+    class_name = explained_name(model.class_names, int(arrays["class"]))
+    captions = [METHODS[m].label_for(model) + (f" for {class_name}" if METHODS[m].class_specific
                                     else "") for m in MAP_METHODS]
     st.markdown(f"**{title}**: {model.name}, {model.num_layers} layers")
     map_row(image, [heat_map(values, model, image.shape[:2]) for values in arrays["maps"]],
@@ -89,7 +97,7 @@ with st.spinner("Scoring this image's maps (a few hundred forward passes)..."):
     mine = resources.analyse(lm, ds, [index], FAITHFULNESS).arrays.get(index)
 if mine is not None:
     st.markdown(f"**This image** ({plain(ds.records[index].id)}, explaining "
-                f"{lm.class_names[int(mine['class'])]})")
+                f"{explained_name(lm.class_names, int(mine['class']))})")
     downloads.table(faithfulness_frame({m: mine[m] for m in shown_metrics(ds)}, labels,
                                        METRICS), "faithfulness_image", number_format="{:.3f}",
                     width="stretch")
@@ -102,10 +110,14 @@ if table is not None:
     downloads.table(faithfulness_frame({m: table[m] for m in shown_metrics(ds)}, labels,
                                        METRICS), "faithfulness", number_format="{:.3f}",
                     width="stretch")
-    st.caption("Arrows: ↑ higher is better, ↓ lower is better. Deletion/insertion: area under the predicted-class probability as patches "
-               "are removed (set to the mean colour) or revealed from a blurred copy. "
-               "Positive/negative perturbation: area under the share of images whose top class "
-               "is unchanged as 10%..90% of the patches are removed, most (positive) or least "
+    measured = ("the predicted-class probability" if lm.has_classes else
+                "the score s on the reference embedding")
+    kept = ("the share of images whose top class is unchanged" if lm.has_classes else
+            "the mean score s")
+    st.caption("Arrows: ↑ higher is better, ↓ lower is better. Deletion/insertion: area "
+               f"under {measured} as patches are removed (set to the mean colour) or "
+               f"revealed from a blurred copy. Positive/negative perturbation: area under "
+               f"{kept} as 10%..90% of the patches are removed, most (positive) or least "
                "(negative) relevant first."
                + (" Pointing game: share of images whose brightest patch lies on the garment; "
                   "IoU: overlap of the above-average patches with the garment."
@@ -113,12 +125,16 @@ if table is not None:
                   "localisation scores."))
 if mine is not None:
     g = mine["maps"].shape[-1]
-    st.markdown(f"**This image**: probability of {lm.class_names[int(mine['class'])]} as the "
+    what = (f"probability of {lm.class_names[int(mine['class'])]}" if lm.has_classes else
+            "score s on the reference embedding")
+    st.markdown(f"**This image**: {what} as the "
                 "patches each method ranks highest are removed or revealed")
     downloads.chart(curves_chart({"Deletion (lower area is better)": mine["deletion_curve"],
                                   "Insertion (higher area is better)": mine["insertion_curve"]},
                                  curve_x(deletion_counts(g), g), labels,
-                                 lm.class_names[int(mine["class"])]), "deletion_insertion",
+                                 lm.class_names[int(mine["class"])] if lm.has_classes
+                                 else None),
+                    "deletion_insertion",
                     width="content")
 
 st.subheader("Compare with another model")
@@ -138,7 +154,7 @@ if other_spec.strip():
     except (ModelLoadError, ValueError, OSError) as err:
         st.error(plain(f"The second model could not be loaded: {err}"))
     else:
-        same_classes = other.class_names == lm.class_names
+        same_classes = other.class_names == lm.class_names and lm.has_classes
         other_params = RolloutParams(discard, min(start, other.num_layers - 1), fusion)
         show_maps(other, other_params, target if same_classes else "prediction",
                   "Second model")

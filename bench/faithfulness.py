@@ -21,6 +21,7 @@ from core.analyses.faithfulness import METHOD_NAMES, distinct_inputs, evaluate, 
 from core.data.datasets import demo_dataset, load_batch
 from core.explain import explain
 from core.model import load_model, logits
+from core.model.targets import Explained
 from testing.reference import per_method_faithfulness
 
 IMAGES = 64
@@ -40,7 +41,7 @@ def main() -> None:
           f"image and method; forwards per image: {states.shape[1] * states.shape[2]} "
           f"before, {distinct / IMAGES:.1f} after (distinct inputs)")
     best = interleaved({"before": lambda: per_method_faithfulness(lm, x, maps, classes),
-                        "after": lambda: evaluate(lm, x, maps, classes)}, rounds=3)
+                        "after": lambda: evaluate(lm, x, maps, Explained(classes=classes))}, rounds=3)
     print(f"maps of every method: {maps_s:.2f} s ({IMAGES / maps_s:.1f} images/s)")
     for name, seconds in best.items():
         print(f"{name}: curves {IMAGES / seconds:.1f} images/s, whole analysis "

@@ -18,10 +18,12 @@ import numpy as np
 import torch
 
 from core.analyses.base import Analysis, TargetChoice, params_of, resolve_targets
+from core.analyses.forward import FORWARD
 from core.data.datasets import NOT_AN_IMAGE, Dataset, load_batch
 from core.data.objects import image_objects
 from core.dataset.base import DatasetStep, Stage, no_stage
 from core.model import LoadedModel
+from core.model.targets import Reference
 from core.storage.cache import ArrayCache, Arrays
 from core.storage.keys import cache_key, image_set_hash, target_part
 
@@ -89,7 +91,7 @@ def run(lm: LoadedModel, ds: Dataset, indices: list[int], analysis: Analysis,
     params = params_of(analysis, params)
     choice = target if target is not None else analysis.target
     labels = [ds.records[i].label for i in indices]
-    targets = (resolve_targets(choice, labels, len(lm.class_names)) if analysis.class_specific
+    targets = (resolve_targets(choice, labels, lm) if analysis.class_specific
                else [None] * len(indices))
     result = RunResult()
     keys: dict[int, str] = {}
@@ -152,6 +154,21 @@ def run(lm: LoadedModel, ds: Dataset, indices: list[int], analysis: Analysis,
         if progress:
             progress(done, len(indices))
     return result
+
+
+def reference(lm: LoadedModel, ds: Dataset, index: int, cache: ArrayCache | None = None
+              ) -> Reference:
+    """Image `index`'s embedding as the reference of a model without classes (SPEC
+    "Models without class scores"): "what makes an image look like this one". Raises
+    ValueError when the model has classes or the image cannot be used."""
+    if lm.has_classes:
+        raise ValueError(f"Model {lm.name} has classes; a reference image is for models "
+                         "without class scores.")
+    result = run(lm, ds, [index], FORWARD, cache=cache)
+    if index not in result.arrays:
+        raise ValueError(f"Reference image {ds.records[index].id} could not be used: "
+                         f"{result.skipped[0][1] if result.skipped else 'unknown reason'}")
+    return Reference(result.arrays[index]["logits"], ds.content_hash(index))
 
 
 def _not_an_image_key(lm: LoadedModel, content: str) -> str:

@@ -15,7 +15,8 @@ from core.model.loading import weights_hash
 # name -> (timm name, keyword overrides, expected prefix tokens, expected grid)
 TIMM_CASES = {
     "deit_tiny_distilled": ("deit_tiny_distilled_patch16_224", {}, 2, (14, 14)),
-    "registers": ("vit_small_patch14_reg4_dinov2", {"img_size": 56, "depth": 3}, 5, (4, 4)),
+    "registers": ("vit_small_patch14_reg4_dinov2", {"img_size": 56, "depth": 3, "num_classes": 10},
+                  5, (4, 4)),  # a DINOv2 with registers fine-tuned as a classifier
     "patch32": ("vit_base_patch32_224", {"depth": 2}, 1, (7, 7)),
     "patch8_nonsquare": ("vit_tiny_patch16_224", {"patch_size": 8, "img_size": (32, 48)},
                          1, (4, 6)),

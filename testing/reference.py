@@ -10,7 +10,7 @@ from torch import nn
 
 from core.analyses.importance import METRICS, metrics
 from core.model import LoadedModel, capture
-from core.model.targets import Targets, classes_of
+from core.model.targets import Explained, Targets
 
 
 def masked_run(lm: LoadedModel, x: torch.Tensor, masks: dict[int, torch.Tensor] | None
@@ -34,15 +34,14 @@ def naive_leave_one_out(lm: LoadedModel, x: torch.Tensor, targets: Targets
     (L x H + 1 full instrumented forwards of the batch, nothing reused). Same output as
     ``core.analyses.importance.leave_one_out``."""
     logits, z = masked_run(lm, x, None)
-    probs = logits.softmax(-1)
-    target = classes_of(logits, targets)
+    explained = Explained.of(logits, targets, lm.has_classes)
     out = np.zeros((len(x), len(METRICS), lm.num_layers, lm.num_heads))
     for layer in range(lm.num_layers):
         for head in range(lm.num_heads):
             pruned_logits, pruned_z = masked_run(lm, x, {layer: capture.head_mask(lm, [head])})
-            out[:, :, layer, head] = metrics(probs, pruned_logits.softmax(-1), z[layer],
-                                             pruned_z[layer], target,
-                                             lm.num_prefix_tokens).cpu().numpy()
+            out[:, :, layer, head] = metrics(explained, logits, pruned_logits, z[layer],
+                                             pruned_z[layer], lm.num_prefix_tokens
+                                             ).cpu().numpy()
     return out
 
 
@@ -53,7 +52,7 @@ def naive_pairs(lm: LoadedModel, x: torch.Tensor, targets: Targets,
     pair's effect and its interaction (effect minus the two single effects, ``z``
     compared at the pair's later layer), metric x k x k each."""
     logits, z = masked_run(lm, x, None)
-    probs, target = logits.softmax(-1), classes_of(logits, targets)
+    explained = Explained.of(logits, targets, lm.has_classes)
 
     def effect(pruned: list[tuple[int, int]], at: int) -> np.ndarray:
         masks: dict[int, torch.Tensor] = {}
@@ -62,7 +61,7 @@ def naive_pairs(lm: LoadedModel, x: torch.Tensor, targets: Targets,
                                                        lm.num_tokens))
             masks[layer][head] = 0.0
         out_logits, out_z = masked_run(lm, x, masks)
-        return metrics(probs, out_logits.softmax(-1), z[at], out_z[at], target,
+        return metrics(explained, logits, out_logits, z[at], out_z[at],
                        lm.num_prefix_tokens).cpu().numpy()[0]
 
     k = len(heads)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 
-from core.display.predictions import Prediction
+from core.display.predictions import Prediction, Similar
 
 
 def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -45,3 +45,16 @@ def predictions_chart(predictions: list[Prediction], true_label: str | None) -> 
                         scale=alt.Scale(domain=[True, False], range=["#2ca02c", "#8c8c8c"])),
         tooltip=["class", alt.Tooltip("probability:Q", format=".1f", title="probability (%)")],
     ).properties(height=40 * len(df))
+
+
+def similar_chart(similar: list[Similar], ids: list[str]) -> alt.Chart:
+    """Horizontal bars of the cosine similarity of the most similar images' embeddings
+    (`ids`: the set's image ids), for a model without classes."""
+    df = pd.DataFrame({"image": [ids[s.index] for s in similar],
+                       "similarity": [s.cosine for s in similar]})
+    return alt.Chart(df).mark_bar(color="#4c78a8").encode(
+        x=alt.X("similarity:Q", title="Cosine similarity of the embeddings (1 = same direction)",
+                scale=alt.Scale(domain=[min([0.0, *df["similarity"]]), 1])),
+        y=alt.Y("image:N", sort=None, title=None, axis=alt.Axis(labelLimit=0)),
+        tooltip=["image", alt.Tooltip("similarity:Q", format=".3f")],
+    ).properties(height=40 * max(len(df), 1))

@@ -17,13 +17,13 @@ from core.analyses.explanations import MAP_METHODS
 from core.analyses.faithfulness import METHOD_NAMES
 from core.analyses.keypoints import has_keypoints
 from core.analyses.spurious import DEFAULT_METHOD, OBJECT_SOURCES
-from core.analyses.importance import METRIC_AXES, METRIC_LABELS, METRICS
+from core.analyses.importance import METRIC_AXES, METRIC_LABELS, METRICS, metric_names
 from core.analyses.pattern_labels import describe
 from core.analyses.patterns import DEFAULT_TOP_PERCENT
 from core.data.datasets import Dataset, load_batch
 from core.display.head_detail import head_matrix, top_percent_threshold
 from core.display.maps import heat_map
-from core.display.predictions import top_k
+from core.display.predictions import most_similar, top_k
 from core.dataset import CLASS_VIEWS
 from core.dataset.statistics import spearman
 from core.engine import run, run_step
@@ -94,6 +94,22 @@ def class_note(lm: LoadedModel, ds: Dataset, group: str | None,
                     for l, h in top) + ".") + "</p>")
 
 
+def similar_text(lm: LoadedModel, ds: Dataset, index: int, forward: dict[str, np.ndarray],
+                 cache: ArrayCache | None) -> str:
+    """For a model without classes: the images most similar to image `index` among
+    those whose embeddings are in the cache (the report computes no whole-set step)."""
+    cached = run(lm, ds, list(range(len(ds))), ANALYSES["forward"], cache=cache,
+                 compute=False).arrays
+    embeddings = {i: a["logits"] for i, a in cached.items()} | {index: forward["logits"]}
+    similar = most_similar(embeddings, index)
+    found = (" Most similar images of the set (cosine similarity of the embeddings, among "
+             f"the {len(embeddings)} computed): "
+             + ", ".join(f"{ds.records[s.index].id} ({s.cosine:.3f})" for s in similar) + "."
+             if similar else "")
+    return ("The model has no classes: it is explained by similarity to a reference "
+            "embedding, here the image's own." + found)
+
+
 def image_report(lm: LoadedModel, ds: Dataset, index: int, layer: int, head: int,
                  cache: ArrayCache | None = None) -> str:
     """The HTML text of the report for image `index` and head (`layer`, `head`)."""
@@ -106,28 +122,38 @@ def image_report(lm: LoadedModel, ds: Dataset, index: int, layer: int, head: int
     def heat(values: np.ndarray) -> bytes:
         return image_png(overlay(image, heat_map(values, lm, image.shape[:2])))
 
-    parts = [section(
-        "What the model predicts",
-        "The five most likely classes, in percent; the green bar is the true class.",
-        figure_row([(image_png((255 * image).astype(np.uint8)), f"Image {record.id}"),
-                    (heat(forward["cls_attention"][layer, head]),
-                     f"Where head {head} of layer {layer} looks (CLS attention; bright = "
-                     "more)")])
-        + img_tag(chart_png(predictions_chart(top_k(forward["logits"], lm.class_names),
-                                              true_name)), "top-5 predictions"))]
+    figures = figure_row([(image_png((255 * image).astype(np.uint8)), f"Image {record.id}"),
+                          (heat(forward["cls_attention"][layer, head]),
+                           f"Where head {head} of layer {layer} looks (CLS attention; bright "
+                           "= more)")])
+    if lm.has_classes:
+        parts = [section(
+            "What the model predicts",
+            "The five most likely classes, in percent; the green bar is the true class.",
+            figures + img_tag(chart_png(predictions_chart(
+                top_k(forward["logits"], lm.class_names), true_name)), "top-5 predictions"))]
+    else:
+        parts = [section("What the model sees", similar_text(lm, ds, index, forward, cache),
+                         figures)]
 
     values = one(lm, ds, index, "importance", cache)["importance"]
-    prob = values[METRICS.index("prob")]
+    first = metric_names(lm)[0]
+    prob = values[0]  # the probability drop, or the score drop s - s'
+    unit = 100 if lm.has_classes else 1
+    points = "percentage points" if lm.has_classes else "of the score s"
     top = np.dstack(np.unravel_index(np.argsort(-prob, axis=None)[:3], prob.shape))[0]
     parts.append(section(
         "Which heads matter",
-        "Each head is switched off in turn and the drop in the probability of "
-        + ("the true class" if true_name else "the predicted class")
+        "Each head is switched off in turn and the drop in "
+        + ("the probability of the true class" if true_name else
+           "the probability of the predicted class" if lm.has_classes else
+           "the score s of the image on its own embedding")
         + " is measured (higher = the head matters more). Most important here: "
-        + ", ".join(f"layer {l}, head {h} ({100 * prob[l, h]:.1f} percentage points)" for l, h in top)
+        + ", ".join(f"layer {l}, head {h} ({unit * prob[l, h]:.{1 if lm.has_classes else 3}f} "
+                    f"{points})" for l, h in top)
         + ".",
-        img_tag(chart_png(heads_chart(prob, None, METRIC_AXES["prob"], (layer, head),
-                                      percent=True)),
+        img_tag(chart_png(heads_chart(prob, None, METRIC_AXES[first], (layer, head),
+                                      percent=lm.has_classes)),
                 "importance of every head")))
 
     estimate = one(lm, ds, index, "importance_estimate", cache)
@@ -140,11 +166,12 @@ def image_report(lm: LoadedModel, ds: Dataset, index: int, layer: int, head: int
         f"The {len(pairs['heads'])} most important heads pruned two at a time: the effect of "
         "a pair minus the two single effects (red: more than the sum, blue: less). Strongest "
         f"here: layer {a[0]} head {a[1]} with layer {b[0]} head {b[1]} "
-        f"({100 * pairs['interaction'][0][strongest]:+.1f} percentage points). A one-backward "
+        f"({unit * pairs['interaction'][0][strongest]:+.{1 if lm.has_classes else 3}f} "
+        f"{points}). A one-backward "
         "estimate of the importance (Michel et al. 2019) orders the heads with a Spearman "
         f"correlation of {spearman(estimate['signed'], prob):.2f} to the exact values.",
         img_tag(chart_png(interaction_chart(pairs["heads"], pairs["interaction"][0],
-                                            pairs["pair"][0], METRIC_LABELS["prob"])),
+                                            pairs["pair"][0], METRIC_LABELS[first])),
                 "interactions of the top heads")
         + class_note(lm, ds, record.group, cache)))
 
@@ -178,8 +205,9 @@ def image_report(lm: LoadedModel, ds: Dataset, index: int, layer: int, head: int
     parts.append(section(
         "What the whole model looks at",
         "Each map combines the attention of all layers in its own way; bright patches "
-        "matter most for the predicted class.",
-        figure_row([(heat(values), METHODS[method].label)
+        + ("matter most for the predicted class." if lm.has_classes else
+           "matter most for the image's embedding (its score s on itself)."),
+        figure_row([(heat(values), METHODS[method].label_for(lm))
                     for method, values in zip(MAP_METHODS, maps)])))
 
     keypoints = one(lm, ds, index, "keypoints", cache)
@@ -196,13 +224,18 @@ def image_report(lm: LoadedModel, ds: Dataset, index: int, layer: int, head: int
                         "Attention on keypoint patches per head (1 = chance)"))
     parts.append(section(
         "Keypoints and shortcuts",
-        f"{100 * float(spurious['score'][m]):.1f}% of the {METHODS[DEFAULT_METHOD].label} map "
+        f"{100 * float(spurious['score'][m]):.1f}% of the {METHODS[DEFAULT_METHOD].label_for(lm)} map "
         f"lies outside the object (from {OBJECT_SOURCES[int(spurious['object_source'])]}). "
-        f"With the outside removed, the probability of {lm.class_names[int(spurious['class'])]} "
-        f"goes from {100 * float(spurious['probability_before']):.1f}% to "
-        f"{100 * float(spurious['probability_after']):.1f}% and the prediction "
-        + ("stays " + lm.class_names[before] if before == after else
-           f"changes from {lm.class_names[before]} to {lm.class_names[after]}") + ".",
+        + (f"With the outside removed, the probability of "
+           f"{lm.class_names[int(spurious['class'])]} "
+           f"goes from {100 * float(spurious['probability_before']):.1f}% to "
+           f"{100 * float(spurious['probability_after']):.1f}% and the prediction "
+           + ("stays " + lm.class_names[before] if before == after else
+              f"changes from {lm.class_names[before]} to {lm.class_names[after]}") + "."
+           if lm.has_classes else
+           f"With the outside removed, the score s of the image on its own embedding goes "
+           f"from {float(spurious['probability_before']):.3f} to "
+           f"{float(spurious['probability_after']):.3f} (1 = unchanged)."),
         figure_row(figures)))
 
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

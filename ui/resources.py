@@ -11,7 +11,7 @@ import streamlit as st
 from core.analyses.base import Analysis, TargetChoice
 from core.data.datasets import Dataset, load_dataset
 from core.dataset.base import DatasetStep
-from core.engine import RunResult, run, run_step
+from core.engine import RunResult, reference, run, run_step
 from core.model import LoadedModel, ModelLoadError, load_model
 from core.storage.cache import ArrayCache, Arrays
 from ui.plain import plain
@@ -73,9 +73,27 @@ def _bar(what: str, total: int):
     return bar, report
 
 
+def chosen_target(lm: LoadedModel, ds: Dataset, target: TargetChoice | None
+                  ) -> TargetChoice | None:
+    """A page's target for this model: for a model without classes, the selected
+    reference image's embedding (the link's ``reference``) whatever the page asked;
+    `target` when none is selected, the model has classes or the reference image cannot
+    be used (the sidebar says so)."""
+    from ui.state import selection
+    ref_id = selection()["reference"]
+    index = None if lm.has_classes or not ref_id else ds.index_of(ref_id)
+    if index is None:
+        return target
+    try:
+        return reference(lm, ds, index, cache())
+    except (ValueError, OSError):
+        return target
+
+
 def analyse(lm: LoadedModel, ds: Dataset, indices: list[int], analysis: Analysis,
             params: Any = None, target: TargetChoice | None = None) -> RunResult:
     """Run an analysis on a few images (a progress bar when more than 8 need work)."""
+    target = chosen_target(lm, ds, target)
     if len(indices) <= 8:
         return run(lm, ds, indices, analysis, params, target=target, cache=cache())
     bar, report = _bar(analysis.name, len(indices))
@@ -88,8 +106,8 @@ def analyse(lm: LoadedModel, ds: Dataset, indices: list[int], analysis: Analysis
 def cached(lm: LoadedModel, ds: Dataset, index: int, analysis: Analysis,
            params: Any = None) -> Arrays | None:
     """Image `index`'s results of `analysis` when the cache holds them, else None."""
-    return run(lm, ds, [index], analysis, params, cache=cache(), compute=False
-               ).arrays.get(index)
+    return run(lm, ds, [index], analysis, params, cache=cache(), compute=False,
+               target=chosen_target(lm, ds, None)).arrays.get(index)
 
 
 def _ask(what: str, missing: int, total: int, key: str) -> bool:

@@ -65,15 +65,19 @@ def faithfulness_frame(table: dict[str, np.ndarray], labels: list[str],
 
 
 def curves_chart(curves: dict[str, np.ndarray], x: np.ndarray, labels: list[str],
-                 class_name: str) -> alt.Chart:
-    """Deletion and insertion curves (M x S each) of one image, a line per method."""
+                 class_name: str | None) -> alt.Chart:
+    """Deletion and insertion curves (M x S each) of one image, a line per method: the
+    probability of `class_name` in %, or (None: a model without classes) the score s."""
+    scale = 1 if class_name is None else 100
     frames = [pd.DataFrame({"test": test, "method": label, "fraction": 100 * x,
-                            "probability": 100 * values})
+                            "probability": scale * values})
               for test, methods in curves.items() for label, values in zip(labels, methods)]
+    title = ("Score s on the reference (1 = the reference)" if class_name is None else
+             f"Probability of {class_name} (%)")
     return alt.Chart(pd.concat(frames)).mark_line(point=True).encode(
         x=alt.X("fraction:Q", title="Patches removed (deletion) or revealed (insertion), %"),
-        y=alt.Y("probability:Q", title=f"Probability of {class_name} (%)",
-                scale=alt.Scale(domain=[0, 100])),
+        y=alt.Y("probability:Q", title=title,
+                scale=alt.Undefined if class_name is None else alt.Scale(domain=[0, 100])),
         color=alt.Color("method:N", title="Method", sort=labels,
                         legend=alt.Legend(orient="bottom", labelLimit=0, columns=2)),
         tooltip=["method", alt.Tooltip("fraction:Q", format=".0f", title="patches (%)"),

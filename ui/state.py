@@ -8,7 +8,9 @@ from typing import Any, Callable
 import streamlit as st
 
 DEFAULTS: dict[str, Any] = {"model": "demo", "checkpoint": "", "images": "demo",
-                            "image": "", "layer": 0, "head": 0}
+                            "image": "", "layer": 0, "head": 0,
+                            "reference": ""}  # a model without classes: the image whose
+# embedding every image is measured on ("": each image its own)
 _KEY = "selection"
 _SETTINGS = "setting_defaults"  # page setting name -> its default
 

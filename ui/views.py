@@ -1,5 +1,6 @@
 """Views shared by the pages: the intro, and the selected image with its top-5
-predictions and the attention of the selected layer and head."""
+predictions (the most similar images for a model without classes) and the attention of
+the selected layer and head."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,17 +11,28 @@ import streamlit as st
 
 from core.analyses import FORWARD
 from core.analyses.base import Analysis
+from core.analyses.importance import METRIC_HELP, METRIC_LABELS, metric_names
 from core.data.datasets import Dataset, load_batch
 from core.display.maps import heat_map, patch_table
-from core.display.predictions import top_k
+from core.display.predictions import most_similar, top_k
 from core.model import LoadedModel
 from core.storage.cache import Arrays
 from ui import downloads, resources
-from ui.charts import overlay, predictions_chart
+from ui.charts import overlay, predictions_chart, similar_chart
 from ui.plain import plain
-from ui.state import selection
+from ui.state import bound, selection
 
 DISPLAY_SIZE = 280  # pixels: small inputs (28 x 28 demo) are enlarged to this
+
+
+def metric_picker(lm: LoadedModel, key: str, label: str = "Importance metric"
+                  ) -> tuple[str, int]:
+    """The importance metric, kept in the link as ``metric``, among this model's
+    (``prob``... or, without classes, ``sim``...); returns it and its slot."""
+    names = list(metric_names(lm))
+    metric = bound("metric", names[0], st.selectbox, label, names, key=key,
+                   format_func=METRIC_LABELS.get, help=METRIC_HELP)
+    return metric, names.index(metric)
 
 
 def intro(title: str, what: str, how: str) -> None:
@@ -84,12 +96,12 @@ def selected_image() -> Selected:
     arrays = result.arrays[index]
     big = display_image(lm, ds, index)
     heat = heat_map(arrays["cls_attention"][layer, head], lm, big.shape[:2])
-    label = ds.records[index].label
-    true_name = None if label is None else lm.class_names[label]
+    record = ds.records[index]
+    true_name = None if record.label is None else lm.class_names[record.label]
     left, middle, right = st.columns([1, 1, 1.4])
-    left.image((255 * big).astype(np.uint8), caption=f"Image {ds.records[index].id}"
-               + (f", true label: {true_name}" if true_name else ", no label"),
-               clamp=True)
+    left.image((255 * big).astype(np.uint8), caption=f"Image {record.id}" + (
+        f", true label: {true_name}" if true_name else
+        f", class in the set: {record.group}" if record.group else ", no label"), clamp=True)
     blended = overlay(big, heat)
     middle.image(blended, caption=f"Attention of CLS to each patch, layer {layer}, "
                  f"head {head} (bright = more attention; scaled to the image's max)")
@@ -97,7 +109,23 @@ def selected_image() -> Selected:
         downloads.image(blended, f"attention_{ds.records[index].id}_L{layer}H{head}",
                         patch_table(arrays["cls_attention"][layer, head], lm))
     with right:
-        st.markdown("**Top-5 predictions**")
-        downloads.chart(predictions_chart(top_k(arrays["logits"], lm.class_names), true_name),
-                        "top5_predictions")
+        predictions(lm, ds, index, arrays["logits"], true_name)
     return chosen
+
+
+def predictions(lm: LoadedModel, ds: Dataset, index: int, logits: np.ndarray,
+                true_name: str | None, name: str = "top5_predictions") -> None:
+    """Image `index`'s top-5 predictions, or for a model without classes the images of
+    the set whose embeddings are most similar to its embedding `logits`."""
+    if lm.has_classes:
+        st.markdown("**Top-5 predictions**")
+        downloads.chart(predictions_chart(top_k(logits, lm.class_names), true_name), name)
+        return
+    st.markdown("**Most similar images of the set** (the model has no classes)")
+    name = name.replace("predictions", "similar")
+    every = resources.whole_set(lm, ds, FORWARD, "The most similar images", f"{name}_compute")
+    if every is None:
+        return
+    embeddings = {i: a["logits"] for i, a in every.arrays.items()} | {index: logits}
+    downloads.chart(similar_chart(most_similar(embeddings, index), [r.id for r in ds.records]),
+                    name.replace("top5_", "most_"))

@@ -7,7 +7,8 @@ A per-image analysis is one module with:
   entry is read;
 - one ``compute(lm, images, targets, params)`` returning one dict of arrays per
   image, where ``targets`` holds one class per image (``None``: the predicted class),
-  resolved by the engine from a :data:`TargetChoice`. An analysis that reads object
+  resolved by the engine from a :data:`TargetChoice` (``core.model.targets``: a class, or a
+  reference embedding for a model without class scores). An analysis that reads object
   masks (``reads_objects``) also takes ``objects``: per image its (patch,) object
   flags or None (``core.data.objects.image_objects``); the mask is then part of the
   image's cache key.
@@ -23,11 +24,13 @@ from typing import Any, Callable, Generic, Literal, Sequence, TypeVar
 import numpy as np
 
 from core.model.loading import LoadedModel
+from core.model.targets import Reference, Target
 from core.storage.cache import Arrays
 
 P = TypeVar("P")
-TargetChoice = Literal["label", "prediction"] | int  # the true label (the prediction when
-# an image has none), the predicted class, or one chosen class for every image
+TargetChoice = Literal["label", "prediction"] | int | Reference  # the true label (the
+# prediction when an image has none), the predicted class, one chosen class for every
+# image, or (a model without classes) one reference embedding for every image
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ AXES: dict[str, Callable[[LoadedModel], int]] = {
     "head": lambda lm: lm.num_heads,
     "token": lambda lm: lm.num_tokens,
     "patch": lambda lm: lm.grid[0] * lm.grid[1],
-    "class": lambda lm: len(lm.class_names),
+    "output": lambda lm: lm.num_outputs,  # classes, or the embedding's width
     "hop": lambda lm: max(lm.grid),
 }
 
@@ -93,13 +96,23 @@ class Analysis(Generic[P]):
 
 
 def resolve_targets(choice: TargetChoice, labels: Sequence[int | None],
-                    num_classes: int) -> list[int | None]:
+                    lm: LoadedModel) -> list[Target]:
     """Per-image targets from a choice: ``"label"`` gives each image's label (None, the
-    prediction, where it has none), ``"prediction"`` None for all, an int that class."""
+    prediction, where it has none), ``"prediction"`` None for all, an int that class.
+    For a model without classes ``"label"`` and ``"prediction"`` give None (each image
+    its own embedding) and a :class:`Reference` is every image's reference."""
+    if not lm.has_classes:
+        if choice in ("label", "prediction"):
+            return [None] * len(labels)
+        if isinstance(choice, Reference):
+            return [choice] * len(labels)
+        raise ValueError(f"Target {choice!r}: this model has no classes; measure each "
+                         "image on its own embedding or on a reference image's.")
     if choice == "label":
         return list(labels)
     if choice == "prediction":
         return [None] * len(labels)
+    num_classes = len(lm.class_names)
     if isinstance(choice, (int, np.integer)) and 0 <= int(choice) < num_classes:
         return [int(choice)] * len(labels)
     raise ValueError(f"Target {choice!r} is not 'label', 'prediction' or a class index "

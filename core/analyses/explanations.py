@@ -3,14 +3,13 @@ every attention method with the Rollout page's settings, and the per-layer maps.
 Its target is the class the gradient methods explain (default: the prediction)."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from core.analyses.base import Analysis, Output, per_image
 from core.explain import METHODS, GradientRolloutParams, RolloutParams, explain
 from core.explain.attention import layer_maps
 from core.model import LoadedModel, logits
-from core.model.targets import Targets, classes_of
+from core.model.targets import Explained, Targets
 from core.storage.cache import Arrays
 
 MAP_METHODS = tuple(name for name in METHODS if name != "random")  # maps drawn side by side
@@ -28,16 +27,17 @@ def method_params(method: str, params: RolloutParams) -> object | None:
 def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets,
             params: RolloutParams) -> list[Arrays]:
     """Per image: ``maps`` (method patch) in MAP_METHODS order, ``layer_cls`` and
-    ``layer_score`` (layer patch) and ``class`` (the class explained)."""
+    ``layer_score`` (layer patch) and ``class`` (the class explained; -1 for a model
+    without classes)."""
     x = images.to(lm.device)
-    classes = classes_of(logits(lm, x), targets).tolist()
-    maps = torch.stack([explain(lm, x, m, classes, method_params(m, params))
+    explained = Explained.of(logits(lm, x), targets, lm.has_classes)
+    maps = torch.stack([explain(lm, x, m, explained.resolved(targets), method_params(m, params))
                         for m in MAP_METHODS], dim=1)
     layers = layer_maps(lm, x)
     return per_image({"maps": maps.cpu().numpy(),
                       "layer_cls": layers["cls"].float().cpu().numpy(),
                       "layer_score": layers["score"].float().cpu().numpy(),
-                      "class": np.asarray(classes, dtype=np.int64)}, len(x))
+                      "class": explained.stored()}, len(x))
 
 
 EXPLANATIONS = Analysis(

@@ -12,14 +12,17 @@ order). Choices where the SPEC is silent:
   patch per step on the 7 x 7 demo would cost 2.1 times as many forward passes
   (110 instead of 52 per image and method), too slow for the CPU precompute
   of 1,000 images; the 5% counts contain the 10% counts of the perturbation
-  tests, so positive perturbation reuses the deletion passes. The curve is the softmax probability of the explained class, the
-  AUC a trapezoid over x = fraction of patches in [0, 1].
+  tests, so positive perturbation reuses the deletion passes. The curve is the softmax
+  probability of the explained class (for a model without classes, the score ``s`` on
+  the reference embedding, SPEC "Models without class scores"), the AUC a trapezoid
+  over x = fraction of patches in [0, 1].
 - Positive and negative perturbation (Chefer et al. 2021): 0%, 10%, ..., 90% of
   the patches removed (rounded), most relevant first (positive) or least
   relevant first (negative). Without labels inside the engine, "top-1 accuracy"
   is whether the top-1 class is still the explained class (the prediction on
   the clean image by default), so both curves start at 1; per image it is 0 or
-  1, and the dataset mean is the accuracy. AUC: trapezoid over the nominal
+  1, and the dataset mean is the accuracy. A model without classes records the
+  mean score ``s`` instead. AUC: trapezoid over the nominal
   fractions x = 0, 0.1, ..., 0.9 (at most 0.9).
 - Localisation (pointing game, IoU): the object is the non-background pixels,
   pixel value > 0 before normalisation (the demo's black background). A patch
@@ -55,7 +58,7 @@ from core.analyses.base import Analysis, NoParams, Output, per_image
 from core.data.objects import to_patches
 from core.explain import METHODS, explain
 from core.model import TOKENS_PER_FORWARD, LoadedModel, logits
-from core.model.targets import Targets, classes_of
+from core.model.targets import Explained, Targets
 from core.storage.cache import Arrays
 
 METHOD_NAMES = tuple(METHODS)  # every registered method, the random baseline included
@@ -188,11 +191,11 @@ def localisation(maps: torch.Tensor, on_object: torch.Tensor) -> tuple[torch.Ten
     return pointing, inter / union.clamp(min=1)
 
 
-def evaluate(lm: LoadedModel, x: torch.Tensor, maps: torch.Tensor, classes: torch.Tensor
+def evaluate(lm: LoadedModel, x: torch.Tensor, maps: torch.Tensor, explained: Explained
              ) -> dict[str, np.ndarray]:
     """Curves (image, method, step) and scores (image, method) of maps (image, method,
-    patch) for the classes (image,); every step of every method in one
-    :func:`perturbed_logits`."""
+    patch) for what each image is explained on (its class, or its reference embedding);
+    every step of every method in one :func:`perturbed_logits`."""
     g = maps.shape[-1]
     x = x.to(lm.device)
     states, counts = step_states(maps)
@@ -200,14 +203,17 @@ def evaluate(lm: LoadedModel, x: torch.Tensor, maps: torch.Tensor, classes: torc
     out = perturbed_logits(lm, x, states.reshape(b, m * s, g)).reshape(b, m, s, -1)
     bounds = np.cumsum([0] + [len(c) for c in counts.values()])
     removed, inserted, kept_least = (out[:, :, lo:hi] for lo, hi in zip(bounds, bounds[1:]))
-    explained = classes[:, None, None]
 
-    def prob(logits: torch.Tensor) -> np.ndarray:
-        p = logits.softmax(-1).gather(-1, explained[..., None].expand(*logits.shape[:3], 1))
-        return p[..., 0].cpu().numpy()
+    def prob(outputs: torch.Tensor) -> np.ndarray:
+        flat = outputs.reshape(b, m, -1, outputs.shape[-1])
+        steps = flat.shape[2]
+        return explained.repeat(m * steps).score(flat.reshape(b * m * steps, -1)).reshape(
+            b, m, steps).cpu().numpy()
 
-    def still_top1(logits: torch.Tensor) -> np.ndarray:
-        return (logits.argmax(-1) == explained).float().cpu().numpy()
+    def still_top1(outputs: torch.Tensor) -> np.ndarray:
+        steps = outputs.shape[2]
+        return explained.repeat(m * steps).kept(outputs.reshape(b * m * steps, -1)).reshape(
+            b, m, steps).float().cpu().numpy()
 
     at = {c: i for i, c in enumerate(counts["removed"])}
     deletion = prob(removed[:, :, [at[c] for c in counts["inserted"]]])
@@ -227,14 +233,15 @@ def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets,
             params: NoParams) -> list[Arrays]:
     """Per image, for every method of the registry in order (M rows): ``maps``
     (method patch), the four curves (method step) and the six scores (method), float32,
-    plus ``class`` (the class explained)."""
+    plus ``class`` (the class explained; -1 for a model without classes)."""
     x = images.to(lm.device)
-    classes = classes_of(logits(lm, x), targets)
-    maps = torch.stack([explain(lm, x, name, classes.tolist()) for name in METHOD_NAMES], 1)
-    results = evaluate(lm, x, maps, classes)
+    explained = Explained.of(logits(lm, x), targets, lm.has_classes)
+    maps = torch.stack([explain(lm, x, name, explained.resolved(targets))
+                        for name in METHOD_NAMES], 1)
+    results = evaluate(lm, x, maps, explained)
     results["maps"] = maps.cpu().numpy()
     stacked = {k: v.astype(np.float32) for k, v in results.items()}
-    stacked["class"] = classes.cpu().numpy().astype(np.int64)
+    stacked["class"] = explained.stored()
     return per_image(stacked, len(x))
 
 

@@ -13,7 +13,8 @@ from core.storage.cache import Arrays
 
 def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets,
             params: NoParams) -> list[Arrays]:
-    """Per image: ``logits`` (class) and ``cls_attention`` (layer head patch), float32."""
+    """Per image: ``logits`` (output: class logits, or the embedding of a model without
+    classes) and ``cls_attention`` (layer head patch), float32."""
     out = capture.forward(lm, images)
     cls = capture.cls_attention(out.attention, lm.num_prefix_tokens)
     return per_image({"logits": out.logits.float().cpu().numpy(),
@@ -22,5 +23,6 @@ def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets,
 
 FORWARD = Analysis(
     name="forward", params=NoParams, compute=compute,
-    outputs={"logits": Output("float32", "class"),
+    version=2,  # 2: the output axis is the embedding for models without classes
+    outputs={"logits": Output("float32", "output"),
              "cls_attention": Output("float32", "layer head patch")})

@@ -6,7 +6,9 @@ For each head ``(l, h)`` of an image the four metrics of SPEC "Head pruning":
 natural log), ``cls_dist`` and ``patch_dist`` (cosine distance between the pruned
 layer's attention output ``z`` with and without pruning, on the CLS row and averaged
 over the patch rows). ``y`` is the image's target, resolved by the engine: by default
-its true label, or its predicted class when it has none.
+its true label, or its predicted class when it has none. A model without class scores
+fills the first two slots with ``sim`` (``s - s'``) and ``emb_dist`` (``1 - cos`` of the
+embeddings) instead (SPEC "Models without class scores"; :func:`metric_names`).
 
 The fast path is exact, not approximated: one unmasked forward keeps every block's
 input; for layer ``l`` the ``H`` pruned variants of each image start from that input
@@ -25,22 +27,28 @@ from timm.layers import Attention
 from torch import nn
 
 from core.analyses.base import Analysis, NoParams, Output
-from core.model.targets import Targets, classes_of
+from core.model.targets import Explained, Targets
 from core.model import TOKENS_PER_FORWARD, LoadedModel
 from core.model._kernels import onednn
 from core.model._rerun import forward_from, states
 from core.storage.cache import Arrays
 
 METRICS = ("prob", "jsd", "cls_dist", "patch_dist")
+EMBEDDING_METRICS = ("sim", "emb_dist", "cls_dist", "patch_dist")  # the same slots for a
+# model without classes (SPEC "Models without class scores")
 METRIC_LABELS = {
     "prob": "Probability drop of the true class (P - P')",
     "jsd": "Jensen-Shannon divergence of the predictions",
+    "sim": "Similarity score drop (s - s')",
+    "emb_dist": "Embedding change (cosine distance)",
     "cls_dist": "CLS output change (cosine distance)",
     "patch_dist": "Patch output change (mean cosine distance)",
 }
 METRIC_AXES = {  # short axis titles, with units
     "prob": "Probability drop (percentage points)",
     "jsd": "Jensen-Shannon divergence (0 to 0.69)",
+    "sim": "Score drop (s - s', 1 = the reference)",
+    "emb_dist": "Embedding change (cosine distance)",
     "cls_dist": "CLS output change (cosine distance)",
     "patch_dist": "Patch output change (cosine distance)",
 }
@@ -49,28 +57,50 @@ METRIC_HELP = (  # what each metric means, in plain words (the pages' help)
     "when the head is switched off (negative: it rises). "
     "Jensen-Shannon divergence: how much the whole prediction (all classes) changes, "
     "0 = not at all, ln 2 = 0.69 at most. "
+    "Score drop (models without classes): how much the image's similarity score to the "
+    "reference embedding drops, where 1 is the reference itself. "
+    "Embedding change: the cosine distance between the embeddings with and without "
+    "the head. "
     "CLS output change: the cosine distance between the layer's CLS output with and "
     "without the head, 0 = same direction, 1 = orthogonal. "
     "Patch output change: the same, averaged over the patch tokens.")
 
 
-def metrics(probs: torch.Tensor, pruned_probs: torch.Tensor, z: torch.Tensor,
-            pruned_z: torch.Tensor, target: torch.Tensor, num_prefix_tokens: int
-            ) -> torch.Tensor:
+def metric_names(lm: LoadedModel) -> tuple[str, ...]:
+    """The names of the four metric slots for this model."""
+    return METRICS if lm.has_classes else EMBEDDING_METRICS
+
+
+def metric_slot(name: str) -> int:
+    """The slot of metric `name` (either model kind's names)."""
+    names = METRICS if name in METRICS else EMBEDDING_METRICS
+    if name not in names:
+        raise ValueError(f"Unknown importance metric {name!r}; use one of "
+                         f"{', '.join(METRICS)} (or, without classes, "
+                         f"{', '.join(EMBEDDING_METRICS)}).")
+    return names.index(name)
+
+
+def metrics(explained: Explained, outputs: torch.Tensor, pruned_outputs: torch.Tensor,
+            z: torch.Tensor, pruned_z: torch.Tensor, num_prefix_tokens: int) -> torch.Tensor:
     """The four metrics (N x 4, float64) of N pruned variants against their originals.
 
-    probs, pruned_probs: variant x class; z, pruned_z: variant x token x width (attention
-    outputs); target: one class index per variant for ``prob``.
+    explained: one target per variant; outputs, pruned_outputs: variant x output (class
+    logits: ``prob``, ``jsd``; embeddings: ``sim``, ``emb_dist``); z, pruned_z: variant x
+    token x width (attention outputs).
     """
-    p, q = probs.double(), pruned_probs.double()
-    rows = torch.arange(len(p), device=p.device)
-    prob = p[rows, target] - q[rows, target]
-    m = (p + q) / 2
-    kl_pm = (torch.special.xlogy(p, p) - torch.special.xlogy(p, m)).sum(-1)
-    kl_qm = (torch.special.xlogy(q, q) - torch.special.xlogy(q, m)).sum(-1)
-    jsd = (0.5 * (kl_pm + kl_qm)).clamp_min(0.0)
+    a, b = outputs.double(), pruned_outputs.double()
+    first = explained.score(a) - explained.score(b)
+    if explained.classes is not None:
+        p, q = a.softmax(-1), b.softmax(-1)
+        m = (p + q) / 2
+        kl_pm = (torch.special.xlogy(p, p) - torch.special.xlogy(p, m)).sum(-1)
+        kl_qm = (torch.special.xlogy(q, q) - torch.special.xlogy(q, m)).sum(-1)
+        second = (0.5 * (kl_pm + kl_qm)).clamp_min(0.0)
+    else:
+        second = 1.0 - torch.nn.functional.cosine_similarity(a, b, dim=-1)
     distance = 1.0 - torch.nn.functional.cosine_similarity(z.double(), pruned_z.double(), dim=-1)
-    return torch.stack([prob, jsd, distance[:, 0],
+    return torch.stack([first, second, distance[:, 0],
                         distance[:, num_prefix_tokens:].mean(-1)], dim=-1)
 
 
@@ -99,8 +129,7 @@ def leave_one_out(lm: LoadedModel, x: torch.Tensor, targets: Targets) -> np.ndar
 
 def _leave_one_out(lm: LoadedModel, x: torch.Tensor, targets: Targets) -> np.ndarray:
     base = states(lm, x)
-    probs = base.logits.softmax(-1)
-    target = classes_of(base.logits, targets)
+    explained = Explained.of(base.logits, targets, lm.has_classes)
     n_img, n_heads = len(x), lm.num_heads
     out = torch.zeros(n_img, len(METRICS), lm.num_layers, n_heads, dtype=torch.float64)
     # variant k of an image prunes head k: mask[k, k] = 0 (used where z cannot be derived)
@@ -118,9 +147,9 @@ def _leave_one_out(lm: LoadedModel, x: torch.Tensor, targets: Targets) -> np.nda
             logits, z = forward_from(
                 lm, per_variant(base.inputs[layer]), layer, attn_output=pruned_z,
                 mask=None if pruned_z is not None else one_head.repeat(n, 1, 1, 1))
-            values = metrics(per_variant(probs), logits.softmax(-1),
-                             per_variant(base.outputs[layer]), z, per_variant(target),
-                             lm.num_prefix_tokens)
+            values = metrics(explained.select(chunk).repeat(n_heads),
+                             per_variant(base.logits), logits,
+                             per_variant(base.outputs[layer]), z, lm.num_prefix_tokens)
             out[chunk, :, layer, :] = values.view(n, n_heads, -1).permute(0, 2, 1).cpu()
     return out.numpy()
 

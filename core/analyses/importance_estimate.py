@@ -7,7 +7,8 @@ Michel et al. put a gate ``xi_h`` on each head's output and take
 is removed. With the gate on the attention matrix (pruning sets ``A`` to zero, as in
 the SPEC) that is ``|sum over query, key of A[l, h] * dL/dA[l, h]|``. ``L`` is the
 cross-entropy of the image's target, ``-log P[y]`` (``y``: the true label, else the
-prediction, as ``prob``).
+prediction, as ``prob``); for a model without classes ``-s``, so that ``signed``
+estimates the ``sim`` drop ``s - s'`` (SPEC "Models without class scores").
 
 Two outputs: ``estimate``, Michel et al.'s ``I_h`` (a magnitude: how much pruning
 moves the loss, either way), and ``signed``, ``-sum A * dL/dA``, the first-order
@@ -58,4 +59,4 @@ IMPORTANCE_ESTIMATE = Analysis(
 def compared_with(metric: str) -> str:
     """The estimate output ranked against an exact metric: ``signed`` for the signed
     ``prob`` drop, the magnitude ``estimate`` for the others (all >= 0)."""
-    return "signed" if metric == "prob" else "estimate"
+    return "signed" if metric in ("prob", "sim") else "estimate"

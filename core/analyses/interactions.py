@@ -34,25 +34,24 @@ import numpy as np
 import torch
 
 from core.analyses.base import Analysis, Output
-from core.analyses.importance import METRICS, leave_one_out, metrics
+from core.analyses.importance import METRICS, leave_one_out, metric_slot, metrics
 from core.model import TOKENS_PER_FORWARD, LoadedModel, head_mask
 from core.model._kernels import onednn
 from core.model._rerun import States, forward_from, states
-from core.model.targets import Targets, classes_of
+from core.model.targets import Explained, Targets
 from core.storage.cache import Arrays
 
 
 @dataclass(frozen=True)
 class InteractionParams:
     k: int = 8  # heads: the k most important of each image (capped at the model's)
-    rank_by: str = "prob"  # the importance metric that picks them
+    rank_by: str = "prob"  # the importance metric that picks them (its slot: "prob" is
+    # "sim" for a model without classes)
 
     def __post_init__(self) -> None:
         if self.k < 2:
             raise ValueError(f"Head interactions need at least 2 heads, not k={self.k}.")
-        if self.rank_by not in METRICS:
-            raise ValueError(f"Unknown importance metric {self.rank_by!r}; use one of "
-                             f"{', '.join(METRICS)}.")
+        metric_slot(self.rank_by)
 
 
 def top_heads(importance: np.ndarray, k: int) -> np.ndarray:
@@ -116,8 +115,7 @@ def _effects(lm: LoadedModel, targets: Targets, base: States,
     compared at each layer from its first pruned layer on where a listed head lives
     (layer -> metrics). Variants starting at one layer run as batches of at most
     TOKENS_PER_FORWARD tokens."""
-    probs = base.logits.softmax(-1)
-    target = classes_of(base.logits, targets)
+    explained = Explained.of(base.logits, targets, lm.has_classes)
     layers_of_heads = sorted({layer for _, heads in variants for layer, _ in heads})
     out: list[dict[int, np.ndarray]] = [{} for _ in variants]
     step = max(1, TOKENS_PER_FORWARD // lm.num_tokens)
@@ -132,8 +130,9 @@ def _effects(lm: LoadedModel, targets: Targets, base: States,
                                      masks=_stacked([_pruning(lm, variants[v][1])
                                                      for v in part], lm))
             for at, layer in enumerate(keep):
-                values = metrics(probs[image], logits.softmax(-1), base.outputs[layer][image],
-                                 z[at], target[image], lm.num_prefix_tokens).cpu().numpy()
+                values = metrics(explained.select(image), base.logits[image], logits,
+                                 base.outputs[layer][image], z[at],
+                                 lm.num_prefix_tokens).cpu().numpy()
                 for row, v in enumerate(part):
                     out[v][layer] = values[row]
     return out
@@ -146,7 +145,7 @@ def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets,
     rank), float32."""
     k = min(params.k, lm.num_layers * lm.num_heads)
     loo = leave_one_out(lm, images, targets)
-    ranked = loo[:, METRICS.index(params.rank_by)]
+    ranked = loo[:, metric_slot(params.rank_by)]
     heads = np.stack([top_heads(values, k) for values in ranked])
     pair, interaction = pair_effects(lm, images, targets, heads)
     return [{"heads": heads[b].astype(np.int64),

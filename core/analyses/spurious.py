@@ -28,7 +28,7 @@ from core.analyses.faithfulness import METHOD_NAMES, patch_pixels
 from core.data.keypoints import concentration, detect_input
 from core.explain import explain
 from core.model import LoadedModel, logits
-from core.model.targets import Targets, classes_of
+from core.model.targets import Explained, Targets
 from core.storage.cache import Arrays
 
 OBJECT_SOURCES = ("mask", "keypoints", "none")  # object_source codes 0, 1, 2
@@ -58,7 +58,8 @@ def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets, params: Spu
             objects: Sequence[torch.Tensor | None] | None = None) -> list[Arrays]:
     """Per image: ``score`` (method), ``inside`` (patch, bool), ``object_source`` (code of
     OBJECT_SOURCES), ``class``, ``probability_before`` and ``probability_after`` (of the
-    explained class, in [0, 1]), ``top_before`` and ``top_after``.
+    explained class, in [0, 1]), ``top_before`` and ``top_after``. For a model without
+    classes the probabilities are the score ``s`` and ``class``, ``top_*`` are -1.
     objects: per image its (patch,) object flags, or None (no mask; the default)."""
     x = images.to(lm.device)
     objects = objects if objects is not None else [None] * len(x)
@@ -70,22 +71,27 @@ def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets, params: Spu
         source.append(0 if given is not None else 1 if bool(flags.any()) else 2)
     inside_t = torch.stack(inside)
     before = logits(lm, x)
-    classes = classes_of(before, targets)
-    maps = torch.stack([explain(lm, x, name, classes.tolist()) for name in METHOD_NAMES], 1)
+    explained = Explained.of(before, targets, lm.has_classes)
+    maps = torch.stack([explain(lm, x, name, explained.resolved(targets))
+                        for name in METHOD_NAMES], 1)
     removed = patch_pixels(lm, ~inside_t).to(x.dtype)
     after = logits(lm, x * (1 - removed))
 
     def probability(values: torch.Tensor) -> np.ndarray:
-        return values.softmax(-1).gather(-1, classes[:, None])[:, 0].float().cpu().numpy()
+        return explained.score(values).float().cpu().numpy()
+
+    def top(values: torch.Tensor) -> np.ndarray:
+        if not lm.has_classes:
+            return np.full(len(values), -1, dtype=np.int64)
+        return values.argmax(-1).cpu().numpy().astype(np.int64)
 
     arrays = {"score": outside_share(maps, inside_t[:, None]).float().cpu().numpy(),
               "inside": inside_t.cpu().numpy(),
               "object_source": np.asarray(source, dtype=np.int64),
-              "class": classes.cpu().numpy().astype(np.int64),
+              "class": explained.stored(),
               "probability_before": probability(before),
               "probability_after": probability(after),
-              "top_before": before.argmax(-1).cpu().numpy().astype(np.int64),
-              "top_after": after.argmax(-1).cpu().numpy().astype(np.int64)}
+              "top_before": top(before), "top_after": top(after)}
     return per_image(arrays, len(x))
 
 

@@ -136,11 +136,15 @@ def label_index(value: str, class_names: list[str]) -> int | None:
     return None
 
 
-def builtin_dataset(name: str) -> Dataset:
-    """A built-in sample of the Fashion-MNIST test set (``demo``, ``demo-watermark``)."""
+def builtin_dataset(name: str, class_names: list[str] | None = None) -> Dataset:
+    """A built-in sample of the Fashion-MNIST test set (``demo``, ``demo-watermark``),
+    labelled with the model's classes `class_names` where its class names match them
+    (default: the built-in model's own classes)."""
     data = np.load(BUILTIN_DIRS[name] / "images.npz", allow_pickle=False)
     names = json.loads((BUILTIN_DIRS[name] / "config.json").read_text())["class_names"]
-    records = [ImageRecord(id=f"test-{int(t):05d}", label=int(y), group=names[int(y)])
+    labels = {y: label_index(n, names if class_names is None else class_names)
+              for y, n in enumerate(names)}
+    records = [ImageRecord(id=f"test-{int(t):05d}", label=labels[int(y)], group=names[int(y)])
                for t, y in zip(data["test_index"], data["labels"])]
     return Dataset(name=name, records=records, pixels=data["images"],
                    masks=data["masks"] if "masks" in data else None)
@@ -297,7 +301,7 @@ def load_dataset(spec: str, class_names: list[str]) -> Dataset:
     """A built-in set (``demo``, ``demo-watermark``), an uploaded set (``upload:<digest>``,
     ``core.data.uploads``) or a folder path."""
     if spec.strip() in BUILTIN_DIRS:
-        return builtin_dataset(spec.strip())
+        return builtin_dataset(spec.strip(), class_names)
     if spec.startswith(uploads.PREFIX):
         folder = uploads.upload_folder(spec)
         ds = folder_dataset(folder, class_names, roots=[folder])

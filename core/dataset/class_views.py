@@ -22,7 +22,7 @@ import pandas as pd
 
 from core.analyses import FORWARD, IMPORTANCE, PATTERNS, STRENGTH
 from core.analyses.base import NoParams
-from core.analyses.importance import METRICS
+from core.analyses.importance import metric_slot
 from core.analyses.pattern_labels import LABEL_NAMES, decide
 from core.analyses.patterns import PatternParams
 from core.data.datasets import Dataset
@@ -90,7 +90,7 @@ def contrast(arrays: Arrays, first: int, second: int, metric: str) -> pd.DataFra
     for c in (first, second):
         if c not in at:
             raise ValueError(f"Class {c} has no images in this set.")
-    m = METRICS.index(metric)
+    m = metric_slot(metric)
     a, b = arrays["importance_mean"][at[first], m], arrays["importance_mean"][at[second], m]
     sa, sb = arrays["importance_std"][at[first], m], arrays["importance_std"][at[second], m]
     pooled = np.sqrt((sa ** 2 + sb ** 2) / 2)

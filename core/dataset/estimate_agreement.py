@@ -50,7 +50,8 @@ def build(lm: LoadedModel, ds: Dataset, reads: Reads, params: NoParams,
 
 def describe(lm: LoadedModel, ds: Dataset, arrays: Arrays) -> str:
     prob = METRICS.index("prob")
-    return (f"importance estimate: Spearman with the exact probability drop {arrays['mean'][prob]:.3f} "
+    drop = "probability" if lm.has_classes else "score"
+    return (f"importance estimate: Spearman with the exact {drop} drop {arrays['mean'][prob]:.3f} "
             f"per image (mean of {len(arrays['image']) - arrays['undefined'][prob]}), "
             f"{arrays['over_set'][prob]:.3f} over the set")
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.analyses.base import NoParams
-from core.analyses.importance import IMPORTANCE, METRICS
+from core.analyses.importance import IMPORTANCE, metric_slot
 from core.data.datasets import Dataset
 from core.dataset.base import DatasetStep, Reads, Stage
 from core.dataset.embedding import tsne
@@ -20,11 +20,10 @@ from core.storage.cache import Arrays
 @dataclass(frozen=True)
 class OverviewParams:
     metric: str = "prob"  # the paper's overview (section 6.1); others are laid out on demand
+    # (a slot's name: "prob" is "sim" for a model without classes)
 
     def __post_init__(self) -> None:
-        if self.metric not in METRICS:
-            raise ValueError(f"Unknown importance metric {self.metric!r}; use one of "
-                             f"{', '.join(METRICS)}.")
+        metric_slot(self.metric)
 
 
 def build(lm: LoadedModel, ds: Dataset, reads: Reads, params: OverviewParams,
@@ -32,7 +31,7 @@ def build(lm: LoadedModel, ds: Dataset, reads: Reads, params: OverviewParams,
     """``image`` (image,) dataset indices and ``xy`` (image, 2) their positions."""
     per_image = reads[IMPORTANCE.name]
     stage("t-SNE of the images' head importance", 0.0)
-    values = stack(per_image, "importance")[:, METRICS.index(params.metric)]
+    values = stack(per_image, "importance")[:, metric_slot(params.metric)]
     return {"image": np.array(sorted(per_image)),
             "xy": tsne(values.reshape(len(values), -1))}
 

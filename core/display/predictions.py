@@ -1,4 +1,5 @@
-"""Top-k predictions from logits."""
+"""Top-k predictions from logits, or the most similar images of the set for a model
+without classes."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,3 +25,31 @@ def top_k(logits: np.ndarray, class_names: list[str], k: int = 5) -> list[Predic
     probs = softmax(logits)
     order = np.argsort(-probs, kind="stable")[:k]
     return [Prediction(int(i), class_names[i], float(probs[i])) for i in order]
+
+
+@dataclass
+class Similar:
+    index: int  # in the image set
+    cosine: float  # cosine similarity of the embeddings, in [-1, 1]
+
+
+def most_similar(embeddings: dict[int, np.ndarray], index: int, k: int = 5) -> list[Similar]:
+    """In place of the top-k classes for a model without classes (SPEC "Models without
+    class scores"): the `k` other images whose embeddings (image -> (width,)) are most
+    similar to image `index`'s, by cosine, most similar first."""
+    others = [i for i in sorted(embeddings) if i != index]
+    if not others:
+        return []
+    e = np.stack([embeddings[i] for i in others]).astype(np.float64)
+    q = np.asarray(embeddings[index], dtype=np.float64)
+    cos = e @ q / np.maximum(np.linalg.norm(e, axis=1) * np.linalg.norm(q), 1e-12)
+    order = np.argsort(-cos, kind="stable")[:k]
+    return [Similar(others[i], float(cos[i])) for i in order]
+
+
+def explained_name(class_names: list[str], explained: int) -> str:
+    """What an explanation is of: the class `explained`, or (a model without classes,
+    -1) the similarity to the reference embedding."""
+    if explained < 0 or not class_names:
+        return "the similarity to the reference"
+    return class_names[explained]

@@ -32,6 +32,12 @@ class Method:
     explain: Callable[[LoadedModel, torch.Tensor, Targets | None, Any], torch.Tensor]
     params: type | None
     class_specific: bool
+    label_without_classes: str = ""  # the label for a model without classes, where the
+    # label names a probability ("": the same label)
+
+    def label_for(self, lm: LoadedModel) -> str:
+        """The display name for model `lm`."""
+        return self.label if lm.has_classes else (self.label_without_classes or self.label)
 
 
 METHODS: dict[str, Method] = {
@@ -41,7 +47,7 @@ METHODS: dict[str, Method] = {
     "relevance": Method("Gradient-weighted relevance", relevance, None, True),
     "raw_attention": Method("Last-layer raw attention", raw_attention, None, False),
     "ablation": Method("Patch ablation (probability drop)", patch_ablation, AblationParams,
-                       True),
+                       True, "Patch ablation (score drop)"),
     "random": Method("Random map (baseline)", random_map, None, False),
 }
 

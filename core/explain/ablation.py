@@ -10,7 +10,8 @@ out-of-distribution pixels. Large grids remove square groups of ``group x group`
 patches (a setting; 0 picks the smallest side giving at most ``AUTO_GROUPS``
 groups); every patch of a group gets the group's drop. The map is
 ``P[c] - P_without_group[c]`` for the class ``c`` explained (negative where removing
-the patch raises it).
+the patch raises it); for a model without classes the drop of the score ``s`` (SPEC
+"Models without class scores").
 
 All groups of all images of a batch run as batches of at most ``TOKENS_PER_FORWARD`` tokens
 from the input of block 0 (``core.model._rerun``), under the model's lock.
@@ -26,7 +27,7 @@ import torch
 from core.model import TOKENS_PER_FORWARD, LoadedModel
 from core.model._kernels import onednn
 from core.model._rerun import forward_from, states
-from core.model.targets import Targets, classes_of
+from core.model.targets import Explained, Targets
 
 AUTO_GROUPS = 256  # groups at most when the group side is automatic
 
@@ -63,13 +64,13 @@ def patch_groups(grid: tuple[int, int], side: int) -> list[list[int]]:
 @torch.no_grad()
 def patch_ablation(lm: LoadedModel, x: torch.Tensor, targets: Targets | None,
                    params: AblationParams) -> torch.Tensor:
-    """batch x patch: the drop of P[c] when the patch's group is removed."""
+    """batch x patch: the drop of P[c] (or of s) when the patch's group is removed."""
     groups = patch_groups(lm.grid, group_side(lm.grid, params.group))
     prefix = lm.num_prefix_tokens
     with lm.lock, onednn(lm):
         base = states(lm, x)
-        classes = classes_of(base.logits, targets)
-        before = base.logits.softmax(-1).gather(1, classes[:, None])[:, 0]
+        explained = Explained.of(base.logits, targets, lm.has_classes)
+        before = explained.score(base.logits)
         tokens = base.inputs[0]
         drop = torch.zeros(len(x), len(groups), device=tokens.device)
         by_size: dict[int, list[int]] = {}
@@ -86,7 +87,7 @@ def patch_ablation(lm: LoadedModel, x: torch.Tensor, targets: Targets | None,
                 part = torch.tensor(variants[begin:begin + step], device=tokens.device)
                 hidden = tokens[part[:, 0, None], keep[part[:, 1]]]
                 logits, _ = forward_from(lm, hidden, 0)
-                after = logits.softmax(-1).gather(1, classes[part[:, 0], None])[:, 0]
+                after = explained.select(part[:, 0]).score(logits)
                 columns = torch.tensor(chosen, device=tokens.device)[part[:, 1]]
                 drop[part[:, 0], columns] = before[part[:, 0]] - after
     owner = torch.zeros(lm.grid[0] * lm.grid[1], dtype=torch.long)

@@ -2,7 +2,7 @@
 (SPEC "Attention aggregation": gradient rollout and relevance).
 
 One instrumented forward keeps the graph (``capture.forward(..., grad=True)``);
-the logit of each image's chosen class is summed over the batch and
+the logit of each image's chosen class (or its score ``s``) is summed over the batch and
 differentiated with respect to every captured ``A`` with
 ``torch.autograd.grad``. Images are independent in eval mode, so the sum gives
 each image its own ``dY_c / dA``. The gradients come back in the order of the
@@ -17,19 +17,20 @@ from typing import Literal
 import torch
 
 from core.model import LoadedModel, capture
-from core.model.targets import Targets, classes_of
+from core.model.targets import Explained, Targets
 
 
 def attention_and_gradients(lm: LoadedModel, x: torch.Tensor, targets: Targets | None = None,
                             of: Literal["logit", "loss"] = "logit"
-                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(A, dY/dA, c): A and its gradient, each batch x layer x head x query x key, and
-    c the classes explained (batch,). Y is the logit of class c (`of` = "logit") or the
-    cross-entropy loss -log P[c] (`of` = "loss", Michel et al. 2019)."""
+                            ) -> tuple[torch.Tensor, torch.Tensor, Explained]:
+    """(A, dY/dA, explained): A and its gradient, each batch x layer x head x query x
+    key, and what each image is explained on. Y is the logit of class c (`of` =
+    "logit") or the cross-entropy loss -log P[c] (`of` = "loss", Michel et al. 2019);
+    for a model without classes the score s, or -s (SPEC "Models without class
+    scores")."""
     with lm.lock, torch.enable_grad():
         out = capture.forward(lm, x, grad=True)
-        classes = classes_of(out.logits, targets)
-        scores = out.logits if of == "logit" else -out.logits.log_softmax(-1)
-        chosen = scores.gather(1, classes[:, None]).sum()
-        grads = torch.autograd.grad(chosen, out.per_layer)
-    return out.attention, torch.stack(grads, dim=1).detach(), classes
+        explained = Explained.of(out.logits, targets, lm.has_classes)
+        scores = explained.logit(out.logits) if of == "logit" else explained.loss(out.logits)
+        grads = torch.autograd.grad(scores.sum(), out.per_layer)
+    return out.attention, torch.stack(grads, dim=1).detach(), explained

@@ -61,7 +61,9 @@ class LoadedModel:
     patch_size: tuple[int, int]
     num_layers: int
     num_heads: int
-    class_names: list[str]
+    class_names: list[str]  # empty: a model without class scores (SPEC "Models without
+    # class scores"); its outputs are then embeddings
+    num_outputs: int  # classes, or the embedding's width
     data_config: dict
     device: torch.device
     transform: Callable = field(repr=False)
@@ -69,6 +71,10 @@ class LoadedModel:
     kernels: "KernelChoice | None" = field(default=None, repr=False, compare=False)  # the
     # measured kernel choice of its no-capture forwards (``core.model._kernels``), set on
     # the first such forward
+
+    @property
+    def has_classes(self) -> bool:
+        return bool(self.class_names)
 
     @property
     def num_tokens(self) -> int:
@@ -305,6 +311,21 @@ def imagenet_names(model: torch.nn.Module) -> list[str] | None:
     return [info.index_to_description(i) for i in range(model.num_classes)]
 
 
+EMBEDDING_TOWERS = ("clip", "siglip")  # name parts of image towers whose head is a
+# projection into a shared embedding space, not a classifier
+
+
+def headless(model: torch.nn.Module, name: str, class_names: list[str] | None) -> bool:
+    """Whether `model` has no class scores (SPEC "Models without class scores"): no
+    classifier (``num_classes == 0``, an identity head), or a projection head without
+    class names in an embedding tower (CLIP, SigLIP)."""
+    if getattr(model, "num_classes", 0) == 0 or isinstance(getattr(model, "head", None),
+                                                             torch.nn.Identity):
+        return True
+    tower = any(part in name.lower() for part in EMBEDDING_TOWERS)
+    return tower and not class_names and imagenet_names(model) is None
+
+
 def load_model(spec: str = "demo", checkpoint: str | Path | None = None,
                device: str | None = None) -> LoadedModel:
     """Load `spec` (a built-in model or a timm name), optionally from a local checkpoint."""
@@ -318,6 +339,8 @@ def from_state(name: str, state: dict[str, torch.Tensor], device: str | None = N
     """Model `name` rebuilt from a state dict, without files or downloads (how the
     workers of ``core.ray_executor`` get the driver's model)."""
     model, class_names = architecture(name)
+    if headless(model, name, class_names):
+        model.reset_classifier(0)  # as `from_module` left the driver's model
     load_state(model, state, name)
     return from_module(model, name, class_names, device)
 
@@ -327,13 +350,17 @@ def from_module(model: torch.nn.Module, name: str, class_names: list[str] | None
     """Prepare an already built timm ViT (for example from a notebook)."""
     check_vit(model, name)
     model.eval()
+    if headless(model, name, class_names):
+        model.reset_classifier(0)  # SPEC: the embedding is what the head receives
+        class_names = []
+    else:
+        class_names = class_names or imagenet_names(model) or [
+            f"class {i}" for i in range(model.num_classes)]
     for block in model.blocks:
         block.attn.fused_attn = False  # SPEC "Capturing attention": explicit path
     identity = f"{name}@{weights_hash(model)}"
     dev = pick_device(device)
     model.to(dev)
-    class_names = class_names or imagenet_names(model) or [
-        f"class {i}" for i in range(model.num_classes)]
     data_config = resolve_data_config({}, model=model)
     # the model's own input size wins over its pretrained config's (img_size overrides)
     data_config["input_size"] = (data_config["input_size"][0],
@@ -345,5 +372,6 @@ def from_module(model: torch.nn.Module, name: str, class_names: list[str] | None
         grid=tuple(int(g) for g in model.patch_embed.grid_size),
         patch_size=(int(patch[0]), int(patch[1])),
         num_layers=len(model.blocks), num_heads=int(model.blocks[0].attn.num_heads),
-        class_names=list(class_names), data_config=data_config, device=dev,
+        class_names=list(class_names), num_outputs=len(class_names) or int(model.num_features),
+        data_config=data_config, device=dev,
         transform=create_transform(**data_config, is_training=False))

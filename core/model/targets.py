@@ -1,17 +1,42 @@
-"""The one target convention: the class an image is explained or measured on.
+"""The one target convention: what an image is explained or measured on.
 
-Analyses and explanation methods receive one target per image, an int class index
-or None for the image's own predicted class (resolved here, from the logits of the
-forward pass they run anyway). The engine turns a user's choice (true label,
-prediction, one class) into these per-image targets.
+Analyses and explanation methods receive one target per image. For a classifier it is
+an int class index, or None for the image's own predicted class. For a model without
+class scores (SPEC "Models without class scores") it is a :class:`Reference`
+embedding, or None for the image's own unpruned, unperturbed embedding. The engine
+turns a user's choice (true label, prediction, one class, one reference image) into
+these per-image targets; :meth:`Explained.of` resolves them from the outputs of the
+unperturbed forward pass that every analysis runs anyway.
+
+Every quantity that a class probability ``P[y]`` or logit ``Y_c`` feeds is read
+through :class:`Explained`: for a model without classes both become the score
+``s(x) = <e(x), r> / <r, r>`` (1 for the reference itself).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 
-Targets = Sequence[int | None]  # one class per image; None: the image's predicted class
+
+@dataclass(frozen=True)
+class Reference:
+    """A reference embedding ``r`` (width,) and what it is (the reference image's
+    content hash: the part of a cache key that names it)."""
+
+    embedding: np.ndarray
+    source: str
+
+    def __post_init__(self) -> None:
+        if not np.any(self.embedding):
+            raise ValueError(f"The reference embedding of {self.source} is zero; "
+                             "pick another reference image.")
+
+
+Target = int | Reference | None
+Targets = Sequence[Target]
 
 
 def classes_of(logits: torch.Tensor, targets: Targets | None) -> torch.Tensor:
@@ -23,3 +48,84 @@ def classes_of(logits: torch.Tensor, targets: Targets | None) -> torch.Tensor:
         raise ValueError(f"{len(targets)} targets for {len(predicted)} images")
     return torch.tensor([p if t is None else int(t) for t, p in zip(targets, predicted)],
                         device=logits.device)
+
+
+@dataclass(frozen=True)
+class Explained:
+    """What each image of a batch is measured on: ``classes`` (batch,) of a classifier,
+    or ``references`` (batch x width) of a model without class scores; one is None."""
+
+    classes: torch.Tensor | None = None
+    references: torch.Tensor | None = None
+
+    @staticmethod
+    def of(outputs: torch.Tensor, targets: Targets | None, has_classes: bool) -> "Explained":
+        """The targets resolved against the unperturbed `outputs` (batch x output: class
+        logits, or embeddings): predictions for None classes, the image's own embedding
+        for None references."""
+        if has_classes:
+            return Explained(classes=classes_of(outputs, targets))
+        targets = [None] * len(outputs) if targets is None else list(targets)
+        if len(targets) != len(outputs):
+            raise ValueError(f"{len(targets)} targets for {len(outputs)} images")
+        if any(isinstance(t, (int, np.integer)) for t in targets):
+            raise ValueError("This model has no classes: give a reference image, not a "
+                             "class index.")
+        rows = [e.detach() if t is None else
+                torch.as_tensor(t.embedding, dtype=e.dtype, device=e.device)
+                for e, t in zip(outputs, targets)]
+        return Explained(references=torch.stack(rows))
+
+    def __len__(self) -> int:
+        chosen = self.classes if self.classes is not None else self.references
+        return len(chosen)
+
+    def select(self, index: torch.Tensor | slice) -> "Explained":
+        """The targets of rows `index` (for variants of the images)."""
+        return Explained(None if self.classes is None else self.classes[index],
+                         None if self.references is None else self.references[index])
+
+    def repeat(self, k: int) -> "Explained":
+        """Each target `k` times in a row (image-major variants)."""
+        return self.select(torch.arange(len(self)).repeat_interleave(k))
+
+    def score(self, outputs: torch.Tensor) -> torch.Tensor:
+        """(batch,) the softmax probability of the class, or the score ``s``."""
+        if self.classes is not None:
+            return outputs.softmax(-1).gather(-1, self.classes[:, None].to(outputs.device))[:, 0]
+        r = self.references.to(outputs.device, outputs.dtype)
+        return (outputs * r).sum(-1) / (r * r).sum(-1)
+
+    def logit(self, outputs: torch.Tensor) -> torch.Tensor:
+        """(batch,) the logit ``Y_c`` of the class, or the score ``s``."""
+        if self.classes is not None:
+            return outputs.gather(-1, self.classes[:, None].to(outputs.device))[:, 0]
+        return self.score(outputs)
+
+    def loss(self, outputs: torch.Tensor) -> torch.Tensor:
+        """(batch,) the cross-entropy ``-log P[c]``, or ``-s``."""
+        if self.classes is not None:
+            return -outputs.log_softmax(-1).gather(
+                -1, self.classes[:, None].to(outputs.device))[:, 0]
+        return -self.score(outputs)
+
+    def kept(self, outputs: torch.Tensor) -> torch.Tensor:
+        """(batch,) what the perturbation tests record (SPEC "Faithfulness of
+        explanations", "Models without class scores"): 1.0 where the top-1 class is
+        still the class explained, else 0.0; or the score ``s``."""
+        if self.classes is not None:
+            return (outputs.argmax(-1) == self.classes.to(outputs.device)).to(outputs.dtype)
+        return self.score(outputs)
+
+    def resolved(self, targets: Targets | None) -> list[Target]:
+        """Per-image targets for the explanation methods: a classifier's classes (its
+        None targets become these predictions), else `targets` as given."""
+        if self.classes is not None:
+            return self.classes.tolist()
+        return [None] * len(self) if targets is None else list(targets)
+
+    def stored(self) -> np.ndarray:
+        """(batch,) int64 for the cache: the class explained, or -1 (no class)."""
+        if self.classes is None:
+            return np.full(len(self), -1, dtype=np.int64)
+        return self.classes.cpu().numpy().astype(np.int64)

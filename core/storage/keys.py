@@ -13,6 +13,8 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
+from core.model.targets import Reference, Target
+
 if TYPE_CHECKING:
     from core.data.datasets import Dataset
 
@@ -26,10 +28,13 @@ def params_json(params: Any) -> str:
     return json.dumps(fields, sort_keys=True)
 
 
-def target_part(target: int | None, class_specific: bool) -> str:
-    """`target` as a key part: ``-`` when the result does not depend on the class."""
+def target_part(target: Target, class_specific: bool) -> str:
+    """`target` as a key part: ``-`` when the result does not depend on the class; a
+    reference embedding by its source (its image's content)."""
     if not class_specific:
         return "-"
+    if isinstance(target, Reference):
+        return f"ref:{target.source}"
     return PREDICTION if target is None else str(int(target))
 
 

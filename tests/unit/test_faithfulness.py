@@ -11,6 +11,7 @@ from core.model import capture
 from core.storage.cache import ArrayCache
 from core.data.datasets import demo_dataset, load_batch
 from core.engine import run
+from core.model.targets import Explained
 from core.analyses.base import NoParams
 from core.analyses.faithfulness import (FAITHFULNESS, METHOD_NAMES, METRICS, blurred, compute,
                                         deletion_counts, evaluate, localisation,
@@ -137,7 +138,7 @@ def test_stacked_methods_equal_one_series_per_method_and_curve(demo):
     maps[:, 3] = 0.0
     maps[:, 4] = maps[:, 0]
     classes = torch.randint(0, 10, (12,), generator=g)
-    got = evaluate(demo, x, maps, classes)
+    got = evaluate(demo, x, maps, Explained(classes=classes))
     want = per_method_faithfulness(demo, x, maps, classes)
     for key, value in want.items():
         assert got[key].shape == value.shape == (12, 5, len(value[0, 0]))

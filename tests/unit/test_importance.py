@@ -16,6 +16,7 @@ from core.data.datasets import load_dataset
 from core.dataset import importance_overview
 from core.dataset.importance_overview import IMPORTANCE_OVERVIEW, OverviewParams
 from core.dataset.statistics import mean_and_std, stack
+from core.model.targets import Explained
 from core.engine import run, run_step
 from core.model import capture
 from core.model._rerun import forward_from, states
@@ -102,13 +103,25 @@ def test_metrics_on_a_hand_computed_case():
     q = torch.tensor([[1.0, 0.0]])
     z = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]])  # CLS, two patches
     pruned_z = torch.tensor([[[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]])
-    got = importance.metrics(p, q, z, pruned_z, torch.tensor([1]), num_prefix_tokens=1)[0]
+    explained = Explained(classes=torch.tensor([1]))  # the metrics read logits: log p
+    got = importance.metrics(explained, p.log(), q.log(), z, pruned_z, num_prefix_tokens=1)[0]
     jsd = 0.5 * (0.5 * math.log(0.5 / 0.75) + 0.5 * math.log(0.5 / 0.25)) \
         + 0.5 * math.log(1 / 0.75)
     patch = (0.0 + (1 - 1 / math.sqrt(2))) / 2  # patch 1 unchanged, patch 2 at 45 degrees
     np.testing.assert_allclose(got.numpy(), [0.5 - 0.0, jsd, 1.0, patch], atol=1e-12)
-    same = importance.metrics(p, p, z, z, torch.tensor([0]), num_prefix_tokens=1)[0]
+    same = importance.metrics(Explained(classes=torch.tensor([0])), p.log(), p.log(), z, z,
+                              num_prefix_tokens=1)[0]
     np.testing.assert_allclose(same.numpy(), 0.0, atol=1e-12)
+
+
+def test_embedding_metrics_on_a_hand_computed_case():
+    e = torch.tensor([[2.0, 0.0]])  # the reference: the image's own embedding
+    pruned = torch.tensor([[1.0, 1.0]])
+    z = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
+    got = importance.metrics(Explained(references=e), e, pruned, z, z, num_prefix_tokens=1)[0]
+    # s(x') = <(1, 1), (2, 0)> / <(2, 0), (2, 0)> = 0.5; cosine of 45 degrees
+    np.testing.assert_allclose(got.numpy(), [1.0 - 0.5, 1 - 1 / math.sqrt(2), 0.0, 0.0],
+                               atol=1e-12)
 
 
 def test_prob_uses_the_label_or_else_the_prediction(demo):

@@ -89,12 +89,12 @@ def test_class_agnostic_analyses_ignore_the_target(demo, ds, sequential, name):
             np.testing.assert_array_equal(other[i][key], value)
 
 
-def test_targets_resolve_from_one_choice():
-    assert resolve_targets("label", [3, None], 10) == [3, None]
-    assert resolve_targets("prediction", [3, None], 10) == [None, None]
-    assert resolve_targets(7, [3, None], 10) == [7, 7]
+def test_targets_resolve_from_one_choice(demo):
+    assert resolve_targets("label", [3, None], demo) == [3, None]
+    assert resolve_targets("prediction", [3, None], demo) == [None, None]
+    assert resolve_targets(7, [3, None], demo) == [7, 7]
     with pytest.raises(ValueError, match="class index in 0..9"):
-        resolve_targets(10, [3], 10)
+        resolve_targets(10, [3], demo)
 
 
 @pytest.mark.parametrize("method", list(METHODS))

@@ -141,8 +141,8 @@ def registers():
 def test_gradients_are_paired_with_their_own_layer(which, request):
     lm = request.getfixturevalue(which)
     x = random_input(lm, batch=2)
-    attention, grads, classes = attention_and_gradients(lm, x)
-    expected = mask_gradients(lm, x, classes)  # A * dY/dA, layer by layer
+    attention, grads, explained = attention_and_gradients(lm, x)
+    expected = mask_gradients(lm, x, explained.classes)  # A * dY/dA, layer by layer
     torch.testing.assert_close(attention * grads, expected, rtol=1e-4, atol=1e-7)
     # reversed pairing (the popular-implementation bug) would not match
     assert not torch.allclose(attention * grads.flip(1), expected, rtol=1e-4, atol=1e-7)
