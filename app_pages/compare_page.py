@@ -5,7 +5,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.analyses import EXPLANATIONS, FORWARD, IMPORTANCE, STRENGTH
+from core.analyses import (ABLATION_MAP, EXPLANATIONS, FORWARD, IMPORTANCE,
+                           IMPORTANCE_ESTIMATE, STRENGTH)
+from core.analyses.cost import ablation_forwards, exact_importance_automatic
+from core.analyses.importance_estimate import compared_with, estimate_label_of
 from core.analyses.explanations import MAP_METHODS
 from core.analyses.importance import METRIC_AXES, METRIC_LABELS
 from core.analyses.strength import evenly_spread
@@ -56,10 +59,19 @@ for column, index, side in zip(st.columns(2), (first, second), ("left", "right")
                  + (f"; true label: {true_name}" if true_name else in_set))
         predictions(lm, ds, index, results.arrays[index]["logits"], true_name,
                     f"compare_predictions_{side}")
-        values = resources.analyse(lm, ds, [index], IMPORTANCE).arrays[index]["importance"]
-        st.markdown(f"**Which heads matter** ({METRIC_LABELS[metric]})")
-        downloads.chart(heads_chart(values[m], None, METRIC_AXES[metric], (layer, head),
-                                    percent=metric == "prob"), f"compare_importance_{side}")
+        if exact_importance_automatic(lm):
+            values = resources.analyse(lm, ds, [index], IMPORTANCE).arrays[index]["importance"]
+            st.markdown(f"**Which heads matter** ({METRIC_LABELS[metric]})")
+            downloads.chart(heads_chart(values[m], None, METRIC_AXES[metric], (layer, head),
+                                        percent=metric == "prob"), f"compare_importance_{side}")
+        else:  # a large model: the one-backward estimate, as on the Importance page
+            estimate = resources.analyse(lm, ds, [index], IMPORTANCE_ESTIMATE).arrays[index]
+            st.markdown("**Which heads matter** (ESTIMATED from one backward pass, "
+                        "Michel et al. 2019; the Importance page prunes each head)")
+            downloads.chart(heads_chart(estimate[compared_with(metric)], None,
+                                        estimate_label_of(compared_with(metric), lm),
+                                        (layer, head)),
+                            f"compare_importance_{side}")
         strength = resources.analyse(lm, ds, [index], STRENGTH).arrays[index]
         st.markdown("**How far each head looks** (dashed: evenly spread attention)")
         downloads.chart(heads_scatter(strength["mean_distance"], layer, head,
@@ -74,5 +86,10 @@ for column, index, side in zip(st.columns(2), (first, second), ("left", "right")
                     [METHODS[method].label_for(lm) for method in MAP_METHODS[row:row + 3]])
         downloads.csv(pd.DataFrame(maps["maps"].T, columns=list(MAP_METHODS)).rename_axis(
             "patch"), f"compare_maps_{side}", "Download the maps (CSV, a row per patch)")
+        if resources.on_request(lm, "the patch ablation map", ablation_forwards(lm),
+                                f"compare_ablation_{side}"):
+            drop = resources.analyse(lm, ds, [index], ABLATION_MAP).arrays[index]["map"]
+            map_row(big, [heat_map(drop, lm, big.shape[:2])],
+                    [METHODS["ablation"].label_for(lm)], 3)
         st.caption(f"Mean attention distance over all heads: "
                    f"{float(np.nanmean(strength['mean_distance'])):.1f} px.")

@@ -1,12 +1,12 @@
 """Importance page: which heads matter, by pruning each head (SPEC "Head pruning";
 paper 001, section 5.2)."""
-import os
 
 import streamlit as st
 
 from core.analyses import IMPORTANCE, IMPORTANCE_ESTIMATE, INTERACTIONS, PARTIAL_PRUNING
 from core.analyses.importance import METRIC_AXES, METRIC_LABELS, metric_names, metric_slot
-from core.analyses.importance_estimate import compared_with
+from core.analyses.cost import exact_importance_automatic
+from core.analyses.importance_estimate import compared_with, estimate_label_of
 from core.analyses.interactions import InteractionParams
 from core.dataset import ESTIMATE_AGREEMENT
 from core.analyses.partial_pruning import MODES, PartialPruningParams
@@ -23,11 +23,6 @@ from ui.views import intro, metric_picker, selected_image
 
 # exact values are computed without asking up to this many tokens per image (the layers
 # x heads pruned forwards; demo: 1,200, deit_tiny at 224 px: 7,092, ViT-B/16: 28,368)
-AUTO_EXACT_TOKENS = int(os.environ.get("VIT_EXPLORER_AUTO_EXACT_TOKENS", "20000"))
-ESTIMATE_LABELS = {
-    "signed": "Estimated log-probability drop of the true class (first order)",
-    "estimate": "Estimated importance |dL/dgate| (Michel et al. 2019)",
-}
 
 
 def pick_head(chart, table) -> None:
@@ -97,9 +92,8 @@ if metric == "prob":
     st.caption(f"Probability drop P - P' of {target_text}"
                + (" (each image's own true class, or its predicted class if unlabeled)"
                   if over_all else "") + "; negative: pruning the head raises it.")
-exact_cost = lm.num_layers * lm.num_heads * lm.num_tokens  # tokens run for one image
-automatic = exact_cost <= AUTO_EXACT_TOKENS
-estimate_label = ESTIMATE_LABELS[compared_with(metric)]
+automatic = exact_importance_automatic(lm)
+estimate_label = estimate_label_of(compared_with(metric), lm)
 if over_all:
     everything = resources.whole_set(lm, ds, IMPORTANCE, "The mean over all images",
                                      "importance_compute")

@@ -3,7 +3,8 @@ see SPEC "Attention aggregation" and "Faithfulness of explanations"."""
 import pandas as pd
 import streamlit as st
 
-from core.analyses import EXPLANATIONS, FAITHFULNESS
+from core.analyses import ABLATION_MAP, EXPLANATIONS, FAITHFULNESS
+from core.analyses.cost import ablation_forwards, faithfulness_forwards
 from core.analyses.explanations import MAP_METHODS
 from core.analyses.faithfulness import METHOD_NAMES, METRICS, curve_x, deletion_counts
 from core.dataset import FAITHFULNESS_TABLE
@@ -79,6 +80,16 @@ def show_maps(model: LoadedModel, params: RolloutParams, target: str, title: str
     downloads.csv(pd.DataFrame(arrays["maps"].T, columns=list(MAP_METHODS)).rename_axis(
         "patch"), "maps_" + title.lower().replace(" ", "_"),
         "Download the maps (CSV, a row per patch)")
+    ablation = METHODS["ablation"]
+    name = "ablation_" + title.lower().replace(" ", "_")
+    if resources.on_request(model, "the patch ablation map", ablation_forwards(model), name):
+        drop = resources.analyse(model, ds, [index], ABLATION_MAP, target=target
+                                 ).arrays.get(index)
+        if drop is not None:
+            map_row(image, [heat_map(drop["map"], model, image.shape[:2])],
+                    [f"{ablation.label_for(model)} for {class_name}"], len(MAP_METHODS))
+            downloads.csv(pd.DataFrame({"ablation": drop["map"]}).rename_axis("patch"), name,
+                          "Download the patch ablation map (CSV, a row per patch)")
     return arrays
 
 
@@ -93,8 +104,12 @@ if arrays is not None:
                     "layer_maps", width="content")
 
 st.subheader("How faithful is each map?")
-with st.spinner("Scoring this image's maps (a few hundred forward passes)..."):
-    mine = resources.analyse(lm, ds, [index], FAITHFULNESS).arrays.get(index)
+mine = None
+if resources.on_request(lm, "the faithfulness scores of this image",
+                        faithfulness_forwards(lm), "faithfulness_image_compute"):
+    with st.spinner(f"Scoring this image's maps ({faithfulness_forwards(lm):,} forward "
+                    "passes at most)..."):
+        mine = resources.analyse(lm, ds, [index], FAITHFULNESS).arrays.get(index)
 if mine is not None:
     st.markdown(f"**This image** ({plain(ds.records[index].id)}, explaining "
                 f"{explained_name(lm.class_names, int(mine['class']))})")

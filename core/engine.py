@@ -128,8 +128,9 @@ def run(lm: LoadedModel, ds: Dataset, indices: list[int], analysis: Analysis,
         """The images to compute, decoded in batches; the ones that cannot be used are
         listed (and counted as done) as they are met."""
         nonlocal done
-        for start in range(0, len(todo), analysis.batch_size):
-            chunk = todo[start:start + analysis.batch_size]
+        size = analysis.images_per_batch(lm)
+        for start in range(0, len(todo), size):
+            chunk = todo[start:start + size]
             batch, kept, failures = load_batch(lm, ds, chunk)
             result.skipped += failures
             failed = [i for i in chunk if i not in set(kept)]  # in the order of `failures`

@@ -9,6 +9,7 @@ from typing import Any
 import streamlit as st
 
 from core.analyses.base import Analysis, TargetChoice
+from core.analyses.cost import automatic
 from core.data.datasets import Dataset, load_dataset
 from core.dataset.base import DatasetStep
 from core.engine import RunResult, reference, run, run_step
@@ -126,6 +127,19 @@ def _ask(what: str, missing: int, total: int, key: str) -> bool:
     if clicked:
         question.empty()
     return clicked
+
+
+def on_request(lm: LoadedModel, what: str, forwards: int, key: str) -> bool:
+    """Whether to compute a costly view of `forwards` full forwards now: at once when
+    it is cheap for this model (``core.analyses.cost.automatic``), else once the user
+    asked (remembered for the session)."""
+    asked = f"{key}_asked"
+    if automatic(lm, forwards) or st.session_state.get(asked):
+        return True
+    if st.button(f"Compute {what} ({forwards:,} forward passes of {lm.name})", key=key):
+        st.session_state[asked] = True
+        return True
+    return False
 
 
 def _skipped(skipped: list[tuple[str, str]]) -> None:

@@ -14,10 +14,12 @@ from core.model import LoadedModel
 from ui.charts import overlay
 
 
-def map_row(image: np.ndarray, heats: list[np.ndarray], captions: list[str]) -> None:
+def map_row(image: np.ndarray, heats: list[np.ndarray], captions: list[str],
+            columns: int | None = None) -> None:
     """One overlay per heat map (each height x width in [0, 1], bright = most relevant
-    patch) on the enlarged image, side by side."""
-    for column, heat, caption in zip(st.columns(len(heats)), heats, captions):
+    patch) on the enlarged image, side by side, in `columns` columns (default: one
+    per map)."""
+    for column, heat, caption in zip(st.columns(columns or len(heats)), heats, captions):
         column.image(overlay(image, heat), caption=caption)
 
 

@@ -3,6 +3,7 @@
 Adding an analysis is one module plus one line here; the batch precompute, the pages,
 the HTML report, the benchmarks and the cross-cutting tests read this registry.
 """
+from core.analyses.ablation_map import ABLATION_MAP
 from core.analyses.base import Analysis, NoParams, Output, TargetChoice
 from core.analyses.explanations import EXPLANATIONS
 from core.analyses.faithfulness import FAITHFULNESS
@@ -18,8 +19,8 @@ from core.analyses.strength import STRENGTH
 
 ANALYSES: dict[str, Analysis] = {a.name: a for a in (
     FORWARD, STRENGTH, PATTERNS, IMPORTANCE, IMPORTANCE_ESTIMATE, INTERACTIONS,
-    PARTIAL_PRUNING, EXPLANATIONS, FAITHFULNESS, KEYPOINTS, SPURIOUS)}
+    PARTIAL_PRUNING, EXPLANATIONS, ABLATION_MAP, FAITHFULNESS, KEYPOINTS, SPURIOUS)}
 
-__all__ = ["ANALYSES", "Analysis", "EXPLANATIONS", "FAITHFULNESS", "FORWARD", "IMPORTANCE",
+__all__ = ["ABLATION_MAP", "ANALYSES", "Analysis", "EXPLANATIONS", "FAITHFULNESS", "FORWARD", "IMPORTANCE",
            "IMPORTANCE_ESTIMATE", "INTERACTIONS", "KEYPOINTS", "NoParams", "Output", "PARTIAL_PRUNING", "PATTERNS", "SPURIOUS",
            "STRENGTH", "TargetChoice"]

@@ -33,6 +33,9 @@ TargetChoice = Literal["label", "prediction"] | int | Reference  # the true labe
 # image, or (a model without classes) one reference embedding for every image
 
 
+ATTENTION_BYTES_PER_BATCH = 512 * 2**20  # the most attention one batch may hold
+
+
 @dataclass(frozen=True)
 class NoParams:
     """Parameters of an analysis that has none."""
@@ -75,6 +78,13 @@ class Analysis(Generic[P]):
     @property
     def class_specific(self) -> bool:
         return self.target is not None
+
+    def images_per_batch(self, lm: LoadedModel) -> int:
+        """`batch_size`, or fewer images where one batch's attention matrices (every
+        layer and head, float32) would pass ATTENTION_BYTES_PER_BATCH: one image of a
+        DINOv2-S/14 at 518 px holds 540 MB of them."""
+        per_image = 4 * lm.num_layers * lm.num_heads * lm.num_tokens ** 2
+        return max(1, min(self.batch_size, ATTENTION_BYTES_PER_BATCH // per_image))
 
     def problems(self, arrays: Arrays, lm: LoadedModel) -> list[str]:
         """How `arrays` differ from the declared outputs (empty when they match)."""

@@ -1,5 +1,7 @@
 """The per-image analysis ``explanations`` (SPEC "Attention aggregation"): the map of
-every attention method with the Rollout page's settings, and the per-layer maps.
+every attention method with the Rollout page's settings (one forward and one backward
+each; the costly patch ablation is ``core.analyses.ablation_map``), and the per-layer
+maps.
 Its target is the class the gradient methods explain (default: the prediction)."""
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ from core.model import LoadedModel, logits
 from core.model.targets import Explained, Targets
 from core.storage.cache import Arrays
 
-MAP_METHODS = tuple(name for name in METHODS if name != "random")  # maps drawn side by side
+MAP_METHODS = tuple(name for name, m in METHODS.items()
+                    if name != "random" and not m.costly)  # maps drawn side by side, at
+# the cost of one forward and one backward (patch ablation: ``core.analyses.ablation_map``)
 
 
 def method_params(method: str, params: RolloutParams) -> object | None:
@@ -42,7 +46,7 @@ def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets,
 
 EXPLANATIONS = Analysis(
     name="explanations", params=RolloutParams, compute=compute, target="prediction",
-    version=2,  # 2: patch ablation joined the methods
+    version=3,  # 3: patch ablation left for its own analysis
     outputs={"maps": Output("float32", "method patch"),
              "layer_cls": Output("float32", "layer patch"),
              "layer_score": Output("float32", "layer patch"),

@@ -56,6 +56,15 @@ IMPORTANCE_ESTIMATE = Analysis(
              "signed": Output("float32", "layer head")}, batch_size=16)
 
 
+def estimate_label_of(output: str, lm: LoadedModel) -> str:
+    """The axis title of estimate output `output` (``signed`` or ``estimate``)."""
+    if output == "estimate":
+        return "Estimated importance |dL/dgate| (Michel et al. 2019)"
+    if lm.has_classes:
+        return "Estimated log-probability drop of the true class (first order)"
+    return "Estimated score drop s - s' (first order)"
+
+
 def compared_with(metric: str) -> str:
     """The estimate output ranked against an exact metric: ``signed`` for the signed
     ``prob`` drop, the magnitude ``estimate`` for the others (all >= 0)."""

@@ -34,6 +34,7 @@ class Method:
     class_specific: bool
     label_without_classes: str = ""  # the label for a model without classes, where the
     # label names a probability ("": the same label)
+    costly: bool = False  # many forwards per image (drawn on request for large models)
 
     def label_for(self, lm: LoadedModel) -> str:
         """The display name for model `lm`."""
@@ -47,7 +48,7 @@ METHODS: dict[str, Method] = {
     "relevance": Method("Gradient-weighted relevance", relevance, None, True),
     "raw_attention": Method("Last-layer raw attention", raw_attention, None, False),
     "ablation": Method("Patch ablation (probability drop)", patch_ablation, AblationParams,
-                       True, "Patch ablation (score drop)"),
+                       True, "Patch ablation (score drop)", costly=True),
     "random": Method("Random map (baseline)", random_map, None, False),
 }
 

@@ -15,11 +15,16 @@ from core.analyses import FAITHFULNESS, FORWARD, IMPORTANCE, IMPORTANCE_ESTIMATE
 from core.analyses.base import resolve_targets
 from core.analyses.faithfulness import METHOD_NAMES, deletion_counts, ranks
 from core.analyses.importance import EMBEDDING_METRICS, metric_names
+from core.cli.train_demo import CLASS_NAMES
 from core.data.datasets import load_dataset
+from core.dataset import DATASET_STEPS
+from core.precompute import precompute
+from core.storage.cache import ArrayCache
 from core.explain import explain
 from core.explain.gradients import attention_and_gradients
 from core.model import capture, from_module
 from core.model.targets import Reference
+from testing.images import demo_class_folder
 from testing.models import random_input
 from testing.reference import zero_head_by_hand
 from ui.report import image_report
@@ -165,3 +170,13 @@ def test_the_report_says_no_classes_and_names_none(case):
     text = image_report(lm, load_dataset("demo", lm.class_names), 0, 0, 0)  # no labels
     assert "The model has no classes" in text
     assert not re.search(r"probabilit|predicted class|top-5", text, re.I)
+
+
+def test_the_batch_precompute_runs_every_step(case, tmp_path):
+    lm, _ = case
+    root = demo_class_folder(tmp_path / "images", CLASS_NAMES, per_class=3)
+    ds = load_dataset(str(root), lm.class_names)
+    assert len(ds.classes) > 1 and all(r.label is None for r in ds.records)
+    summary = precompute(lm, ds, ArrayCache(tmp_path / "cache"))
+    assert summary.done == set(range(len(ds)))
+    assert set(DATASET_STEPS) <= set(summary.seconds)

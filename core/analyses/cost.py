@@ -1,0 +1,50 @@
+"""What the costly views of one image cost, so that pages compute the cheap views at
+once and ask before the costly ones (patch ablation and the faithfulness tests of a
+ViT-B: hundreds of full forwards each).
+
+A forward costs about ``2 * parameters * tokens`` operations (every weight is used
+once per token; attention's own ``T^2`` products are small beside it for ViTs up to
+518 px). Counts follow ``core.explain.ablation`` (one forward per removed group) and
+``core.analyses.faithfulness`` (every step of every method, before the shared steps
+are merged: an upper bound).
+"""
+from __future__ import annotations
+
+import os
+
+from core.analyses.faithfulness import METHOD_NAMES, deletion_counts, perturbation_counts
+from core.explain.ablation import AblationParams, group_side, patch_groups
+from core.model import LoadedModel
+
+AUTO_FLOPS = 2e12  # computed at once up to this many operations (about 10 s on a 2-core
+# CPU; $VIT_EXPLORER_AUTO_FLOPS overrides); above it a page asks first
+AUTO_EXACT_TOKENS = 20_000  # exact leave-one-out at once up to this many tokens run per
+# image ($VIT_EXPLORER_AUTO_EXACT_TOKENS overrides; ViT-B/16 needs 28,368)
+
+
+def ablation_forwards(lm: LoadedModel, params: AblationParams = AblationParams()) -> int:
+    """Patch ablation of one image: a forward without each group of patches."""
+    return len(patch_groups(lm.grid, group_side(lm.grid, params.group)))
+
+
+def faithfulness_forwards(lm: LoadedModel) -> int:
+    """The faithfulness tests of one image: patch ablation's map and every step of
+    every method's curves."""
+    g = lm.grid[0] * lm.grid[1]
+    steps = 2 * len(deletion_counts(g)) + len(perturbation_counts(g))
+    return ablation_forwards(lm) + len(METHOD_NAMES) * steps
+
+
+def automatic(lm: LoadedModel, forwards: int) -> bool:
+    """Whether a page computes a view of `forwards` full forwards without asking."""
+    parameters = sum(p.numel() for p in lm.model.parameters())
+    limit = float(os.environ.get("VIT_EXPLORER_AUTO_FLOPS") or AUTO_FLOPS)
+    return forwards * 2.0 * parameters * lm.num_tokens <= limit
+
+
+def exact_importance_automatic(lm: LoadedModel) -> bool:
+    """Whether a page computes exact leave-one-out without asking (one pruned variant
+    per head, each from its layer on: about L x H x T tokens per image); otherwise it
+    shows the one-backward estimate first."""
+    limit = int(os.environ.get("VIT_EXPLORER_AUTO_EXACT_TOKENS") or AUTO_EXACT_TOKENS)
+    return lm.num_layers * lm.num_heads * lm.num_tokens <= limit
