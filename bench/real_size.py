@@ -73,6 +73,9 @@ def one_model(key: str) -> dict[str, float]:
         else:
             at.switch_page(f"app_pages/{page}_page.py").run()
         out[f"{page}_first_view_seconds"] = time.perf_counter() - start
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"{key} {page}: {out[f'{page}_first_view_seconds']:.1f} s, peak RSS so far "
+              f"{rss:.0f} MB", file=sys.stderr, flush=True)
         if at.exception or at.error:
             raise RuntimeError(f"{page}: {at.exception or [e.value for e in at.error]}")
     out.update(estimate_speedup(name, work))

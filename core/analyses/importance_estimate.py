@@ -39,7 +39,9 @@ def signed_estimate(lm: LoadedModel, x: torch.Tensor, targets: Targets) -> torch
     """``-sum A * dL/dA`` per head: image x layer x head (float64); its absolute value is
     Michel et al.'s importance."""
     attention, grads, _ = attention_and_gradients(lm, x, targets, of="loss")
-    return -(attention.double() * grads.double()).sum(dim=(-2, -1)).cpu()
+    per_layer = [(a * g).sum(dim=(-2, -1), dtype=torch.float64)  # one layer's product at
+                 for a, g in zip(attention.unbind(1), grads.unbind(1))]  # a time
+    return -torch.stack(per_layer, dim=1).cpu()
 
 
 def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets,

@@ -46,7 +46,8 @@ MIXED = len(LABELS)  # the label index of "mixed"
 MIXED_MARGIN = 0.15  # a margin below this: no pattern dominates
 OFFSETS = ("self", "left", "right", "up", "down")
 _STEPS = ((0, 0), (0, -1), (0, 1), (-1, 0), (1, 0))  # (row, column) of target - source
-_CHUNK = 256  # heads scored at once (bounds memory for large grids)
+_CHUNK_VALUES = 2**24  # matrix entries scored at once (64 MB per float32 temporary, of
+# which scoring holds several: 8 heads of a 37 x 37 grid, every head of a small grid)
 
 
 def offset_masks(grid: tuple[int, int]) -> torch.Tensor:
@@ -116,8 +117,9 @@ def label_scores(matrices: torch.Tensor, grid: tuple[int, int]) -> Scored:
     flat = matrices.reshape(-1, g, g).float()
     chance = chance_scores(grid).to(flat)
     scores, offsets = [], []
-    for start in range(0, len(flat), _CHUNK):
-        m = flat[start:start + _CHUNK]
+    chunk = max(1, _CHUNK_VALUES // (g * g))
+    for start in range(0, len(flat), chunk):
+        m = flat[start:start + chunk]
         mass = m.sum(-1)
         w = (mass > 0).float()
         p = m / mass.clamp_min(1e-12)[..., None]

@@ -32,5 +32,15 @@ def attention_and_gradients(lm: LoadedModel, x: torch.Tensor, targets: Targets |
         out = capture.forward(lm, x, grad=True)
         explained = Explained.of(out.logits, targets, lm.has_classes)
         scores = explained.logit(out.logits) if of == "logit" else explained.loss(out.logits)
-        grads = torch.autograd.grad(scores.sum(), out.per_layer)
-    return out.attention, torch.stack(grads, dim=1).detach(), explained
+        grads = list(torch.autograd.grad(scores.sum(), out.per_layer))
+    return consumed(out.per_layer), consumed(grads), explained
+
+
+def consumed(per_layer: list[torch.Tensor]) -> torch.Tensor:
+    """Layers of batch x head x query x key stacked into batch x layer x ..., detached,
+    each entry of `per_layer` dropped once copied (so that both are never held whole)."""
+    out = per_layer[0].new_empty(per_layer[0].shape[0], len(per_layer), *per_layer[0].shape[1:])
+    for i in range(len(per_layer)):
+        out[:, i] = per_layer[i].detach()
+        per_layer[i] = None
+    return out

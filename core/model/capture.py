@@ -37,30 +37,55 @@ MODE_NAMES = {0: "none (original)", 1: "whole head", 2: "CLS->CLS only",
               3: "CLS<->patches only", 4: "patches->patches only", 5: "all CLS-related"}
 
 
+class _Stack:
+    """Where a capture without gradients writes A: one batch x layer x head x query x
+    key tensor, allocated when the first captured layer runs, each layer written in
+    place (so that a capture holds the attention once, not once per layer and once
+    stacked: 540 MB, not 1,080, for one image of a DINOv2-S/14 at 518 px)."""
+
+    def __init__(self, layers: Sequence[int]) -> None:
+        self.slot = {layer: i for i, layer in enumerate(layers)}
+        self.data: torch.Tensor | None = None
+
+    def put(self, layer: int, attn: torch.Tensor) -> torch.Tensor:
+        if self.data is None:
+            self.data = attn.new_empty(attn.shape[0], len(self.slot), *attn.shape[1:])
+        view = self.data[:, self.slot[layer]]
+        view.copy_(attn)
+        return view
+
+
 class _Tap(nn.Module):
     """Stands in for ``attn_drop`` during one call: records A, then applies the mask."""
 
-    def __init__(self, inner: nn.Module, mask: torch.Tensor | None, record: bool) -> None:
+    def __init__(self, inner: nn.Module, mask: torch.Tensor | None, record: bool,
+                 layer: int, stack: _Stack | None) -> None:
         super().__init__()
         self.inner = inner
         self.mask = mask
         self.record: list[torch.Tensor] | None = [] if record else None
+        self.layer, self.stack = layer, stack
 
     def forward(self, attn: torch.Tensor) -> torch.Tensor:
         attn = self.inner(attn)
         if self.record is not None:
             if attn.requires_grad:
                 attn.retain_grad()
-            self.record.append(attn)
+                self.record.append(attn)
+            else:
+                self.record.append(self.stack.put(self.layer, attn))
         return attn if self.mask is None else attn * self.mask
 
 
 @contextmanager
 def _tapped(lm: LoadedModel, masks: dict[int, torch.Tensor] | None,
-            layers: Sequence[int]) -> Iterator[dict[int, list[torch.Tensor]]]:
+            layers: Sequence[int], stack: _Stack | None = None
+            ) -> Iterator[dict[int, list[torch.Tensor]]]:
     """Taps on the masked and the captured layers for the block; yields the records
-    (layer -> list of captured A). Holds the model's lock; the taps are gone after."""
+    (layer -> list of captured A; without gradients, views of `stack`). Holds the
+    model's lock; the taps are gone after."""
     masks = masks or {}
+    stack = stack or _Stack(layers)
     with lm.lock:
         attns = lm.attention_modules
         originals = [attn.attn_drop for attn in attns]
@@ -69,7 +94,7 @@ def _tapped(lm: LoadedModel, masks: dict[int, torch.Tensor] | None,
             for layer in sorted(set(masks) | set(layers)):
                 mask = masks.get(layer)
                 tap = _Tap(originals[layer], None if mask is None else mask.to(lm.device),
-                           record=layer in layers)
+                           record=layer in layers, layer=layer, stack=stack)
                 attns[layer].attn_drop = tap
                 if tap.record is not None:
                     records[layer] = tap.record
@@ -83,14 +108,18 @@ def _tapped(lm: LoadedModel, masks: dict[int, torch.Tensor] | None,
 class Capture:
     """Output of one instrumented forward."""
 
-    logits: torch.Tensor  # batch x class
+    logits: torch.Tensor  # batch x output (class logits, or the embedding)
     per_layer: list[torch.Tensor]  # batch x head x query x key each; with grad=True their
     # .grad is kept
     layers: tuple[int, ...]  # which layers were captured, in order
+    stacked: torch.Tensor | None = None  # without gradients: what per_layer are views of
 
     @property
     def attention(self) -> torch.Tensor:
-        """batch x layer x head x query x key, detached, for the captured layers."""
+        """batch x layer x head x query x key, detached, for the captured layers (without
+        gradients the captured tensor itself, not a copy)."""
+        if self.stacked is not None:
+            return self.stacked
         return torch.stack([a.detach() for a in self.per_layer], dim=1)
 
 
@@ -105,9 +134,11 @@ def forward(lm: LoadedModel, x: torch.Tensor, masks: dict[int, torch.Tensor] | N
         backward pass of the logits (run that backward under ``lm.lock`` too).
     """
     layers = tuple(range(lm.num_layers)) if layers is None else tuple(layers)
-    with _tapped(lm, masks, layers) as records, torch.set_grad_enabled(grad):
+    stack = _Stack(layers)
+    with _tapped(lm, masks, layers, stack) as records, torch.set_grad_enabled(grad):
         out = lm.model(x.to(lm.device))
-    return Capture(logits=out, per_layer=[records[layer][0] for layer in layers], layers=layers)
+    return Capture(logits=out, per_layer=[records[layer][0] for layer in layers], layers=layers,
+                   stacked=None if grad or not layers else stack.data)
 
 
 def logits(lm: LoadedModel, x: torch.Tensor) -> torch.Tensor:
