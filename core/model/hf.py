@@ -44,19 +44,17 @@ from core.model.loading import (ModelLoadError, check_budget, check_listed, chec
 HUB_PREFIX = "transformers:"
 CONFIG_FILES = ["config.json", "preprocessor_config.json"]
 WEIGHT_FILES = ["model.safetensors", "pytorch_model.bin"]
-# architecture -> prefix of its backbone's keys; a headless one has no classifier
+# the architectures converted -> the prefix of their backbone's keys
 ARCHITECTURES = {
     "ViTForImageClassification": "vit.", "ViTModel": "vit.",
     "DeiTForImageClassification": "deit.", "DeiTForImageClassificationWithTeacher": "deit.",
     "Dinov2Model": "dinov2.", "Dinov2WithRegistersModel": "dinov2_with_registers.",
 }
 HEADLESS = {"ViTModel", "Dinov2Model", "Dinov2WithRegistersModel"}
-WHY_NOT = {  # refused architectures with a specific reason
-    "Dinov2ForImageClassification": "its head reads the CLS token and the mean patch "
-    "token together, which timm's ViT head does not",
-    "Dinov2WithRegistersForImageClassification": "its head reads the CLS token and the "
-    "mean patch token together, which timm's ViT head does not",
-}
+MEAN_HEAD = ("its head reads the CLS token and the mean patch token together, which timm's "
+             "ViT head does not")
+WHY_NOT = {"Dinov2ForImageClassification": MEAN_HEAD,  # refused with a specific reason
+           "Dinov2WithRegistersForImageClassification": MEAN_HEAD}
 ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
                "quick_gelu": "quick_gelu", "relu": "relu", "silu": "silu", "swish": "silu"}
 RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
@@ -139,20 +137,32 @@ def read_source(spec: str) -> Source:
         raise ModelLoadError(f"{spec} is not a Hugging Face model folder (no config.json "
                              "in it); give a folder saved with save_pretrained, or a timm "
                              "model name.")
-    config = json.loads((folder / "config.json").read_text())
-    preprocessing = folder / "preprocessor_config.json"
-    preprocessor = json.loads(preprocessing.read_text()) if preprocessing.is_file() else {}
     name = spec if spec.startswith(HUB_PREFIX) else folder.name
+    config = read_json(folder / "config.json", name)
+    path = folder / "preprocessor_config.json"
+    preprocessor = read_json(path, name) if path.is_file() else {}
     arch = supported(config, name)
     labels = config.get("id2label") or {}
     class_names = [] if arch in HEADLESS else [labels[k] for k in sorted(labels, key=int)]
     size = input_size(config, preprocessor, arch)
-    source = Source(spec, folder, config, arch, class_names, size, data_config(preprocessor, size))
+    preprocessing = data_config(preprocessor, size, config.get("num_channels", 3))
+    source = Source(spec, folder, config, arch, class_names, size, preprocessing)
     with torch.device("meta"):
         skeleton = source.build()
     check_budget(skeleton, name)
     check_vit(skeleton, name)
     return source
+
+
+def read_json(path: Path, name: str) -> dict:
+    """A JSON object from `path`, or ModelLoadError naming the file."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelLoadError(f"{path.name} of {name} could not be read ({err}).") from err
+    if not isinstance(value, dict):
+        raise ModelLoadError(f"{path.name} of {name} is not a JSON object.")
+    return value
 
 
 def supported(config: dict, name: str) -> str:
@@ -164,6 +174,10 @@ def supported(config: dict, name: str) -> str:
             f"Hugging Face model {name} is a {arch}, which the explorer cannot open: {why}. "
             f"Supported: {', '.join(ARCHITECTURES)}; other ViT families load by their timm "
             "name with a checkpoint.")
+    sizes = ["hidden_size", "num_hidden_layers", "num_attention_heads",
+             "mlp_ratio" if arch.startswith("Dinov2") else "intermediate_size"]
+    if absent := [key for key in sizes if not isinstance(config.get(key), (int, float))]:
+        raise ModelLoadError(f"The config.json of {name} lacks {', '.join(absent)}.")
     act = config.get("hidden_act", "gelu")
     hidden, heads = config["hidden_size"], config["num_attention_heads"]
     problems = []
@@ -214,19 +228,20 @@ def timm_vit(config: dict, arch: str, num_classes: int, size: tuple[int, int]) -
     return VisionTransformer(**kwargs)
 
 
-def data_config(preprocessor: dict, size: tuple[int, int]) -> dict:
+def data_config(preprocessor: dict, size: tuple[int, int], channels: int) -> dict:
     """timm's pretrained config (what ``resolve_data_config`` reads) from
     ``preprocessor_config.json``: a resize to height x width is timm's ``squash``; a
     resize followed by a centre crop keeps the crop's share (timm resizes the shortest
     edge, which equals the ``transformers`` result for square images). Without the
     file: ``transformers``' ViT defaults (mean and std 0.5, resize to the input)."""
     normalise = preprocessor.get("do_normalize", True)
-    cfg = {"input_size": (3, *size), "interpolation": RESAMPLE.get(preprocessor.get("resample", 2), "bilinear"),
-           "mean": tuple(preprocessor.get("image_mean", (0.5,) * 3)) if normalise else (0.0,) * 3,
-           "std": tuple(preprocessor.get("image_std", (0.5,) * 3)) if normalise else (1.0,) * 3,
-           "crop_pct": 1.0, "crop_mode": "squash"}
-    resize = preprocessor.get("size") or {} if preprocessor.get("do_resize", True) else {}
-    crop = preprocessor.get("crop_size") or {} if preprocessor.get("do_center_crop") else {}
+    resample = RESAMPLE.get(preprocessor.get("resample", 2), "bilinear")
+    mean = preprocessor.get("image_mean", [0.5] * channels) if normalise else [0.0] * channels
+    std = preprocessor.get("image_std", [0.5] * channels) if normalise else [1.0] * channels
+    cfg = {"input_size": (channels, *size), "interpolation": resample, "mean": tuple(mean),
+           "std": tuple(std), "crop_pct": 1.0, "crop_mode": "squash"}
+    resize = (preprocessor.get("size") or {}) if preprocessor.get("do_resize", True) else {}
+    crop = (preprocessor.get("crop_size") or {}) if preprocessor.get("do_center_crop") else {}
     if "shortest_edge" in resize or crop:
         cfg["crop_mode"] = "center"
         edge = resize.get("shortest_edge") or resize.get("height") or size[0]
@@ -291,12 +306,14 @@ def download(spec: str, files: list[str]) -> Path:
     """The snapshot folder holding `files` of hub model `spec` (cached, or downloaded
     once the hub answers within PROBE_TIMEOUT); ModelLoadError saying what to do."""
     import huggingface_hub
+    from huggingface_hub import constants
     repo = spec.removeprefix(HUB_PREFIX)
     try:
         check_reachable({"hf_hub_id": repo})
         return Path(huggingface_hub.snapshot_download(repo, allow_patterns=files))
     except Exception as err:  # network, offline mode, unknown repo
-        reason = f"{type(err).__name__}: {err}"[:200]
+        reason = ("downloads are off (HF_HUB_OFFLINE) and it is not cached"
+                  if constants.HF_HUB_OFFLINE else f"{type(err).__name__}: {err}"[:160])
         raise ModelLoadError(
             f"Could not download {spec} ({reason}). Without a network, download it "
             f"elsewhere (hf download {repo} --local-dir DIR) and give that folder's path "

@@ -1,6 +1,7 @@
 """Model loading: one spec string (a built-in model, ``demo`` or ``demo-watermark``,
 a timm name, a timm name plus a local checkpoint, or a Hugging Face ``transformers``
-folder or hub id, converted to timm by ``core.model.hf``) becomes a :class:`LoadedModel` ready for attention capture.
+folder or hub id, converted to timm by ``core.model.hf``) becomes a :class:`LoadedModel`
+ready for attention capture.
 
 Only timm ViT-family models whose blocks hold timm's ``Attention`` are
 accepted (SPEC "Notation"); the prefix-token count and the patch grid are read

@@ -145,3 +145,9 @@ def test_an_unreachable_download_fails_fast_and_says_how_to_give_a_checkpoint():
     assert "ERROR ModelLoadError" in out, out
     assert "Checkpoint file" in out and "sidebar" in out, out
     assert took(out) < 10, out
+
+
+def test_an_unreachable_hugging_face_hub_id_fails_fast_and_says_what_to_do():
+    out = load_without_network("transformers:google/vit-base-patch16-224")
+    assert "ERROR ModelLoadError Could not download" in out and "hf download" in out, out
+    assert took(out) < 10, out

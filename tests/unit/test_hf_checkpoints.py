@@ -162,3 +162,51 @@ def test_weights_that_config_json_does_not_describe_lead_with_what_they_look_lik
                               "patch 8, 32 x 32 input"), message
     assert message.count(" vs ") <= 3 and "config.json does not describe" in message
     assert len(message) < 400, len(message)
+
+
+def test_the_hub_form_reads_the_config_first_and_the_weights_once_allowed(tmp_path,
+                                                                         monkeypatch):
+    """snapshot_download (faked: the hub's copy is a saved folder) is asked for the
+    configs, and for the weights only once the model is within the budget."""
+    import huggingface_hub
+    import huggingface_hub.constants
+    source = save(tmp_path / "hub", "dinov2")
+    asked: list[list[str]] = []
+
+    def snapshot(repo, allow_patterns):
+        assert repo == "org/small-dinov2"
+        asked.append(list(allow_patterns))
+        snap = tmp_path / "snapshot"
+        snap.mkdir(exist_ok=True)
+        for name in allow_patterns:
+            if (tmp_path / "hub" / name).is_file():
+                (snap / name).write_bytes((tmp_path / "hub" / name).read_bytes())
+        return str(snap)
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no probe
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot)
+    monkeypatch.setenv("VIT_EXPLORER_MAX_PARAMS", "1000")
+    with pytest.raises(ModelLoadError, match="above this server's budget"):
+        load_model("transformers:org/small-dinov2", device="cpu")
+    assert asked == [["config.json", "preprocessor_config.json"]]
+    monkeypatch.delenv("VIT_EXPLORER_MAX_PARAMS")
+    lm = load_model("transformers:org/small-dinov2", device="cpu")
+    assert asked[-1] == ["model.safetensors"]
+    x = torch.randn(1, *lm.data_config["input_size"])
+    with torch.no_grad():
+        torch.testing.assert_close(lm.model(x), expected(source, x, "pooler_output"),
+                                   rtol=0, atol=1e-5)
+
+
+def test_a_ray_worker_rebuilds_the_converted_model_from_its_state(tmp_path):
+    from core.model.loading import from_state
+    save(tmp_path, "deit_teacher")
+    lm = load_model(str(tmp_path), device="cpu")
+    copy = from_state(lm.name, lm.model.state_dict(), device="cpu")
+    assert copy.identity == lm.identity and copy.class_names == lm.class_names
+
+
+def test_an_unreadable_config_is_named(tmp_path):
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ModelLoadError, match="config.json of .* could not be read"):
+        load_model(str(tmp_path), device="cpu")
