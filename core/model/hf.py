@@ -11,6 +11,8 @@ into ``qkv``). Converted, and proven equal to ``transformers``' forward in
   distillation token is a register token its head does not read) and
   ``DeiTForImageClassificationWithTeacher`` (timm's distilled DeiT): class scores,
   class names from ``config.id2label``.
+- ``Dinov2ForImageClassification``, ``Dinov2WithRegistersForImageClassification``:
+  timm's ViT with their head (CLS and mean patch token side by side, ClsAndMeanViT).
 - ``ViTModel``, ``Dinov2Model``, ``Dinov2WithRegistersModel``: no classes
   (``num_classes=0``). The embedding is the layer-normed CLS token,
   ``last_hidden_state[:, 0]``: DINOv2's ``pooler_output``, and for ``ViTModel``
@@ -48,13 +50,11 @@ WEIGHT_FILES = ["model.safetensors", "pytorch_model.bin"]
 ARCHITECTURES = {
     "ViTForImageClassification": "vit.", "ViTModel": "vit.",
     "DeiTForImageClassification": "deit.", "DeiTForImageClassificationWithTeacher": "deit.",
-    "Dinov2Model": "dinov2.", "Dinov2WithRegistersModel": "dinov2_with_registers.",
+    "Dinov2Model": "dinov2.", "Dinov2ForImageClassification": "dinov2.",
+    "Dinov2WithRegistersModel": "dinov2_with_registers.",
+    "Dinov2WithRegistersForImageClassification": "dinov2_with_registers.",
 }
 HEADLESS = {"ViTModel", "Dinov2Model", "Dinov2WithRegistersModel"}
-MEAN_HEAD = ("its head reads the CLS token and the mean patch token together, which timm's "
-             "ViT head does not")
-WHY_NOT = {"Dinov2ForImageClassification": MEAN_HEAD,  # refused with a specific reason
-           "Dinov2WithRegistersForImageClassification": MEAN_HEAD}
 ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
                "quick_gelu": "quick_gelu", "relu": "relu", "silu": "silu", "swish": "silu"}
 RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
@@ -169,9 +169,9 @@ def supported(config: dict, name: str) -> str:
     """The architecture `config` names, or ModelLoadError saying why it is refused."""
     arch = (config.get("architectures") or [config.get("model_type", "unknown")])[0]
     if arch not in ARCHITECTURES:
-        why = WHY_NOT.get(arch, "only plain ViT, DeiT and DINOv2 models are converted")
         raise ModelLoadError(
-            f"Hugging Face model {name} is a {arch}, which the explorer cannot open: {why}. "
+            f"Hugging Face model {name} is a {arch}, which the explorer cannot open: only "
+            "plain ViT, DeiT and DINOv2 models are converted. "
             f"Supported: {', '.join(ARCHITECTURES)}; other ViT families load by their timm "
             "name with a checkpoint.")
     sizes = ["hidden_size", "num_hidden_layers", "num_attention_heads",
@@ -222,10 +222,27 @@ def timm_vit(config: dict, arch: str, num_classes: int, size: tuple[int, int]) -
         norm_layer=functools.partial(nn.LayerNorm, eps=config.get("layer_norm_eps", 1e-12)),
         act_layer=ACTIVATIONS[config.get("hidden_act", "gelu")],
         reg_tokens=config.get("num_register_tokens", 0) + (arch == "DeiTForImageClassification"),
-        no_embed_class=arch == "Dinov2WithRegistersModel")
+        no_embed_class="WithRegisters" in arch)
     if arch == "DeiTForImageClassificationWithTeacher":
         return VisionTransformerDistilled(**kwargs)
+    if arch.startswith("Dinov2") and arch.endswith("ForImageClassification"):
+        return ClsAndMeanViT(**kwargs)
     return VisionTransformer(**kwargs)
+
+
+class ClsAndMeanViT(VisionTransformer):
+    """timm's ViT with the head of ``transformers``' DINOv2 classifiers: a linear layer
+    on the final CLS token and the mean of the patch tokens, side by side. Its pooling
+    is not ``token`` (the head reads every row), so no shortcut skips rows."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs, global_pool="avg", fc_norm=False)
+        self.head_hidden_size = 2 * self.embed_dim
+        self.head = (nn.Linear(self.head_hidden_size, self.num_classes) if self.num_classes
+                     else nn.Identity())
+
+    def pool(self, x: torch.Tensor, pool_type: str | None = None) -> torch.Tensor:
+        return torch.cat([x[:, 0], x[:, self.num_prefix_tokens:].mean(dim=1)], dim=1)
 
 
 def data_config(preprocessor: dict, size: tuple[int, int], channels: int) -> dict:
@@ -293,7 +310,7 @@ def positions(out: dict[str, torch.Tensor], source: Source, model: nn.Module) ->
         patches = nn.functional.interpolate(
             patches.reshape(1, *stored, -1).permute(0, 3, 1, 2).float(), size=grid,
             mode="bicubic", align_corners=False,
-            antialias=source.arch == "Dinov2WithRegistersModel").to(pos.dtype)
+            antialias="WithRegisters" in source.arch).to(pos.dtype)
         patches = patches.permute(0, 2, 3, 1).reshape(1, grid[0] * grid[1], -1)
     if getattr(model, "no_embed_class", False) and "cls_token" in out:
         out["cls_token"] = out["cls_token"] + head

@@ -13,6 +13,7 @@ import transformers as tf
 
 from core.data.paths import PathNotAllowed
 from core.model import forward
+from core.model._rerun import forward_from, states
 from core.model.loading import ModelLoadError, load_model
 
 SMALL = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, patch_size=8,
@@ -44,6 +45,12 @@ CASES = {
     "dinov2_registers": (tf.Dinov2WithRegistersModel,
                          tf.Dinov2WithRegistersConfig(**DINO, num_register_tokens=2), CROP,
                          "pooler_output", 3, (3, 3)),
+    "dinov2_classifier": (tf.Dinov2ForImageClassification,
+                          tf.Dinov2Config(**DINO, num_labels=6), CROP, "logits", 1, (3, 3)),
+    "dinov2_registers_classifier": (
+        tf.Dinov2WithRegistersForImageClassification,
+        tf.Dinov2WithRegistersConfig(**DINO, num_register_tokens=2, num_labels=6), CROP,
+        "logits", 3, (3, 3)),
 }
 
 
@@ -70,6 +77,8 @@ def expected(model: torch.nn.Module, x: torch.Tensor, read: str) -> torch.Tensor
 
 @pytest.mark.parametrize("case", CASES)
 def test_a_folder_gives_the_transformers_forward(tmp_path, case):
+    """The converted model, the engine's capture forward and its re-run from a layer
+    all give ``transformers``' logits or embedding."""
     source = save(tmp_path, case)
     _, config, _, read, prefix, grid = CASES[case]
     lm = load_model(str(tmp_path), device="cpu")
@@ -80,6 +89,8 @@ def test_a_folder_gives_the_transformers_forward(tmp_path, case):
     with torch.no_grad():
         torch.testing.assert_close(lm.model(x), want, rtol=0, atol=1e-5)
     torch.testing.assert_close(forward(lm, x).logits, want, rtol=0, atol=1e-5)
+    rerun, _ = forward_from(lm, states(lm, x).inputs[1], 1)  # fast path, final rows only
+    torch.testing.assert_close(rerun, want, rtol=0, atol=1e-5)
     headless = read != "logits"
     assert lm.model.num_classes == (0 if headless else config.num_labels)
     assert lm.class_names == ([] if headless else [config.id2label[i]
@@ -114,8 +125,7 @@ def test_the_hub_form_offline_fails_fast_with_what_to_do(monkeypatch, tmp_path):
     (tf.SwinConfig(architectures=["SwinForImageClassification"]),
      "SwinForImageClassification, which the explorer cannot open: only plain ViT"),
     (tf.BeitConfig(architectures=["BeitModel"]), "BeitModel, which the explorer cannot open"),
-    (tf.Dinov2Config(architectures=["Dinov2ForImageClassification"]),
-     "mean patch token together"),
+    (tf.ViTMAEConfig(architectures=["ViTMAEModel"]), "ViTMAEModel, which the explorer"),
 ])
 def test_another_architecture_is_refused_with_the_reason(tmp_path, config, why):
     config.save_pretrained(tmp_path)
