@@ -171,9 +171,10 @@ def supported(config: dict, name: str) -> str:
     if arch not in ARCHITECTURES:
         raise ModelLoadError(
             f"Hugging Face model {name} is a {arch}, which the explorer cannot open: only "
-            "plain ViT, DeiT and DINOv2 models are converted. "
-            f"Supported: {', '.join(ARCHITECTURES)}; other ViT families load by their timm "
-            "name with a checkpoint.")
+            "plain ViT, DeiT and DINOv2 models are converted (ViTModel, "
+            "ViTForImageClassification, DeiTForImageClassification[WithTeacher], "
+            "Dinov2[WithRegisters]Model or ...ForImageClassification). Other ViT families "
+            "load by their timm name with a checkpoint.")
     sizes = ["hidden_size", "num_hidden_layers", "num_attention_heads",
              "mlp_ratio" if arch.startswith("Dinov2") else "intermediate_size"]
     if absent := [key for key in sizes if not isinstance(config.get(key), (int, float))]:
@@ -185,12 +186,20 @@ def supported(config: dict, name: str) -> str:
         problems.append(f"activation {act!r}")
     if config.get("use_swiglu_ffn"):
         problems.append("a SwiGLU MLP")
-    if config.get("head_dim", hidden // heads) * heads != hidden:
-        problems.append(f"head_dim {config['head_dim']} (not width / heads)")
+    if hidden % heads or config.get("head_dim", hidden // heads) != hidden // heads:
+        problems.append(f"heads of another width than {hidden} / {heads}")
+    if "intermediate_size" in sizes and int(hidden * mlp_ratio(config)) != config[
+            "intermediate_size"]:
+        problems.append(f"an MLP width {config['intermediate_size']} timm cannot build")
     if problems:
         raise ModelLoadError(f"Hugging Face model {name} ({arch}) has {', '.join(problems)}, "
                              "which the conversion to timm does not support.")
     return arch
+
+
+def mlp_ratio(config: dict) -> float:
+    """MLP width / width (timm builds int(width * ratio) features)."""
+    return config.get("mlp_ratio") or config["intermediate_size"] / config["hidden_size"]
 
 
 def pair(value: int | list[int]) -> tuple[int, int]:
@@ -216,7 +225,7 @@ def timm_vit(config: dict, arch: str, num_classes: int, size: tuple[int, int]) -
         img_size=size, patch_size=pair(config.get("patch_size", 16)),
         in_chans=config.get("num_channels", 3), num_classes=num_classes, embed_dim=hidden,
         depth=config["num_hidden_layers"], num_heads=config["num_attention_heads"],
-        mlp_ratio=config["mlp_ratio"] if dinov2 else config["intermediate_size"] / hidden,
+        mlp_ratio=mlp_ratio(config),
         qkv_bias=config.get("qkv_bias", True),
         init_values=config.get("layerscale_value", 1.0) if dinov2 else None,
         norm_layer=functools.partial(nn.LayerNorm, eps=config.get("layer_norm_eps", 1e-12)),
@@ -304,9 +313,11 @@ def positions(out: dict[str, torch.Tensor], source: Source, model: nn.Module) ->
     patch = pair(source.config.get("patch_size", 16))
     stored = tuple(s // p for s, p in zip(pair(source.config.get("image_size", 224)), patch))
     prefix = pos.shape[1] - stored[0] * stored[1]
+    if prefix < 1:  # not what config.json describes: load_state says so
+        return
     head, patches = pos[:, :prefix], pos[:, prefix:]
     grid = tuple(int(g) for g in model.patch_embed.grid_size)
-    if prefix > 0 and grid != stored:
+    if grid != stored:
         patches = nn.functional.interpolate(
             patches.reshape(1, *stored, -1).permute(0, 3, 1, 2).float(), size=grid,
             mode="bicubic", align_corners=False,

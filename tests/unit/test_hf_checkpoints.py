@@ -131,7 +131,21 @@ def test_another_architecture_is_refused_with_the_reason(tmp_path, config, why):
     config.save_pretrained(tmp_path)
     with pytest.raises(ModelLoadError, match=why) as err:
         load_model(str(tmp_path), device="cpu")
-    assert "Supported: ViTForImageClassification" in str(err.value)
+    assert "ViTModel, ViTForImageClassification, DeiTForImageClassification" in str(err.value)
+    assert len(str(err.value)) < 400
+
+
+@pytest.mark.parametrize("config,why", [
+    (tf.ViTConfig(**dict(VIT, hidden_act="elu"), architectures=["ViTModel"]), "activation 'elu'"),
+    (tf.ViTConfig(**dict(VIT, num_attention_heads=3), architectures=["ViTModel"]),
+     "heads of another width than 64 / 3"),
+    (tf.Dinov2Config(**DINO, use_swiglu_ffn=True, architectures=["Dinov2Model"]),
+     "a SwiGLU MLP"),
+])
+def test_a_supported_architecture_with_parts_timm_lacks_is_refused(tmp_path, config, why):
+    config.save_pretrained(tmp_path)
+    with pytest.raises(ModelLoadError, match=f"{why}.*conversion to timm does not support"):
+        load_model(str(tmp_path), device="cpu")
 
 
 def test_budget_and_allow_list_are_checked_before_the_weights_are_read(tmp_path, monkeypatch):
