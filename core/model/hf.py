@@ -142,8 +142,7 @@ def read_source(spec: str) -> Source:
     path = folder / "preprocessor_config.json"
     preprocessor = read_json(path, name) if path.is_file() else {}
     arch = supported(config, name)
-    labels = config.get("id2label") or {}
-    class_names = [] if arch in HEADLESS else [labels[k] for k in sorted(labels, key=int)]
+    class_names = [] if arch in HEADLESS else labels(config)
     size = input_size(config, preprocessor, arch)
     preprocessing = data_config(preprocessor, size, config.get("num_channels", 3))
     source = Source(spec, folder, config, arch, class_names, size, preprocessing)
@@ -152,6 +151,14 @@ def read_source(spec: str) -> Source:
     check_budget(skeleton, name)
     check_vit(skeleton, name)
     return source
+
+
+def labels(config: dict) -> list[str]:
+    """The class names of a classifier's config: ``id2label``, else transformers'
+    defaults (``LABEL_0``, ... for ``num_labels``, 2 when not written)."""
+    if isinstance(config.get("id2label"), dict):
+        return [config["id2label"][k] for k in sorted(config["id2label"], key=int)]
+    return [f"LABEL_{i}" for i in range(config.get("num_labels", 2))]
 
 
 def read_json(path: Path, name: str) -> dict:
@@ -256,10 +263,10 @@ class ClsAndMeanViT(VisionTransformer):
 
 def data_config(preprocessor: dict, size: tuple[int, int], channels: int) -> dict:
     """timm's pretrained config (what ``resolve_data_config`` reads) from
-    ``preprocessor_config.json``: a resize to height x width is timm's ``squash``; a
-    resize followed by a centre crop keeps the crop's share (timm resizes the shortest
-    edge, which equals the ``transformers`` result for square images). Without the
-    file: ``transformers``' ViT defaults (mean and std 0.5, resize to the input)."""
+    ``preprocessor_config.json``, the same steps: a resize to height x width is timm's
+    ``squash``, a resize of the shortest edge its ``center`` mode, and a centre crop
+    after either its ``crop_pct``. Without the file: ``transformers``' ViT defaults
+    (mean and std 0.5, resize to the input)."""
     normalise = preprocessor.get("do_normalize", True)
     resample = RESAMPLE.get(preprocessor.get("resample", 2), "bilinear")
     mean = preprocessor.get("image_mean", [0.5] * channels) if normalise else [0.0] * channels
@@ -268,10 +275,10 @@ def data_config(preprocessor: dict, size: tuple[int, int], channels: int) -> dic
            "std": tuple(std), "crop_pct": 1.0, "crop_mode": "squash"}
     resize = (preprocessor.get("size") or {}) if preprocessor.get("do_resize", True) else {}
     crop = (preprocessor.get("crop_size") or {}) if preprocessor.get("do_center_crop") else {}
-    if "shortest_edge" in resize or crop:
-        cfg["crop_mode"] = "center"
-        edge = resize.get("shortest_edge") or resize.get("height") or size[0]
+    edge = resize.get("shortest_edge") or resize.get("height")
+    if edge:
         cfg["crop_pct"] = (crop.get("height") or size[0]) / edge
+        cfg["crop_mode"] = "center" if "shortest_edge" in resize else "squash"
     return cfg
 
 

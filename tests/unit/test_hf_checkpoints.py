@@ -22,6 +22,9 @@ VIT = dict(SMALL, intermediate_size=128)
 DINO = dict(SMALL, patch_size=14, image_size=56, mlp_ratio=3, layer_norm_eps=1e-6)
 RESIZE = {"do_resize": True, "size": {"height": 32, "width": 32}, "resample": 2,
           "image_mean": [0.5, 0.4, 0.3], "image_std": [0.2, 0.25, 0.3]}
+SQUASH_CROP = {"do_resize": True, "size": {"height": 40, "width": 40}, "do_center_crop": True,
+               "crop_size": {"height": 32, "width": 32}, "resample": 3,
+               "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
 CROP = {"do_resize": True, "size": {"shortest_edge": 48}, "do_center_crop": True,
         "crop_size": {"height": 42, "width": 42}, "resample": 3,
         "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
@@ -35,7 +38,7 @@ CASES = {
         RESIZE, "logits", 1, (4, 4)),
     "vit_headless_nonsquare": (tf.ViTModel, tf.ViTConfig(**dict(VIT, image_size=[32, 48])),
                                {}, "cls", 1, (4, 6)),
-    "deit": (tf.DeiTForImageClassification, tf.DeiTConfig(**VIT, num_labels=4), RESIZE,
+    "deit": (tf.DeiTForImageClassification, tf.DeiTConfig(**VIT, num_labels=4), SQUASH_CROP,
              "logits", 2, (4, 4)),
     "deit_teacher": (tf.DeiTForImageClassificationWithTeacher,
                      tf.DeiTConfig(**VIT, num_labels=4), RESIZE, "logits", 2, (4, 4)),
@@ -97,13 +100,35 @@ def test_a_folder_gives_the_transformers_forward(tmp_path, case):
                                                    for i in range(config.num_labels)])
 
 
+@pytest.mark.parametrize("case,processor", [("vit", tf.ViTImageProcessor),
+                                            ("deit", tf.DeiTImageProcessor),
+                                            ("dinov2", tf.BitImageProcessor)])
+def test_the_transform_gives_the_transformers_image_processor_pixels(tmp_path, case,
+                                                                     processor):
+    """Resize (both edges or the shortest), crop and normalisation as transformers does
+    them, on an image that is not square (interpolation kernels differ a little)."""
+    from PIL import Image, ImageFilter
+    save(tmp_path, case)
+    lm = load_model(str(tmp_path), device="cpu")
+    pixels = torch.Generator().manual_seed(0)
+    noise = (torch.rand(60, 90, 3, generator=pixels) * 255).to(torch.uint8).numpy()
+    image = Image.fromarray(noise).filter(ImageFilter.GaussianBlur(2))
+    want = processor(**CASES[case][2])(image, return_tensors="pt")["pixel_values"][0]
+    got = lm.transform(image)
+    assert got.shape == want.shape
+    assert (got - want).abs().max() < 0.1 and (got - want).abs().mean() < 0.005
+
+
 def test_preprocessing_comes_from_the_preprocessor_config(tmp_path):
     save(tmp_path / "vit", "vit")
+    save(tmp_path / "deit", "deit")
     save(tmp_path / "dino", "dinov2")
     vit = load_model(str(tmp_path / "vit"), device="cpu").data_config
     assert (vit["mean"], vit["std"], vit["interpolation"]) == ((0.5, 0.4, 0.3),
                                                                (0.2, 0.25, 0.3), "bilinear")
     assert (vit["input_size"], vit["crop_mode"], vit["crop_pct"]) == ((3, 32, 32), "squash", 1)
+    deit = load_model(str(tmp_path / "deit"), device="cpu").data_config
+    assert (deit["crop_mode"], deit["crop_pct"]) == ("squash", 32 / 40)
     dino = load_model(str(tmp_path / "dino"), device="cpu").data_config
     assert dino["input_size"] == (3, 42, 42) and dino["interpolation"] == "bicubic"
     assert dino["crop_mode"] == "center" and dino["crop_pct"] == pytest.approx(42 / 48)
