@@ -1,7 +1,5 @@
 """Model loading: one spec string (a built-in model, ``demo`` or ``demo-watermark``,
-a timm name, a timm name plus a local checkpoint, or a Hugging Face ``transformers``
-folder or hub id, converted to timm by ``core.model.hf``) becomes a :class:`LoadedModel`
-ready for attention capture.
+a timm name, or a timm name plus a local checkpoint) becomes a :class:`LoadedModel` ready for attention capture.
 
 Only timm ViT-family models whose blocks hold timm's ``Attention`` are
 accepted (SPEC "Notation"); the prefix-token count and the patch grid are read
@@ -11,6 +9,10 @@ server's allow-list (``$VIT_EXPLORER_MODELS``, comma-separated patterns such as
 ``demo*,deit_*``), over its parameter budget (``$VIT_EXPLORER_MAX_PARAMS``, default
 DEFAULT_MAX_PARAMS), or not a ViT. A pretrained download first checks, within
 PROBE_TIMEOUT seconds, that the weights are cached or their server answers.
+
+A Hugging Face ``transformers`` folder or hub id (``transformers:ORG/NAME``) is a
+spec too: ``core.model.hf`` converts it to the equivalent timm ViT, with the same
+checks before any weight is read.
 """
 from __future__ import annotations
 
