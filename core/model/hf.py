@@ -12,7 +12,8 @@ into ``qkv``). Converted, and proven equal to ``transformers``' forward in
   ``DeiTForImageClassificationWithTeacher`` (timm's distilled DeiT): class scores,
   class names from ``config.id2label``.
 - ``Dinov2ForImageClassification``, ``Dinov2WithRegistersForImageClassification``:
-  timm's ViT with their head (CLS and mean patch token side by side, ClsAndMeanViT).
+  timm's ViT with their head (CLS and mean patch token side by side, ClsAndMeanViT);
+  refused without classes (``num_labels`` 0), whose backbone opens as ``Dinov2Model``.
 - ``ViTModel``, ``Dinov2Model``, ``Dinov2WithRegistersModel``: no classes
   (``num_classes=0``). The embedding is the layer-normed CLS token,
   ``last_hidden_state[:, 0]``: DINOv2's ``pooler_output``, and for ``ViTModel``
@@ -198,6 +199,10 @@ def supported(config: dict, name: str) -> str:
     if "intermediate_size" in sizes and int(hidden * mlp_ratio(config)) != config[
             "intermediate_size"]:
         problems.append(f"an MLP width {config['intermediate_size']} timm cannot build")
+    if arch.startswith("Dinov2") and arch.endswith("ForImageClassification") and not labels(
+            config):  # its "logits" would be CLS and mean patch token side by side
+        problems.append("no classifier (num_labels 0; open it as a "
+                        f"{arch.replace('ForImageClassification', 'Model')})")
     if problems:
         raise ModelLoadError(f"Hugging Face model {name} ({arch}) has {', '.join(problems)}, "
                              "which the conversion to timm does not support.")
@@ -254,8 +259,7 @@ class ClsAndMeanViT(VisionTransformer):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs, global_pool="avg", fc_norm=False)
         self.head_hidden_size = 2 * self.embed_dim
-        self.head = (nn.Linear(self.head_hidden_size, self.num_classes) if self.num_classes
-                     else nn.Identity())
+        self.head = nn.Linear(self.head_hidden_size, self.num_classes)
 
     def pool(self, x: torch.Tensor, pool_type: str | None = None) -> torch.Tensor:
         return torch.cat([x[:, 0], x[:, self.num_prefix_tokens:].mean(dim=1)], dim=1)

@@ -98,6 +98,7 @@ def test_a_folder_gives_the_transformers_forward(tmp_path, case):
     assert lm.model.num_classes == (0 if headless else config.num_labels)
     assert lm.class_names == ([] if headless else [config.id2label[i]
                                                    for i in range(config.num_labels)])
+    assert (lm.has_classes, lm.num_outputs) == (not headless, want.shape[1])
 
 
 @pytest.mark.parametrize("case,processor", [("vit", tf.ViTImageProcessor),
@@ -166,6 +167,8 @@ def test_another_architecture_is_refused_with_the_reason(tmp_path, config, why):
      "heads of another width than 64 / 3"),
     (tf.Dinov2Config(**DINO, use_swiglu_ffn=True, architectures=["Dinov2Model"]),
      "a SwiGLU MLP"),
+    (tf.Dinov2Config(**DINO, num_labels=0, architectures=["Dinov2ForImageClassification"]),
+     r"no classifier \(num_labels 0; open it as a Dinov2Model\)"),
 ])
 def test_a_supported_architecture_with_parts_timm_lacks_is_refused(tmp_path, config, why):
     config.save_pretrained(tmp_path)
