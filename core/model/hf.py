@@ -89,17 +89,13 @@ class Source:
     """A Hugging Face model read from its config (weights not read yet)."""
 
     spec: str
+    name: str  # as messages name it: the hub spec, or the folder's last part
     folder: Path
     config: dict
     arch: str
     class_names: list[str]
     size: tuple[int, int]  # the input (height, width)
     data_config: dict  # timm's pretrained config: the preprocessing
-
-    @property
-    def name(self) -> str:
-        """The spec as messages name it: a folder by its last part."""
-        return self.spec if self.spec.startswith(HUB_PREFIX) else self.folder.name
 
     def build(self) -> nn.Module:
         """The timm ViT of this config (random init, on the default device)."""
@@ -146,7 +142,7 @@ def read_source(spec: str) -> Source:
     class_names = [] if arch in HEADLESS else labels(config)
     size = input_size(config, preprocessor, arch)
     preprocessing = data_config(preprocessor, size, config.get("num_channels", 3))
-    source = Source(spec, folder, config, arch, class_names, size, preprocessing)
+    source = Source(spec, name, folder, config, arch, class_names, size, preprocessing)
     with torch.device("meta"):
         skeleton = source.build()
     check_budget(skeleton, name)
