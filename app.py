@@ -111,8 +111,10 @@ def sidebar() -> None:
         st.header("ViT Attention Explorer")
         with st.form("source"):
             model = st.text_input("Model", sel["model"],
-                                  help="'demo', 'demo-watermark' (a demo with a known shortcut), or "
-                                       "a timm model name such as deit_tiny_patch16_224")
+                                  help="'demo', 'demo-watermark' (a demo with a known shortcut), "
+                                       "a timm model name such as deit_tiny_patch16_224, or a "
+                                       "Hugging Face ViT, DeiT or DINOv2: the path of its "
+                                       "folder, or transformers:ORG/NAME")
             checkpoint = st.text_input("Checkpoint file (optional)", sel["checkpoint"],
                                        help="A local .safetensors, .pth or .bin for the model")
             images = st.text_input("Images", sel["images"],

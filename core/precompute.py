@@ -34,7 +34,8 @@ from core.storage.cache import ArrayCache
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Fill the ViT Attention Explorer cache.")
-    parser.add_argument("--model", default="demo", help="'demo' or a timm model name")
+    parser.add_argument("--model", default="demo", help="'demo', a timm model name, a Hugging "
+                        "Face folder or transformers:ORG/NAME")
     parser.add_argument("--checkpoint", default=None, help="local .safetensors/.pth/.bin")
     parser.add_argument("--images", default="demo", help="'demo' or an image folder")
     parser.add_argument("--cache", default=None, help="cache folder (default: cache/ or "

@@ -9,6 +9,10 @@ server's allow-list (``$VIT_EXPLORER_MODELS``, comma-separated patterns such as
 ``demo*,deit_*``), over its parameter budget (``$VIT_EXPLORER_MAX_PARAMS``, default
 DEFAULT_MAX_PARAMS), or not a ViT. A pretrained download first checks, within
 PROBE_TIMEOUT seconds, that the weights are cached or their server answers.
+
+A Hugging Face ``transformers`` folder or hub id (``transformers:ORG/NAME``) is a
+spec too: ``core.model.hf`` converts it to the equivalent timm ViT, with the same
+checks before any weight is read.
 """
 from __future__ import annotations
 
@@ -36,6 +40,8 @@ if TYPE_CHECKING:
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 DEFAULT_MAX_PARAMS = 400_000_000  # ViT-L (304 M) fits; ViT-H, giant and 7B models do not
 PROBE_TIMEOUT = 5.0  # seconds to reach the server of pretrained weights
+NAMED_TENSORS = 3  # a checkpoint mismatch names at most this many tensors
+MESSAGE_LIMIT = 400  # ... in a message under this many characters
 SIZE_NAMES = {192: "tiny", 384: "small", 768: "base", 1024: "large", 1280: "huge",
               1408: "giant"}  # timm's ViT sizes by width
 
@@ -171,15 +177,30 @@ def build(name: str) -> tuple[torch.nn.Module, list[str] | None]:
     return timm.create_model(name, pretrained=False), None
 
 
-def check_allowed(name: str) -> torch.nn.Module:
-    """Refuse `name` before it is built when it is off the allow-list, over the
-    parameter budget or not a ViT; returns its skeleton (built on ``meta``)."""
+def check_listed(name: str) -> None:
+    """Refuse `name` when it is off the server's allow-list ($VIT_EXPLORER_MODELS)."""
     patterns = [p.strip() for p in os.environ.get("VIT_EXPLORER_MODELS", "").split(",")
                 if p.strip()]
     if patterns and not any(fnmatch.fnmatchcase(name, p) for p in patterns):
         raise ModelLoadError(f"Model {name!r} is not among the models this server accepts "
                              f"({', '.join(patterns)}); choose one of those, or ask the "
                              "administrator to change VIT_EXPLORER_MODELS.")
+
+
+def check_budget(skeleton: torch.nn.Module, name: str) -> None:
+    """Refuse a model (its ``meta`` skeleton) over the parameter budget."""
+    budget = int(os.environ.get("VIT_EXPLORER_MAX_PARAMS") or DEFAULT_MAX_PARAMS)
+    count = sum(p.numel() for p in skeleton.parameters())
+    if count > budget:
+        raise ModelLoadError(f"Model {name!r} has {count:,} parameters, above this server's "
+                             f"budget of {budget:,} (VIT_EXPLORER_MAX_PARAMS); choose a "
+                             "smaller model.")
+
+
+def check_allowed(name: str) -> torch.nn.Module:
+    """Refuse `name` before it is built when it is off the allow-list, over the
+    parameter budget or not a ViT; returns its skeleton (built on ``meta``)."""
+    check_listed(name)
     check_name(name)
     try:
         with torch.device("meta"):
@@ -187,12 +208,7 @@ def check_allowed(name: str) -> torch.nn.Module:
     except Exception as err:  # a timm model that cannot be built from its name alone
         raise ModelLoadError(f"Model {name!r} could not be built ({type(err).__name__}: "
                              f"{err}).") from err
-    budget = int(os.environ.get("VIT_EXPLORER_MAX_PARAMS") or DEFAULT_MAX_PARAMS)
-    count = sum(p.numel() for p in skeleton.parameters())
-    if count > budget:
-        raise ModelLoadError(f"Model {name!r} has {count:,} parameters, above this server's "
-                             f"budget of {budget:,} (VIT_EXPLORER_MAX_PARAMS); choose a "
-                             "smaller model.")
+    check_budget(skeleton, name)
     check_vit(skeleton, name)
     return skeleton
 
@@ -211,8 +227,14 @@ def check_name(name: str) -> None:
 
 
 def create(name: str, checkpoint: Path | None) -> tuple[torch.nn.Module, list[str] | None]:
-    """Build the model with its weights (a built-in's own file, a local checkpoint, or
-    timm's pretrained download); class names when the spec gives them."""
+    """Build the model with its weights (a built-in's own file, a local checkpoint,
+    timm's pretrained download, or a Hugging Face folder or hub id converted by
+    ``core.model.hf``); class names when the spec gives them."""
+    from core.model import hf
+    if hf.is_spec(name):
+        if checkpoint is not None:
+            raise ModelLoadError(f"{name} holds its own weights; leave the checkpoint empty.")
+        return hf.create(name)
     if checkpoint is not None:
         check_file(checkpoint)
     skeleton = check_allowed(name)  # before building, reading or downloading anything
@@ -259,46 +281,85 @@ def check_reachable(cfg: dict) -> None:
                       f"{type(err).__name__}") from None
 
 
-def few(items: list[str]) -> str:
-    return ", ".join(items[:8]) + (f" (+{len(items) - 8} more)" if len(items) > 8 else "")
-
-
-def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], name: str) -> None:
-    """Load strictly; a mismatch names the missing and unexpected keys, the tensors
-    whose shapes differ and the model the checkpoint looks like."""
+def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], name: str,
+               advice: str = "Give the name of the architecture it was trained as."
+               ) -> None:
+    """Load strictly; a mismatch leads with the model the checkpoint looks like, then
+    counts the tensors of another shape, missing and unexpected, naming at most
+    NAMED_TENSORS of them, and ends with `advice` (under MESSAGE_LIMIT characters)."""
     own = model.state_dict()
+    shapes = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}"
+              for k, v in state.items() if k in own and own[k].shape != v.shape]
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(v.shape)} (the model: {tuple(own[k].shape)})"
-              for k, v in state.items() if k in own and own[k].shape != v.shape]
-    if missing or unexpected or shapes:
-        raise ModelLoadError(
-            f"The checkpoint does not match model {name!r}: missing keys [{few(missing)}]; "
-            f"unexpected keys [{few(unexpected)}]; wrong shapes [{few(shapes)}]. "
-            f"{looks_like(state)}Check that the model name is the architecture the "
-            "checkpoint was trained as.")
-    model.load_state_dict(state)
+    if not (missing or unexpected or shapes):
+        model.load_state_dict(state)
+        return
+    counts = [f"{len(items)} {what}" for items, what in (
+        (shapes, "of another shape"), (missing, "missing"), (unexpected, "unexpected"))
+        if items]
+    counts[0] = counts[0].replace(" ", " tensor " if counts[0].startswith("1 ") else " tensors ", 1)
+    named = [*shapes, *(f"{k} missing" for k in missing),
+             *(f"{k} unexpected" for k in unexpected)][:NAMED_TENSORS]
+    lead = looks_like(state) or "The checkpoint is not a timm ViT. "
+
+    def text(items: list[str]) -> str:
+        return (f"{lead}It does not fit {name!r}: {', '.join(counts)} ({'; '.join(items)}). "
+                f"{advice}")
+
+    while len(named) > 1 and len(text(named)) >= MESSAGE_LIMIT:  # long names: fewer
+        named.pop()
+    raise ModelLoadError(text(named))
 
 
 def looks_like(state: dict[str, torch.Tensor]) -> str:
-    """What ViT a state dict describes, read from its shapes (blocks, width, patch,
-    input size), with timm names of that shape; empty when it is not a timm ViT."""
-    proj, pos = state.get("patch_embed.proj.weight"), state.get("pos_embed")
+    """What ViT-family model a state dict describes, read from its keys and shapes
+    (family, blocks, width, patch, input size, heads where stored), with timm names of
+    that shape; empty when it is none of timm's ViT, DeiT, BEiT or EVA models."""
+    proj = state.get("patch_embed.proj.weight")
     if proj is None or proj.ndim != 4:
         return ""
     depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
     width, patch = proj.shape[0], proj.shape[-1]
-    text = f"The checkpoint looks like a ViT with {depth} blocks, width {width}, patch {patch}"
-    if pos is not None and pos.ndim == 3:
-        prefix = sum(k in state for k in ("cls_token", "dist_token"))
-        side = int(round((pos.shape[1] - prefix) ** 0.5)) * patch
+    family, kinds, side, heads = family_of(state, patch)
+    text = f"The checkpoint looks like {family} with {depth} blocks, width {width}, patch {patch}"
+    if side:
         text += f", {side} x {side} input"
         size = SIZE_NAMES.get(width)
-        kinds = ("deit_{}_distilled",) if "dist_token" in state else ("vit_{}", "deit_{}")
         names = [n for kind in kinds if size and timm.is_model(
             n := f"{kind.format(size)}_patch{patch}_{side}")]
-        text += f" (for example {' or '.join(names)})" if names else ""
-    return text + "; the number of heads is not stored in its shapes (often width / 64). "
+        text += f", for example {' or '.join(names)}" if names else ""
+    return text + (f", {heads} heads. " if heads else " (heads not stored: often width / 64). ")
+
+
+def family_of(state: dict[str, torch.Tensor], patch: int
+              ) -> tuple[str, tuple[str, ...], int | None, int | None]:
+    """The family of a timm ViT-like state dict (with an article), the timm name forms
+    of that family, its input side and its number of heads when the shapes tell them."""
+    tables = [v for k, v in state.items() if k.endswith("relative_position_bias_table")]
+    if tables and tables[0].ndim == 2:  # BEiT: (2W - 1)^2 + 3 relative positions x heads
+        window = (int(round((tables[0].shape[0] - 3) ** 0.5)) + 1) // 2
+        return "a BEiT", ("beit_{}", "beitv2_{}"), window * patch, int(tables[0].shape[1])
+    fc1, fc2 = state.get("blocks.0.mlp.fc1.weight"), state.get("blocks.0.mlp.fc2.weight")
+    swiglu = "blocks.0.mlp.fc1_g.weight" in state or (
+        fc1 is not None and fc2 is not None and fc1.shape[0] != fc2.shape[1])
+    if swiglu:
+        family, kinds = "an EVA-02", ("eva02_{}",)
+    elif "blocks.0.attn.q_bias" in state:
+        family, kinds = "an EVA", ("eva_{}",)
+    elif "dist_token" in state:
+        family, kinds = "a distilled DeiT", ("deit_{}_distilled",)
+    else:
+        family, kinds = "a ViT", ("vit_{}", "deit_{}")
+    pos = state.get("pos_embed")
+    if pos is None or pos.ndim != 3:
+        return family, kinds, None, None
+    prefix = sum(state[k].shape[1] for k in ("cls_token", "dist_token", "reg_token")
+                 if k in state and state[k].ndim == 3)
+    for count in (pos.shape[1] - prefix, pos.shape[1]):  # without prefix positions too
+        if count > 0 and int(round(count ** 0.5)) ** 2 == count:
+            return family, kinds, int(round(count ** 0.5)) * patch, None
+    return family, kinds, None, None
 
 
 def imagenet_names(model: torch.nn.Module) -> list[str] | None:
@@ -328,7 +389,8 @@ def headless(model: torch.nn.Module, name: str, class_names: list[str] | None) -
 
 def load_model(spec: str = "demo", checkpoint: str | Path | None = None,
                device: str | None = None) -> LoadedModel:
-    """Load `spec` (a built-in model or a timm name), optionally from a local checkpoint."""
+    """Load `spec` (a built-in model, a timm name, a Hugging Face ``transformers``
+    folder or ``transformers:ORG/NAME``), a timm name optionally from a local checkpoint."""
     name = spec.strip()
     model, class_names = create(name, allowed_path(checkpoint) if checkpoint else None)
     return from_module(model, name, class_names, device)
@@ -338,7 +400,8 @@ def from_state(name: str, state: dict[str, torch.Tensor], device: str | None = N
                ) -> LoadedModel:
     """Model `name` rebuilt from a state dict, without files or downloads (how the
     workers of ``core.ray_executor`` get the driver's model)."""
-    model, class_names = architecture(name)
+    from core.model import hf
+    model, class_names = hf.architecture(name) if hf.is_spec(name) else architecture(name)
     if headless(model, name, class_names):
         model.reset_classifier(0)  # as `from_module` left the driver's model
     load_state(model, state, name)

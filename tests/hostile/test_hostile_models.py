@@ -70,15 +70,44 @@ def test_a_checkpoint_that_is_not_a_state_dict_gets_one_message(tmp_path, conten
         load_model("deit_tiny_patch16_224", save(tmp_path, content), device="cpu")
 
 
-def test_a_checkpoint_of_another_size_names_the_tensors_and_what_it_looks_like(tmp_path):
-    tiny = timm.create_model("deit_tiny_patch16_224", pretrained=False).state_dict()
+def mismatch(tmp_path: Path, source: str, target: str, **kwargs) -> str:
+    """The message of loading a `source` checkpoint (timm `kwargs`) as model `target`."""
+    with torch.device("meta"):
+        shapes = timm.create_model(source, pretrained=False, **kwargs).state_dict()
+    state = {k: torch.zeros(v.shape) for k, v in shapes.items()}
     with pytest.raises(ModelLoadError) as err:
-        load_model("vit_small_patch16_224", save(tmp_path, tiny), device="cpu")
-    message = str(err.value)
-    assert "cls_token" in message and "(1, 1, 192)" in message and "(1, 1, 384)" in message
-    assert "12 blocks" in message and "width 192" in message and "patch 16" in message
-    assert "deit_tiny_patch16_224" in message
-    assert len(message) < 2000
+        load_model(target, save(tmp_path, state), device="cpu")
+    return str(err.value)
+
+
+@pytest.mark.parametrize("source,target,lead", [
+    ("deit_tiny_patch16_224", "vit_small_patch16_224", "a ViT with 2 blocks, width 192, "
+     "patch 16, 224 x 224 input, for example vit_tiny_patch16_224 or deit_tiny_patch16_224"),
+    ("deit_small_distilled_patch16_224", "deit_tiny_distilled_patch16_224",
+     "a distilled DeiT with 2 blocks, width 384, patch 16, 224 x 224 input, for example "
+     "deit_small_distilled_patch16_224"),
+    ("beit_base_patch16_224", "vit_tiny_patch16_224", "a BEiT with 2 blocks, width 768, "
+     "patch 16, 224 x 224 input, for example beit_base_patch16_224 or "
+     "beitv2_base_patch16_224, 12 heads"),
+    ("eva02_tiny_patch14_224", "vit_tiny_patch16_224", "an EVA-02 with 2 blocks, width "
+     "192, patch 14, 224 x 224 input, for example eva02_tiny_patch14_224"),
+    ("eva_giant_patch14_224", "vit_tiny_patch16_224", "an EVA with 2 blocks, width 1408, "
+     "patch 14, 224 x 224 input, for example eva_giant_patch14_224"),
+])
+def test_a_checkpoint_of_another_model_leads_with_what_it_looks_like(tmp_path, source,
+                                                                     target, lead):
+    message = mismatch(tmp_path, source, target, depth=2)
+    assert message.startswith(f"The checkpoint looks like {lead}"), message
+    named = message.split(" (")[-1]  # the tensors it names, then the advice
+    assert named.count(";") <= 2 and "Give the name of the architecture" in named, message
+    assert len(message) < 400, (len(message), message)
+
+
+def test_a_checkpoint_of_another_size_names_the_tensors_and_their_shapes(tmp_path):
+    message = mismatch(tmp_path, "deit_tiny_patch16_224", "vit_small_patch16_224")
+    assert message.startswith("The checkpoint looks like a ViT with 12 blocks, width 192")
+    assert "151 tensors of another shape (cls_token (1, 1, 192) vs (1, 1, 384); " in message
+    assert len(message) < 400, len(message)  # it was 866 characters, the shapes first
 
 
 def load_without_network(name: str) -> str:
@@ -115,4 +144,10 @@ def test_an_unreachable_download_fails_fast_and_says_how_to_give_a_checkpoint():
     out = load_without_network("vit_tiny_patch16_224")
     assert "ERROR ModelLoadError" in out, out
     assert "Checkpoint file" in out and "sidebar" in out, out
+    assert took(out) < 10, out
+
+
+def test_an_unreachable_hugging_face_hub_id_fails_fast_and_says_what_to_do():
+    out = load_without_network("transformers:google/vit-base-patch16-224")
+    assert "ERROR ModelLoadError Could not download" in out and "hf download" in out, out
     assert took(out) < 10, out
