@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from core.analyses import KEYPOINTS, SPURIOUS
+from core.analyses import KEYPOINTS, OBJECTS, SPURIOUS
 from core.analyses.faithfulness import METHOD_NAMES
 from core.analyses.keypoints import has_keypoints
 from core.analyses.spurious import DEFAULT_METHOD, OBJECT_SOURCES
@@ -33,7 +33,7 @@ intro("Keypoints and shortcuts",
       "changes when the outside is removed is a likely shortcut.")
 chosen = selected_image()
 lm, ds, index, layer, head = chosen.lm, chosen.ds, chosen.index, chosen.layer, chosen.head
-one, mine = chosen.arrays(KEYPOINTS), chosen.arrays(SPURIOUS)
+one, mine = chosen.arrays(KEYPOINTS), chosen.arrays(OBJECTS)  # (not the maps: costly)
 object_source = OBJECT_SOURCES[int(mine["object_source"])]
 if not ds.has_objects:
     st.info("This image set has no object masks, so the patches holding keypoints stand in "

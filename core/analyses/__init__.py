@@ -12,6 +12,7 @@ from core.analyses.importance import IMPORTANCE
 from core.analyses.importance_estimate import IMPORTANCE_ESTIMATE
 from core.analyses.interactions import INTERACTIONS
 from core.analyses.keypoints import KEYPOINTS
+from core.analyses.objects import OBJECTS
 from core.analyses.partial_pruning import PARTIAL_PRUNING
 from core.analyses.patterns import PATTERNS
 from core.analyses.spurious import SPURIOUS
@@ -19,8 +20,9 @@ from core.analyses.strength import STRENGTH
 
 ANALYSES: dict[str, Analysis] = {a.name: a for a in (
     FORWARD, STRENGTH, PATTERNS, IMPORTANCE, IMPORTANCE_ESTIMATE, INTERACTIONS,
-    PARTIAL_PRUNING, EXPLANATIONS, ABLATION_MAP, FAITHFULNESS, KEYPOINTS, SPURIOUS)}
+    PARTIAL_PRUNING, EXPLANATIONS, ABLATION_MAP, FAITHFULNESS, KEYPOINTS, OBJECTS,
+    SPURIOUS)}
 
 __all__ = ["ABLATION_MAP", "ANALYSES", "Analysis", "EXPLANATIONS", "FAITHFULNESS", "FORWARD", "IMPORTANCE",
-           "IMPORTANCE_ESTIMATE", "INTERACTIONS", "KEYPOINTS", "NoParams", "Output", "PARTIAL_PRUNING", "PATTERNS", "SPURIOUS",
+           "IMPORTANCE_ESTIMATE", "INTERACTIONS", "KEYPOINTS", "NoParams", "OBJECTS", "Output", "PARTIAL_PRUNING", "PATTERNS", "SPURIOUS",
            "STRENGTH", "TargetChoice"]

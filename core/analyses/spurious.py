@@ -54,6 +54,20 @@ def keypoint_object(lm: LoadedModel, x: torch.Tensor, min_side: int) -> torch.Te
     return torch.from_numpy(concentration(points, lm.grid, lm.patch_size) > 0)
 
 
+def objects_of(lm: LoadedModel, x: torch.Tensor, objects: Sequence[torch.Tensor | None] | None,
+               min_side: int) -> tuple[torch.Tensor, list[int]]:
+    """Each image's object (batch x patch, bool): its mask, else its keypoint patches
+    (SPEC "Keypoints and spurious correlations"), and where it came from (codes of
+    OBJECT_SOURCES)."""
+    objects = objects if objects is not None else [None] * len(x)
+    inside, source = [], []
+    for image, given in zip(x, objects):
+        flags = given if given is not None else keypoint_object(lm, image.cpu(), min_side)
+        inside.append(flags.to(x.device))
+        source.append(0 if given is not None else 1 if bool(flags.any()) else 2)
+    return torch.stack(inside), source
+
+
 def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets, params: SpuriousParams,
             objects: Sequence[torch.Tensor | None] | None = None) -> list[Arrays]:
     """Per image: ``score`` (method), ``inside`` (patch, bool), ``object_source`` (code of
@@ -62,14 +76,7 @@ def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets, params: Spu
     classes the probabilities are the score ``s`` and ``class``, ``top_*`` are -1.
     objects: per image its (patch,) object flags, or None (no mask; the default)."""
     x = images.to(lm.device)
-    objects = objects if objects is not None else [None] * len(x)
-    inside, source = [], []
-    for image, given in zip(x, objects):
-        flags = given if given is not None else keypoint_object(lm, image.cpu(),
-                                                                 params.min_side)
-        inside.append(flags.to(lm.device))
-        source.append(0 if given is not None else 1 if bool(flags.any()) else 2)
-    inside_t = torch.stack(inside)
+    inside_t, source = objects_of(lm, x, objects, params.min_side)
     before = logits(lm, x)
     explained = Explained.of(before, targets, lm.has_classes)
     maps = torch.stack([explain(lm, x, name, explained.resolved(targets))
