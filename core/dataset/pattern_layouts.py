@@ -64,20 +64,41 @@ class Gathered:
     kept: list[int]  # dataset indices, sorted
     heads: tuple[int, int]  # (layer, head)
     cls_vectors: np.ndarray  # (point, cls_entry) float32
-    binary: np.ndarray  # (point, patch, patch) uint8
+    binary: np.ndarray  # (point, row, column) uint8: the binarised patch matrices, pooled
     label_scores: np.ndarray  # (point, label)
 
 
+AE_SIDE = 196  # the autoencoder's matrices have at most this many rows: larger ones
+# (a DINOv2 at 518 px: 1,369 patches) are pooled (:func:`pooled`), 2.8 MB per image of
+# 72 heads where the G x G bits would be 135 MB; ViT-B/16 at 224 px is not pooled
+
+
+def pooled(binary: np.ndarray, side: int) -> np.ndarray:
+    """uint8 (..., G, G) -> (..., n, n), n = ceil(G / k), k = ceil(G / side): the
+    matrix in blocks of k x k entries (k consecutive source and target patches), a
+    block 1 where any of its entries is 1 (the matrix itself when G <= side)."""
+    g = binary.shape[-1]
+    k = -(-g // side)
+    if k == 1:
+        return binary
+    n = -(-g // k)
+    padded = np.zeros((*binary.shape[:-2], n * k, n * k), dtype=binary.dtype)
+    padded[..., :g, :g] = binary
+    return padded.reshape(*binary.shape[:-2], n, k, n, k).max(axis=(-3, -1))
+
+
 def gather(lm: LoadedModel, per_image: dict[int, Arrays]) -> Gathered:
-    """Stack the per-image ``patterns`` results of the images that could be read."""
+    """Stack the per-image ``patterns`` results of the images that could be read (the
+    binarised matrices pooled to at most AE_SIDE x AE_SIDE, one image at a time)."""
     kept = sorted(per_image)
     arrays = [per_image[i] for i in kept]
     g = lm.grid[0] * lm.grid[1]
+    binary = np.stack([pooled(unpack(a["patch_bits"], g), AE_SIDE) for a in arrays])
     return Gathered(
         kept=kept, heads=arrays[0]["label_scores"].shape[:2],
         cls_vectors=np.stack([a["cls_vectors"] for a in arrays]).reshape(
             -1, lm.num_tokens + g).astype(np.float32),
-        binary=unpack(np.stack([a["patch_bits"] for a in arrays]), g).reshape(-1, g, g),
+        binary=binary.reshape(-1, *binary.shape[-2:]),
         label_scores=np.stack([a["label_scores"] for a in arrays]).reshape(-1, len(LABELS)))
 
 

@@ -19,7 +19,7 @@ from core.data.datasets import demo_dataset, load_batch, load_dataset
 from core.analyses.pattern_labels import (LABELS, MIXED_MARGIN, OFFSETS, decide, describe,
                                           label_scores)
 from core.analyses.patterns import PATTERNS, PatternParams, binarise, kept_count, pack, unpack
-from core.dataset.pattern_layouts import PATTERN_LAYOUTS, LayoutParams, Overview
+from core.dataset.pattern_layouts import AE_SIDE, PATTERN_LAYOUTS, LayoutParams, Overview, pooled
 from core.display.head_detail import head_matrix, strong_pairs, top_percent_threshold
 from core.engine import run_step
 from testing.images import demo_flat_folder
@@ -281,3 +281,16 @@ def test_labels_agree_with_the_papers_13_patterns_or_say_mixed(name, grid):
     assert label.split(" (")[0] in FIG13[name], (name, label, confidence, scores)
     if label == "mixed":
         assert confidence < MIXED_MARGIN
+
+
+def test_large_matrices_are_pooled_in_blocks_for_the_autoencoder():
+    binary = np.zeros((2, 5, 5), dtype=np.uint8)
+    binary[0, 0, 4] = 1  # block (0, 2) of 2 x 2 blocks; the last row and column are padded
+    binary[1, 3, 2] = binary[1, 2, 3] = 1  # both in block (1, 1)
+    out = pooled(binary, side=3)  # k = 2, 3 x 3 blocks
+    expected = np.zeros((2, 3, 3), dtype=np.uint8)
+    expected[0, 0, 2] = expected[1, 1, 1] = 1
+    np.testing.assert_array_equal(out, expected)
+    assert pooled(binary, side=5) is binary  # small enough: untouched
+    # a DINOv2-S/14 at 518 px: 1,369 patches -> blocks of 7 -> 196 x 196
+    assert pooled(np.zeros((1, 1369, 1369), np.uint8), AE_SIDE).shape == (1, 196, 196)
