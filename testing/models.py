@@ -32,6 +32,25 @@ def random_vit(case: str) -> tuple[LoadedModel, nn.Module]:
     return from_module(model, name, device="cpu"), untouched
 
 
+HEADLESS_CASES = {  # name -> (timm name, overrides): models without classes, as timm builds them
+    "dinov2_registers": ("vit_small_patch14_reg4_dinov2", {"img_size": 56, "depth": 3}),
+    "clip_tower": ("vit_base_patch16_clip_224.openai",  # its head: a projection (512)
+                   {"img_size": 64, "depth": 2, "embed_dim": 64, "num_heads": 4}),
+}
+
+
+def headless_vit(case: str) -> tuple[LoadedModel, nn.Module]:
+    """A random-init model without class scores prepared for capture, and an untouched
+    deep copy with its head removed (its output is then the embedding, what the head
+    receives: SPEC "Models without class scores")."""
+    name, kwargs = HEADLESS_CASES[case]
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, **kwargs).eval()
+    untouched = copy.deepcopy(model)
+    untouched.reset_classifier(0)
+    return from_module(model, name, device="cpu"), untouched
+
+
 def odd_vit() -> tuple[LoadedModel, torch.nn.Module]:
     """A random ViT where both shortcuts are off: head outputs normalised before the
     projection (z cannot be derived by zeroing) and average pooling (the head reads

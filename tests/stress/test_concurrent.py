@@ -33,7 +33,7 @@ import pytest
 import torch
 from timm.layers import Attention
 
-from core import (ANALYSES, DATASET_STEPS, METHODS, ArrayCache, explain, load_batch,
+from core import (ANALYSES, DATASET_STEPS, METHODS, ArrayCache, explain, load_batch, load_dataset,
                   load_model, run, run_step)
 from core.analyses.importance import leave_one_out
 from core.analyses.partial_pruning import modes_of_head
@@ -664,4 +664,39 @@ def test_no_process_wide_torch_setting_changes(shared, ds, tmp_path):
 
     assert not changed, changed
     assert not differences(start, torch_settings())
+    assert_as_loaded(lm, loaded)
+
+
+def test_a_model_without_classes_shared_by_sessions_with_other_references(ds):
+    """A random-init DINOv2-S/14 with registers (no classes), shared: every analysis of
+    the registry on the image's own embedding, and every class-specific one on two
+    reference images' embeddings at once, each equal to its sequential result bit for
+    bit; the model is as loaded after."""
+    from core.engine import reference
+    from testing.models import headless_vit
+    lm, _ = headless_vit("dinov2_registers")
+    loaded = model_state(lm.model)
+    images = load_dataset("demo", lm.class_names)
+    refs = [reference(lm, images, i) for i in (10, 11)]
+    calls: dict[str, Callable[[], Any]] = {}
+    for name, analysis in ANALYSES.items():
+        indices = [6] if name in FEW_IMAGES else [0, 1]
+        calls[f"{name} self"] = lambda name=name, indices=indices: run_arrays(
+            lm, images, name, indices)
+        if analysis.class_specific:
+            for k, ref in enumerate(refs):
+                calls[f"{name} reference {k}"] = (
+                    lambda name=name, indices=indices, ref=ref: run_arrays(
+                        lm, images, name, indices, target=ref))
+    expected = {name: call() for name, call in calls.items()}
+    for name, call in calls.items():
+        assert_same(expected[name], call(), f"sequential repeat of {name}")
+    differs = [n for n in calls if n.endswith("reference 0")
+               and differences(expected[n], expected[n.replace("reference 0", "self")])]
+    assert differs, "a reference image changes no result"
+    jobs = [Job(name, call, expected[name], None) for name, call in calls.items()
+            for _ in range(2)]
+    random.Random(2).shuffle(jobs)
+    failures = hammer(jobs)
+    assert not failures, "\n".join(failures[:10])
     assert_as_loaded(lm, loaded)

@@ -3,7 +3,6 @@ explained by the score ``s(x) = <e(x), r> / <r, r>``, each analysis checked agai
 naive computation on the untouched timm model (DINOv2 with registers, a CLIP tower)."""
 from __future__ import annotations
 
-import copy
 import re
 
 import numpy as np
@@ -25,27 +24,11 @@ from core.explain.gradients import attention_and_gradients
 from core.model import capture, from_module
 from core.model.targets import Reference
 from testing.images import demo_class_folder
-from testing.models import random_input
+from testing.models import HEADLESS_CASES, headless_vit, random_input
 from testing.reference import zero_head_by_hand
 from ui.report import image_report
 
-CASES = {  # name -> (timm name, overrides): headless as timm builds them
-    "dinov2_registers": ("vit_small_patch14_reg4_dinov2", {"img_size": 56, "depth": 3}),
-    "clip_tower": ("vit_base_patch16_clip_224.openai",
-                   {"img_size": 64, "depth": 2, "embed_dim": 64, "num_heads": 4}),
-}
-
-
-def headless_vit(case: str):
-    name, kwargs = CASES[case]
-    torch.manual_seed(0)
-    model = timm.create_model(name, pretrained=False, **kwargs).eval()
-    untouched = copy.deepcopy(model)
-    untouched.reset_classifier(0)  # its output is then the embedding, what the head receives
-    return from_module(model, name, device="cpu"), untouched
-
-
-@pytest.fixture(scope="module", params=list(CASES))
+@pytest.fixture(scope="module", params=list(HEADLESS_CASES))
 def case(request):
     return headless_vit(request.param)
 
