@@ -28,6 +28,18 @@ def masked_run(lm: LoadedModel, x: torch.Tensor, masks: dict[int, torch.Tensor] 
                 handle.remove()
 
 
+def mask_gradients(lm: LoadedModel, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """Independent ``A * dY/dA`` per layer (batch x layer x head x query x key), Y the
+    logit of `classes` (batch,): the gradient of a ones mask applied to A (capture masks
+    are keyed by layer, not by hook order)."""
+    masks = {layer: torch.ones(len(x), lm.num_heads, lm.num_tokens, lm.num_tokens,
+                               requires_grad=True) for layer in range(lm.num_layers)}
+    with torch.enable_grad():
+        out = capture.forward(lm, x, masks=masks, grad=True)
+        out.logits.gather(1, classes[:, None]).sum().backward()
+    return torch.stack([masks[layer].grad for layer in range(lm.num_layers)], dim=1)
+
+
 def naive_leave_one_out(lm: LoadedModel, x: torch.Tensor, targets: Targets
                         ) -> np.ndarray:
     """Reference: prune one head at a time and run the whole model each time

@@ -13,6 +13,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from core.model._families import block_kwargs, heads_module
 from core.model._final_rows import final_block_rows, rows_read_by_head
 from core.model._kernels import fast_path
 from core.model.capture import _tapped
@@ -26,7 +27,9 @@ class States:
     logits: torch.Tensor  # batch x class
     inputs: list[torch.Tensor]  # per layer: batch x token x width, the block's input
     heads: list[torch.Tensor]  # per layer: batch x token x (head * head width), the head
-    # outputs A @ V side by side (the input of the attention module's output projection)
+    # outputs A @ V side by side, as read by ``_families.heads_module`` (the input of the
+    # output projection, or of the sub-norm before it); ``_families.output_from_heads``
+    # maps them to z
     outputs: list[torch.Tensor]  # per layer: batch x token x width, the attention module's
     # output z (after the output projection, before the residual add)
 
@@ -42,7 +45,7 @@ def states(lm: LoadedModel, x: torch.Tensor) -> States:
                 handles += [
                     block.register_forward_pre_hook(
                         lambda _m, args: kept["inputs"].append(args[0])),
-                    block.attn.proj.register_forward_pre_hook(
+                    heads_module(block.attn).register_forward_pre_hook(
                         lambda _m, args: kept["heads"].append(args[0])),
                     block.attn.register_forward_hook(
                         lambda _m, _a, out: kept["outputs"].append(out))]
@@ -80,7 +83,9 @@ def forward_from(lm: LoadedModel, hidden: torch.Tensor, start: int,
         is then not computed).
     Unmasked later layers run on the fast path (timm's fused attention), and the final
     block computes only the token rows the head reads where ``_final_rows`` allows it
-    (not when its attention output is kept).
+    (not when its attention output is kept). Each block gets what the model's own
+    forward passes it (``_families.block_kwargs``); a sequence shorter than the model's
+    raises ValueError for a model whose attention is tied to the full grid.
     """
     model = lm.model
     block = model.blocks[start]
@@ -102,16 +107,17 @@ def forward_from(lm: LoadedModel, hidden: torch.Tensor, start: int,
         last = lm.num_layers - 1
         try:
             with (_tapped(lm, masks, ()), torch.no_grad(), fast_path(lm, fused)):
+                h = hidden.to(lm.device)
+                extra = block_kwargs(model, h.shape[1])  # BEiT's bias, EVA's rope
                 if attn_output is not None:
                     block.attn = _Given(z[start])
-                h = hidden.to(lm.device)
                 for layer in range(start, lm.num_layers):
                     given = z[start] if layer == start and attn_output is not None else None
                     if (layer == last and rows is not None and last not in kept_layers
                             and last not in masks and (layer > start or given is not None)):
                         h = final_block_rows(model.blocks[layer], h, rows, given)
                     else:
-                        h = model.blocks[layer](h)
+                        h = model.blocks[layer](h, **extra[layer])
                 logits = model.forward_head(model.norm(h))
         finally:
             block.attn = original
