@@ -56,33 +56,42 @@ def positional_attention(model: nn.Module) -> bool:
     return isinstance(model, Eva) and model.rope is not None
 
 
-def block_kwargs(model: nn.Module, tokens: int) -> list[dict[str, torch.Tensor]]:
+def block_kwargs(model: nn.Module, tokens: int, key_bias: torch.Tensor | None = None
+                 ) -> list[dict[str, torch.Tensor]]:
     """Per layer, what the model's own forward passes to block ``l`` beside the tokens
     (batch x token x width, `tokens` long): BEiT's shared relative position bias
     (1 x head x token x token), EVA's rotary embedding (patch x 2 * head width; per layer
-    for mixed rope), computed by the model's own modules. Call without gradients
-    where none are wanted; raises ValueError for a shortened sequence of a model with
-    positional attention."""
+    for mixed rope), computed by the model's own modules. `key_bias` (batch x 1 x 1 x
+    token, additive: -inf leaves a key out) joins BEiT's shared bias or becomes EVA's
+    ``attn_mask``; only for models with :func:`positional_attention`. Call without
+    gradients where none are wanted; raises ValueError for a shortened sequence of a
+    model with positional attention."""
     grid = tuple(int(g) for g in model.patch_embed.grid_size)
     full = int(model.num_prefix_tokens) + grid[0] * grid[1]
-    if tokens != full and positional_attention(model):
+    positional = positional_attention(model)
+    if tokens != full and positional:
         raise ValueError(
             f"{type(model).__name__} adds a position-dependent term to every attention "
             f"(relative position bias or rotary embedding) over all {full} tokens, so its "
-            f"blocks cannot run on {tokens} tokens: leaving tokens out of the sequence is "
-            "not supported for this model.")
+            f"blocks cannot run on {tokens} tokens: leave tokens out by masking them as keys.")
+    if key_bias is not None and not positional:
+        raise ValueError("a key bias is only passed to BEiT and EVA blocks with positional "
+                         "attention; shorten the sequence instead")
     layers = len(model.blocks)
     if isinstance(model, Beit):
         bias = model.rel_pos_bias() if model.rel_pos_bias is not None else None
+        if key_bias is not None:
+            bias = key_bias if bias is None else bias + key_bias
         return [{} if bias is None else {"shared_rel_pos_bias": bias}] * layers
     if isinstance(model, Eva) and model.rope is not None:
         param = next(model.parameters())
         shape = (1, *grid, model.embed_dim) if model.dynamic_img_size else (
             1, grid[0] * grid[1], model.embed_dim)
         _, rope = model._pos_embed(torch.zeros(shape, device=param.device, dtype=param.dtype))
+        mask = {} if key_bias is None else {"attn_mask": key_bias}
         if getattr(model, "rope_mixed", False):
-            return [{"rope": rope[layer]} for layer in range(layers)]
-        return [{"rope": rope}] * layers
+            return [{"rope": rope[layer], **mask} for layer in range(layers)]
+        return [{"rope": rope, **mask}] * layers
     return [{}] * layers
 
 

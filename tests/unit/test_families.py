@@ -17,7 +17,8 @@ from torch import nn
 
 from core.analyses import importance, partial_pruning
 from core.analyses.interactions import pair_effects
-from core.explain import METHODS, explain
+from core.explain import METHODS, AblationParams, explain
+from core.explain.ablation import patch_groups
 from core.explain.gradients import attention_and_gradients
 from core.model import capture
 from core.model import _kernels
@@ -27,7 +28,8 @@ from core.model._kernels import KernelChoice
 from core.model._rerun import forward_from, states
 from core.model.loading import LoadedModel, ModelLoadError, check_allowed, from_module
 from testing.models import FAMILY_CASES, model_state, random_family, random_input
-from testing.reference import naive_leave_one_out, naive_pairs
+from testing.reference import (naive_leave_one_out, naive_pairs, naive_patch_ablation,
+                               naive_positional_ablation)
 
 ATTENTION = {"vit": "Attention", "beit": "Attention", "beit_shared_bias": "Attention",
              "eva02": "EvaAttention", "eva02_sub_ln": "EvaAttention",
@@ -220,21 +222,33 @@ def test_gradients_equal_an_independent_path_and_the_maps_run(case):
     torch.testing.assert_close(attention * grads, expected, rtol=1e-4, atol=1e-7)
     assert expected.abs().amax(dim=(0, 2, 3, 4)).min() > 0  # every layer has gradients
     for method in METHODS:
-        if method == "ablation" and positional_attention(lm.model):
-            continue  # tokens cannot leave the sequence: test_token_removal_...
         maps = explain(lm, x, method)
         assert maps.shape == (2, lm.grid[0] * lm.grid[1]) and torch.isfinite(maps).all()
 
 
-def test_token_removal_is_refused_with_the_reason_where_attention_is_positional(case):
+@pytest.mark.parametrize("group", [1, 3])
+def test_patch_ablation_equals_removing_the_patches_by_hand(case, group):
+    name, lm, untouched = case
+    x = random_input(lm)
+    before = model_state(lm.model)
+    maps = explain(lm, x, "ablation", [1, None], AblationParams(group)).numpy()
+    assert model_state(lm.model) == before
+    classes = [1, int(untouched(x[1:2]).argmax())]
+    groups = patch_groups(lm.grid, group)
+    naive = naive_patch_ablation if name == "vit" else naive_positional_ablation
+    for b in range(2):
+        expected = naive(untouched, x[b:b + 1], classes[b], groups)
+        np.testing.assert_allclose(maps[b], expected, rtol=1e-4, atol=1e-6)
+        assert np.abs(expected).max() > 1e-4  # the comparison has teeth
+
+
+def test_a_shortened_sequence_is_refused_where_attention_is_positional(case):
     name, lm, _ = case
     if name == "vit":
         assert len(block_kwargs(lm.model, lm.num_tokens - 1)) == lm.num_layers
         return
-    before = model_state(lm.model)
     with pytest.raises(ValueError, match="position-dependent.*cannot run on"):
-        explain(lm, random_input(lm), "ablation")
-    assert model_state(lm.model) == before
+        block_kwargs(lm.model, lm.num_tokens - 1)
 
 
 @pytest.mark.parametrize("name", ["swin_tiny_patch4_window7_224",
