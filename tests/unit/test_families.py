@@ -15,7 +15,7 @@ import timm
 import torch
 from torch import nn
 
-from core.analyses import importance, partial_pruning
+from core.analyses import ANALYSES, importance, partial_pruning
 from core.analyses.interactions import pair_effects
 from core.explain import METHODS, AblationParams, explain
 from core.explain.ablation import patch_groups
@@ -249,6 +249,17 @@ def test_a_shortened_sequence_is_refused_where_attention_is_positional(case):
         return
     with pytest.raises(ValueError, match="position-dependent.*cannot run on"):
         block_kwargs(lm.model, lm.num_tokens - 1)
+
+
+def test_every_analysis_gives_its_declared_outputs_finite(case):
+    _, lm, _ = case
+    x = random_input(lm)
+    for analysis in ANALYSES.values():
+        out = analysis.compute(lm, x, [1, None], analysis.params())
+        assert len(out) == 2, analysis.name
+        for arrays in out:
+            assert not analysis.problems(arrays, lm), (analysis.name, analysis.problems(arrays, lm))
+            assert all(np.isfinite(v.astype(float)).all() for v in arrays.values()), analysis.name
 
 
 @pytest.mark.parametrize("name", ["swin_tiny_patch4_window7_224",
