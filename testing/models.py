@@ -61,9 +61,9 @@ def random_vit(case: str) -> tuple[LoadedModel, nn.Module]:
 
 
 def odd_vit() -> tuple[LoadedModel, torch.nn.Module]:
-    """A random ViT where both shortcuts are off: head outputs normalised before the
-    projection (z cannot be derived by zeroing) and average pooling (the head reads
-    every row)."""
+    """A random ViT off the common shortcuts: head outputs normalised before the
+    projection (z is derived through that sub-norm, ``core.model._families``) and
+    average pooling (the head reads every row)."""
     torch.manual_seed(2)
     model = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=4,
                               num_classes=7, scale_attn_norm=True, global_pool="avg").eval()

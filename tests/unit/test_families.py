@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import timm
 import torch
+from timm.layers import Attention
+from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from core.analyses import ANALYSES, importance, partial_pruning
@@ -22,7 +24,7 @@ from core.explain.ablation import patch_groups
 from core.explain.gradients import attention_and_gradients
 from core.model import capture
 from core.model import _kernels
-from core.model._families import block_kwargs, positional_attention
+from core.model._families import block_kwargs, output_from_heads, positional_attention
 from core.model._final_rows import rows_read_by_head
 from core.model._kernels import KernelChoice
 from core.model._rerun import forward_from, states
@@ -159,6 +161,28 @@ def test_leave_one_out_equals_the_naive_loop(case):
     np.testing.assert_allclose(fast, naive, rtol=0, atol=1e-6)
     for metric in range(4):  # every metric moves for some head: the comparison has teeth
         assert np.abs(naive[:, metric]).max() > 1e-5
+
+
+class GatedAttention(Attention):
+    """timm's Attention with its sigmoid gate (computed from the module's input) on."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, gated=True, **kwargs)
+
+
+def test_leave_one_out_falls_back_to_masks_where_a_gate_follows_the_sub_norm():
+    torch.manual_seed(3)
+    model = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=4,
+                              num_classes=10, scale_attn_norm=True,
+                              attn_layer=GatedAttention).eval()
+    lm = from_module(model, "gated_vit", device="cpu")
+    x = random_input(lm)
+    heads = states(lm, x).heads[0]
+    assert output_from_heads(lm.attention_modules[0], heads) is None
+    naive = naive_leave_one_out(lm, x, [None, 1])
+    np.testing.assert_allclose(importance.leave_one_out(lm, x, [None, 1]), naive,
+                               rtol=0, atol=1e-6)
+    assert np.abs(naive).max() > 1e-5
 
 
 def test_which_fast_paths_apply(case):
