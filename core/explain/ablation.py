@@ -9,9 +9,9 @@ running every block and the head on the shorter sequence: no fill value, no
 out-of-distribution pixels. Where attention is tied to the full grid (BEiT's relative
 position bias, EVA's rotary embedding) the removed tokens are masked out as keys
 instead, which gives every kept token the same computation at its own position
-(``core.model._rerun.forward_from``, ``present``). Large grids remove square groups of ``group x group``
-patches (a setting; 0 picks the smallest side giving at most ``AUTO_GROUPS``
-groups); every patch of a group gets the group's drop. The map is
+(``core.model._rerun.forward_from``, ``present``). Large grids remove square groups
+of ``group x group`` patches (a setting; 0 picks the smallest side giving at most
+``AUTO_GROUPS`` groups); every patch of a group gets the group's drop. The map is
 ``P[c] - P_without_group[c]`` for the class ``c`` explained (negative where removing
 the patch raises it).
 

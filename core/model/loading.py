@@ -2,8 +2,8 @@
 a timm name, or a timm name plus a local checkpoint) becomes a :class:`LoadedModel` ready for attention capture.
 
 Only timm ViT-family models whose blocks hold timm's ``Attention``, BEiT's or
-EVA's are accepted (SPEC "Notation"; ``core.model._families``); the prefix-token count and the patch grid are read
-from the model, never assumed. Every spec is first built on PyTorch's ``meta``
+EVA's are accepted (SPEC "Notation"; ``core.model._families``); the prefix-token
+count and the patch grid are read from the model, never assumed. Every spec is first built on PyTorch's ``meta``
 device (nothing allocated, nothing downloaded) to refuse it early: a model off the
 server's allow-list (``$VIT_EXPLORER_MODELS``, comma-separated patterns such as
 ``demo*,deit_*``), over its parameter budget (``$VIT_EXPLORER_MAX_PARAMS``, default
