@@ -15,8 +15,13 @@ batch in the same run:
   times the forward-equivalents an exact method that reuses the activations before the
   pruned layer must run per image, ``1 + H * sum_l (L - l) / L``, times the images.
 Then one head's six partial-pruning modes on one demo image, and the whole demo set
-(1,000 images, from decoding to metrics, no cache). The last lines are the headline
-figures. ``--threads N`` sets torch's thread count (default: torch's own).
+(1,000 images, from decoding to metrics, no cache). Then the model families
+(``core.model._families``), random-init at 224 x 224, the same comparison on 2 images:
+a BEiT of deit_tiny's widths (12 x 3 heads, relative position bias per block) and
+eva02_tiny_patch14_224 (12 x 3 heads, rope, SwiGLU), with deit_tiny as control; for
+each, which fast path applies and which falls back (``--families`` runs this part
+alone). The last lines are the headline figures. ``--threads N`` sets torch's thread
+count (default: torch's own).
 """
 from __future__ import annotations
 
@@ -28,12 +33,15 @@ from typing import Callable
 
 import timm
 import torch
+from timm.layers import Mlp
 
 from bench.common import best_of, interleaved
 from core.analyses import ANALYSES, importance, partial_pruning
 from core.data.datasets import demo_dataset, load_batch
 from core.engine import run
 from core.model import LoadedModel, from_module, load_model
+from core.model._families import output_from_heads
+from core.model._final_rows import rows_read_by_head
 from core.model._kernels import KernelChoice, kernel_choice
 from testing.reference import naive_leave_one_out
 
@@ -98,18 +106,60 @@ def measure(name: str, lm: LoadedModel, plain: torch.nn.Module, images: int, rou
     return figures
 
 
+FAMILIES = {  # name -> (timm name, keyword overrides): 224 x 224, 12 layers x 3 heads
+    "deit_tiny": ("deit_tiny_patch16_224", {}),
+    "beit_tiny": ("beit_base_patch16_224", {"embed_dim": 192, "num_heads": 3}),
+    "eva02_tiny": ("eva02_tiny_patch14_224", {}),
+}
+
+
+def fast_paths(lm: LoadedModel) -> dict[str, bool]:
+    """Which of leave-one-out's fast paths apply to the model (False: it falls back)."""
+    heads = torch.zeros(1, lm.num_tokens, lm.attention_modules[0].proj.in_features)
+    with torch.no_grad():
+        derived = all(output_from_heads(a, heads) is not None for a in lm.attention_modules)
+    return {"z from kept head outputs": derived,
+            "fused attention after the pruned layer": all(
+                hasattr(a, "fused_attn") for a in lm.attention_modules),
+            "final block's read rows only": rows_read_by_head(lm.model) is not None,
+            "oneDNN GELU fused into the MLP": all(
+                type(b.mlp) is Mlp and isinstance(b.mlp.act, torch.nn.GELU)
+                for b in lm.model.blocks)}
+
+
+def families(rounds: int, clock: Callable[[], float]) -> dict[str, dict[str, float]]:
+    """Leave-one-out against the naive loop for each of FAMILIES (2 images), and which
+    fast paths apply, printed; the figures of :func:`measure` per family."""
+    figures = {}
+    for name, (timm_name, kwargs) in FAMILIES.items():
+        torch.manual_seed(0)
+        model = timm.create_model(timm_name, pretrained=False, num_classes=10, **kwargs).eval()
+        plain = copy.deepcopy(model)  # timm's default: fused attention
+        lm = from_module(model, timm_name, device="cpu")
+        paths = ", ".join(f"{path}: {'applies' if on else 'falls back'}"
+                          for path, on in fast_paths(lm).items())
+        print(f"{name}: fast paths: {paths}")
+        figures[name] = measure(name, lm, plain, images=2, rounds=rounds, clock=clock)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--cpu-time", action="store_true",
                         help="time with this process's CPU time instead of wall time (with "
                              "--threads 1 it does not count time lost to other processes)")
+    parser.add_argument("--families", action="store_true",
+                        help="only the model families' comparison")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     clock = time.process_time if args.cpu_time else time.perf_counter
     print(f"timing: {'CPU' if args.cpu_time else 'wall'} time, {torch.get_num_threads()} "
           f"torch threads, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    if args.families:
+        family_lines(families(rounds=3, clock=clock))
+        return
     demo = load_model("demo", device="cpu")
     demo_plain = copy.deepcopy(demo.model)
     for block in demo_plain.blocks:  # the demo as timm builds it: fused attention
@@ -135,6 +185,14 @@ def main() -> None:
     print(f"speedup_vs_naive_deit_tiny: {deit_figures['speedup']:.2f}")
     print(f"floor_ratio_deit_tiny: {deit_figures['floor']:.2f}")
     print(f"demo_dataset_seconds: {seconds:.1f}")
+    family_lines(families(rounds=3, clock=clock))
+
+
+def family_lines(figures: dict[str, dict[str, float]]) -> None:
+    """The families' headline figures, ``name: value``."""
+    for name, values in figures.items():
+        print(f"speedup_vs_naive_{name}: {values['speedup']:.2f}")
+        print(f"speedup_on_stock_kernels_{name}: {values['stock']:.2f}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,35 @@ TIMM_CASES = {
 }
 
 
+# name -> (timm name, keyword overrides): small random-init classifiers of each family
+# (``core.model._families``), a plain ViT as control
+FAMILY_CASES = {
+    "vit": ("vit_tiny_patch16_224", {"img_size": 64}),
+    "beit": ("beit_base_patch16_224", {"img_size": 64}),  # a bias table per block
+    "beit_shared_bias": ("beit_base_patch16_224", {"img_size": 64, "use_rel_pos_bias": False,
+                                                   "use_shared_rel_pos_bias": True}),
+    "eva02": ("eva02_tiny_patch14_224", {"img_size": 56}),  # rope, SwiGLU
+    "eva02_sub_ln": ("eva02_tiny_patch14_224", {"img_size": 56, "scale_attn_inner": True,
+                                               "scale_mlp": True, "num_reg_tokens": 2}),
+    "rope_mixed": ("vit_small_patch16_rope_mixed_224", {"img_size": 64}),  # Eva, per-layer rope
+}
+
+
+def random_family(case: str) -> tuple[LoadedModel, nn.Module]:
+    """A small random-init model of FAMILY_CASES (2 blocks x 4 heads, width 64, 10
+    classes; every parameter shaken by normal noise so that pruning moves the
+    prediction) prepared for capture, and an untouched deep copy (fused attention)."""
+    name, kwargs = FAMILY_CASES[case]
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, depth=2, embed_dim=64, num_heads=4,
+                              num_classes=10, **kwargs).eval()
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn_like(param), alpha=0.1)
+    untouched = copy.deepcopy(model)
+    return from_module(model, name, device="cpu"), untouched
+
+
 def random_vit(case: str) -> tuple[LoadedModel, nn.Module]:
     """A random-init timm ViT prepared for capture, and an untouched deep copy."""
     name, kwargs, _, _ = TIMM_CASES[case]
@@ -52,9 +81,9 @@ def headless_vit(case: str) -> tuple[LoadedModel, nn.Module]:
 
 
 def odd_vit() -> tuple[LoadedModel, torch.nn.Module]:
-    """A random ViT where both shortcuts are off: head outputs normalised before the
-    projection (z cannot be derived by zeroing) and average pooling (the head reads
-    every row)."""
+    """A random ViT off the common shortcuts: head outputs normalised before the
+    projection (z is derived through that sub-norm, ``core.model._families``) and
+    average pooling (the head reads every row)."""
     torch.manual_seed(2)
     model = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=4,
                               num_classes=7, scale_attn_norm=True, global_pool="avg").eval()

@@ -28,6 +28,18 @@ def masked_run(lm: LoadedModel, x: torch.Tensor, masks: dict[int, torch.Tensor] 
                 handle.remove()
 
 
+def mask_gradients(lm: LoadedModel, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """Independent ``A * dY/dA`` per layer (batch x layer x head x query x key), Y the
+    logit of `classes` (batch,): the gradient of a ones mask applied to A (capture masks
+    are keyed by layer, not by hook order)."""
+    masks = {layer: torch.ones(len(x), lm.num_heads, lm.num_tokens, lm.num_tokens,
+                               requires_grad=True) for layer in range(lm.num_layers)}
+    with torch.enable_grad():
+        out = capture.forward(lm, x, masks=masks, grad=True)
+        out.logits.gather(1, classes[:, None]).sum().backward()
+    return torch.stack([masks[layer].grad for layer in range(lm.num_layers)], dim=1)
+
+
 def naive_leave_one_out(lm: LoadedModel, x: torch.Tensor, targets: Targets
                         ) -> np.ndarray:
     """Reference: prune one head at a time and run the whole model each time
@@ -161,6 +173,67 @@ def naive_patch_ablation(model: nn.Module, x: torch.Tensor, cls: int,
         kept = [t for t in range(h.shape[1]) if t < prefix or t - prefix not in drop]
         h = model.blocks(h[:, kept])
         return float(model.forward_head(model.norm(h)).softmax(-1)[0, cls])
+
+    before = probability([])
+    out = np.zeros(sum(len(g) for g in groups))
+    for members in groups:
+        out[members] = before - probability(members)
+    return out
+
+
+class _KeptPatches(nn.Module):
+    """Stands in for EVA's patch dropout: keeps the tokens `kept` (prefix included) and
+    returns the kept patches' indices, with which timm gathers the rotary embedding."""
+
+    def __init__(self, kept: list[int], prefix: int) -> None:
+        super().__init__()
+        self.kept, self.patches = kept, torch.tensor([t - prefix for t in kept if t >= prefix])
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x[:, self.kept], self.patches.expand(len(x), -1)
+
+
+@torch.no_grad()
+def naive_positional_ablation(model: nn.Module, x: torch.Tensor, cls: int,
+                              groups: list[list[int]]) -> np.ndarray:
+    """Reference for ``core.explain.ablation.patch_ablation`` on one image (1 x C x H x W)
+    of an untouched BEiT or EVA, whose attention is tied to token positions: one
+    forward per group, its patch tokens deleted after the position embedding, every
+    other token at its own position. EVA: timm's own patch-dropout path (the rotary
+    embedding gathered by the kept patches). BEiT: its relative position biases indexed
+    by the kept tokens. Returns the per-patch drop of P[cls]."""
+    from timm.models.beit import Beit
+    prefix = model.num_prefix_tokens
+    tokens = prefix + sum(len(g) for g in groups)
+
+    def probability(drop: list[int]) -> float:
+        kept = [t for t in range(tokens) if t < prefix or t - prefix not in drop]
+        index = torch.tensor(kept)
+        handles, patched = [], []
+        if isinstance(model, Beit):
+            def cut(_m, _a, out):
+                return out[..., index, :][..., index]
+            handles.append(model.pos_drop.register_forward_hook(
+                lambda _m, _a, out: out[:, index]))
+            if model.rel_pos_bias is not None:
+                handles.append(model.rel_pos_bias.register_forward_hook(cut))
+            for block in model.blocks:
+                if block.attn.relative_position_bias_table is not None:
+                    full = block.attn._get_rel_pos_bias
+                    block.attn._get_rel_pos_bias = lambda full=full: full()[..., index, :][
+                        ..., index]
+                    patched.append(block.attn)
+        else:
+            model.patch_drop = _KeptPatches(kept, prefix)
+        try:
+            return float(model(x).softmax(-1)[0, cls])
+        finally:
+            for handle in handles:
+                handle.remove()
+            for attn in patched:
+                del attn._get_rel_pos_bias
+            if not isinstance(model, Beit):
+                model.patch_drop = None
 
     before = probability([])
     out = np.zeros(sum(len(g) for g in groups))

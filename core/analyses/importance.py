@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from timm.layers import Attention
 from torch import nn
 
 from core.analyses.base import Analysis, NoParams, Output
 from core.model.targets import Explained, Targets
 from core.model import TOKENS_PER_FORWARD, LoadedModel
+from core.model._families import output_from_heads
 from core.model._kernels import onednn
 from core.model._rerun import forward_from, states
 from core.storage.cache import Arrays
@@ -104,19 +104,17 @@ def metrics(explained: Explained, outputs: torch.Tensor, pruned_outputs: torch.T
                         distance[:, num_prefix_tokens:].mean(-1)], dim=-1)
 
 
-def without_each_head(attn: Attention, heads: torch.Tensor) -> torch.Tensor | None:
+def without_each_head(attn: nn.Module, heads: torch.Tensor) -> torch.Tensor | None:
     """The attention output z with each head pruned in turn, from the unpruned head
-    outputs `heads` (n x T x H*d, the output projection's input): pruning head k
-    (A = 0) zeroes its slice there. n*H x T x D, image-major; None when the module
-    normalises the head outputs before the projection (zeroing would not commute)."""
-    if not isinstance(attn.norm, nn.Identity):
-        return None
+    outputs `heads` (n x T x H*d, as ``core.model._rerun.States.heads`` reads them):
+    pruning head k (A = 0) zeroes its slice there. n*H x T x D, image-major; None when
+    z is not a function of the head outputs alone (``_families.output_from_heads``)."""
     n, tokens, width = heads.shape
     k = attn.num_heads
     variants = heads.repeat_interleave(k, dim=0).view(n, k, tokens, k, width // k).clone()
     each = torch.arange(k)
     variants[:, each, :, each, :] = 0.0
-    return attn.proj_drop(attn.proj(variants.view(n * k, tokens, width)))
+    return output_from_heads(attn, variants.view(n * k, tokens, width))
 
 
 @torch.no_grad()

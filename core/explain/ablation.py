@@ -6,9 +6,12 @@ with the same faithfulness tests, SPEC "Faithfulness of explanations").
 Removing a patch means leaving its token out of the sequence after the patch
 embedding and the position embedding (the other tokens keep their positions), and
 running every block and the head on the shorter sequence: no fill value, no
-out-of-distribution pixels. Large grids remove square groups of ``group x group``
-patches (a setting; 0 picks the smallest side giving at most ``AUTO_GROUPS``
-groups); every patch of a group gets the group's drop. The map is
+out-of-distribution pixels. Where attention is tied to the full grid (BEiT's relative
+position bias, EVA's rotary embedding) the removed tokens are masked out as keys
+instead, which gives every kept token the same computation at its own position
+(``core.model._rerun.forward_from``, ``present``). Large grids remove square groups
+of ``group x group`` patches (a setting; 0 picks the smallest side giving at most
+``AUTO_GROUPS`` groups); every patch of a group gets the group's drop. The map is
 ``P[c] - P_without_group[c]`` for the class ``c`` explained (negative where removing
 the patch raises it); for a model without classes the drop of the score ``s`` (SPEC
 "Models without class scores").
@@ -76,17 +79,17 @@ def patch_ablation(lm: LoadedModel, x: torch.Tensor, targets: Targets | None,
         by_size: dict[int, list[int]] = {}
         for g, members in enumerate(groups):
             by_size.setdefault(len(members), []).append(g)
-        for size, chosen in by_size.items():
-            length = tokens.shape[1] - size
-            keep = torch.stack([torch.tensor([t for t in range(tokens.shape[1])
-                                              if t < prefix or t - prefix not in groups[g]])
-                                for g in chosen]).to(tokens.device)  # group x kept token
+        for chosen in by_size.values():  # one size per batch: equal kept counts
+            present = torch.ones(len(chosen), tokens.shape[1], dtype=torch.bool)
+            for row, g in enumerate(chosen):  # group x token: False where removed
+                present[row, [prefix + p for p in groups[g]]] = False
+            present = present.to(tokens.device)
             variants = [(b, i) for b in range(len(x)) for i in range(len(chosen))]
-            step = max(1, TOKENS_PER_FORWARD // length)
+            step = max(1, TOKENS_PER_FORWARD // tokens.shape[1])
             for begin in range(0, len(variants), step):
                 part = torch.tensor(variants[begin:begin + step], device=tokens.device)
-                hidden = tokens[part[:, 0, None], keep[part[:, 1]]]
-                logits, _ = forward_from(lm, hidden, 0)
+                logits, _ = forward_from(lm, tokens[part[:, 0]], 0,
+                                         present=present[part[:, 1]])
                 after = explained.select(part[:, 0]).score(logits)
                 columns = torch.tensor(chosen, device=tokens.device)[part[:, 1]]
                 drop[part[:, 0], columns] = before[part[:, 0]] - after

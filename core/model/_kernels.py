@@ -33,6 +33,8 @@ import torch.nn.functional as F
 from timm.layers import Mlp
 from torch import nn
 
+from core.model._families import block_kwargs
+
 if TYPE_CHECKING:
     from core.model.loading import LoadedModel
 
@@ -146,11 +148,13 @@ def measure(lm: "LoadedModel") -> KernelChoice:
     it; without the model's hooks, so that nothing a caller captures sees these calls)
     on the stock kernels and on oneDNN, on 1, 4, 16... images' tokens, until a call
     takes ``MAX_SECONDS`` or the size reaches ``TOKENS_PER_FORWARD``; interleaved, best of
-    ``ROUNDS``."""
+    ``ROUNDS``. The block gets what the model's forward passes it
+    (``core.model._families.block_kwargs``)."""
     if _OP is None or lm.device.type != "cpu":
         return KernelChoice(None, {})
     with lm.lock:
         block = copy.deepcopy(lm.model.blocks[0])
+        extra = block_kwargs(lm.model, lm.num_tokens)[0]  # BEiT's bias, EVA's rope
     for module in block.modules():
         module._forward_hooks.clear()
         module._forward_pre_hooks.clear()
@@ -166,7 +170,7 @@ def measure(lm: "LoadedModel") -> KernelChoice:
             for k, onednn_from in enumerate((None, 0)):
                 with _swapped(block, onednn_from):
                     start = time.perf_counter()
-                    block(x)
+                    block(x, **extra)
                     took = time.perf_counter() - start
                 if round_:  # the first round warms up
                     best[k] = min(best[k], took)

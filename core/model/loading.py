@@ -1,9 +1,9 @@
 """Model loading: one spec string (a built-in model, ``demo`` or ``demo-watermark``,
 a timm name, or a timm name plus a local checkpoint) becomes a :class:`LoadedModel` ready for attention capture.
 
-Only timm ViT-family models whose blocks hold timm's ``Attention`` are
-accepted (SPEC "Notation"); the prefix-token count and the patch grid are read
-from the model, never assumed. Every spec is first built on PyTorch's ``meta``
+Only timm ViT-family models whose blocks hold timm's ``Attention``, BEiT's or
+EVA's are accepted (SPEC "Notation"; ``core.model._families``); the prefix-token
+count and the patch grid are read from the model, never assumed. Every spec is first built on PyTorch's ``meta``
 device (nothing allocated, nothing downloaded) to refuse it early: a model off the
 server's allow-list (``$VIT_EXPLORER_MODELS``, comma-separated patterns such as
 ``demo*,deit_*``), over its parameter budget (``$VIT_EXPLORER_MAX_PARAMS``, default
@@ -30,9 +30,9 @@ import numpy as np
 import timm
 import torch
 from timm.data import create_transform, resolve_data_config
-from timm.layers import Attention
 
 from core.data.paths import BUILTIN_DIRS, allowed_path
+from core.model._families import ATTENTION_TYPES, windowed
 
 if TYPE_CHECKING:
     from core.model._kernels import KernelChoice
@@ -87,7 +87,8 @@ class LoadedModel:
         return self.num_prefix_tokens + self.grid[0] * self.grid[1]
 
     @property
-    def attention_modules(self) -> list[Attention]:
+    def attention_modules(self) -> list[torch.nn.Module]:
+        """Each block's attention module (of a family in ``core.model._families``)."""
         return [block.attn for block in self.model.blocks]
 
     def to_display(self, x: torch.Tensor) -> np.ndarray:
@@ -151,14 +152,24 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
 
 
 def check_vit(model: torch.nn.Module, name: str) -> None:
-    """Refuse models whose blocks do not hold timm's `Attention`."""
+    """Refuse models whose blocks do not hold an attention module of a supported family
+    (``core.model._families``: timm's Attention, BEiT, EVA/EVA02), with the reason;
+    windowed-attention models (Swin, SAM) in particular."""
+    if windowed(model):
+        raise ModelLoadError(
+            f"Model {name!r} ({type(model).__name__}) is not supported: it uses windowed "
+            "attention (each token attends only to the tokens of its local window), so "
+            "there is no single T x T attention matrix over all patches to capture, prune "
+            "or roll out. Choose a ViT with global attention (vit_*, deit_*, beit_*, eva02_*).")
     blocks = getattr(model, "blocks", None)
-    if not blocks or not all(isinstance(getattr(b, "attn", None), Attention) for b in blocks):
+    if not blocks or not all(isinstance(getattr(b, "attn", None), ATTENTION_TYPES)
+                             for b in blocks):
         raise ModelLoadError(
             f"Model {name!r} ({type(model).__name__}) is not supported: the explorer needs a "
             "timm Vision Transformer whose blocks use timm's Attention (vit_*, deit_*, "
-            "eva-free ViTs with register tokens...). Convolutional models such as resnet or "
-            "convnext have no attention heads to explore.")
+            "ViTs with register tokens...), BEiT's or EVA's (beit_*, eva02_*). "
+            "Convolutional models such as resnet or convnext have no attention heads to "
+            "explore.")
     if not hasattr(model, "patch_embed") or getattr(model.patch_embed, "grid_size", None) is None:
         raise ModelLoadError(f"Model {name!r} has no patch grid (patch_embed.grid_size).")
 

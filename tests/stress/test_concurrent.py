@@ -44,7 +44,7 @@ from core.model import LoadedModel, capture
 from core.model._kernels import fast_path, onednn
 from core.model._rerun import forward_from, states
 from core.model.capture import _tapped
-from testing.models import model_state, random_input, random_vit
+from testing.models import model_state, random_family, random_input, random_vit
 
 IMAGES = [0, 1, 2, 3]  # demo images of the per-image analyses and the methods
 OTHER_IMAGES = [4, 5]  # a second, differently sized batch in flight at the same time
@@ -699,4 +699,36 @@ def test_a_model_without_classes_shared_by_sessions_with_other_references(ds):
     random.Random(2).shuffle(jobs)
     failures = hammer(jobs)
     assert not failures, "\n".join(failures[:10])
+    assert_as_loaded(lm, loaded)
+
+
+@pytest.mark.parametrize("case", ["beit", "eva02_sub_ln"])
+def test_beit_and_eva_calls_at_once_and_calls_that_raise(case):
+    """BEiT and EVA (``testing.models.FAMILY_CASES``): their re-runs pass each block the
+    model's shared bias or rope, and patch ablation masks removed tokens as keys. The
+    family's calls hammered at once give their sequential results; calls that raise
+    midway (a hook in a re-run batch, a shortened sequence, which these models refuse)
+    leave the model as loaded and the next call right."""
+    lm, _ = random_family(case)
+    loaded = model_state(lm.model)
+    x = random_input(lm, batch=2)
+    labels: list[int | None] = [1, None]
+    calls = {"importance": lambda: leave_one_out(lm, x, labels),
+             "ablation": lambda: explain(lm, x, "ablation", labels),
+             "relevance": lambda: explain(lm, x, "relevance", labels),
+             "partial pruning": lambda: modes_of_head(lm, x, 1, 2, labels)}
+    expected = {name: call() for name, call in calls.items()}
+    jobs = [Job(f"{case} {name} #{r}", call, expected[name])
+            for r in range(REPEATS) for name, call in calls.items()]
+    failures = hammer(jobs, threads=4)
+    assert not failures, "\n".join(failures[:5])
+    base = states(lm, x)
+    is_variant_batch = lambda inputs: inputs.shape[0] != len(x)  # noqa: E731
+    for name in ("importance", "ablation", "partial pruning"):
+        with pytest.raises(Boom), raising_hook(lm.model.blocks[1].mlp, when=is_variant_batch):
+            calls[name]()
+        assert_as_loaded(lm, loaded)
+        assert_same(expected[name], calls[name](), f"{case} {name} after a raise")
+    with pytest.raises(ValueError, match="position-dependent"):
+        forward_from(lm, base.inputs[0][:, :-1], 0)
     assert_as_loaded(lm, loaded)

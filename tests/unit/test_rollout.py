@@ -12,6 +12,7 @@ from core.explain.attention import cls_map, layer_maps, score_map
 from core.explain.relevance import relevance_map
 from core.explain.rollout import discard_lowest, fuse_heads, gradient_fused, rollout_map
 from testing.models import random_input, random_vit
+from testing.reference import mask_gradients
 
 # One layer, two heads, T = 1 CLS + a 2 x 2 patch grid (rows = queries, sum 1).
 HEAD0 = [[0.4, 0.3, 0.1, 0.1, 0.1],
@@ -119,17 +120,6 @@ def test_layer_maps_by_hand():
     # head 0 patch block columns max: [.6 .2 .6 .4]; head 1: [.2 .7 .3 .6]
     torch.testing.assert_close(score_map(LAYER, 1), torch.tensor([0.4, 0.45, 0.45, 0.5]))
     torch.testing.assert_close(cls_map(LAYER, 1), torch.tensor([0.2, 0.3, 0.1, 0.1]))
-
-
-def mask_gradients(lm, x, classes):
-    """Independent dY/dA * A per layer: the gradient of a ones mask applied to A
-    (capture masks are keyed by layer, not by hook order)."""
-    masks = {layer: torch.ones(len(x), lm.num_heads, lm.num_tokens, lm.num_tokens,
-                               requires_grad=True) for layer in range(lm.num_layers)}
-    with torch.enable_grad():
-        out = capture.forward(lm, x, masks=masks, grad=True)
-        out.logits.gather(1, classes[:, None]).sum().backward()
-    return torch.stack([masks[layer].grad for layer in range(lm.num_layers)], dim=1)
 
 
 @pytest.fixture(scope="module")
