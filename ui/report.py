@@ -202,13 +202,15 @@ def image_report(lm: LoadedModel, ds: Dataset, index: int, layer: int, head: int
                 "attention matrix")))
 
     maps = one(lm, ds, index, "explanations", cache)["maps"]
+    ablation = one(lm, ds, index, "ablation_map", cache)["map"]
     parts.append(section(
         "What the whole model looks at",
         "Each map combines the attention of all layers in its own way; bright patches "
         + ("matter most for the predicted class." if lm.has_classes else
            "matter most for the image's embedding (its score s on itself)."),
         figure_row([(heat(values), METHODS[method].label_for(lm))
-                    for method, values in zip(MAP_METHODS, maps)])))
+                    for method, values in zip(MAP_METHODS, maps)]
+                   + [(heat(ablation), METHODS["ablation"].label_for(lm))])))
 
     keypoints = one(lm, ds, index, "keypoints", cache)
     spurious = one(lm, ds, index, "spurious", cache)

@@ -241,8 +241,8 @@ def test_pair_interactions_equal_the_naive_loop(case):
 def test_gradients_equal_an_independent_path_and_the_maps_run(case):
     _, lm, untouched = case
     x = random_input(lm)
-    attention, grads, classes = attention_and_gradients(lm, x)
-    expected = gradients_by_hand(untouched, x, classes, lm.num_tokens)
+    attention, grads, explained = attention_and_gradients(lm, x)
+    expected = gradients_by_hand(untouched, x, explained.classes, lm.num_tokens)
     torch.testing.assert_close(attention * grads, expected, rtol=1e-4, atol=1e-7)
     assert expected.abs().amax(dim=(0, 2, 3, 4)).min() > 0  # every layer has gradients
     for method in METHODS:
