@@ -304,3 +304,20 @@ def per_method_faithfulness(lm: LoadedModel, x: torch.Tensor, maps: torch.Tensor
         kept = series(x, zeros, least, pert_counts)
         curves["negative_curve"].append((kept.argmax(-1) == classes[:, None]).float().numpy())
     return {name: np.stack(values, axis=1) for name, values in curves.items()}
+
+
+def check_forward_from(lm: LoadedModel, untouched: nn.Module, x: torch.Tensor) -> None:
+    """``core.model._rerun.forward_from`` from every layer against the untouched timm
+    model: the logits and the layer's attention output, unmasked and with that output
+    given (asserts)."""
+    from core.model._rerun import forward_from, states
+    with torch.no_grad():
+        expected = untouched(x)
+    base = states(lm, x)
+    torch.testing.assert_close(base.logits, expected, rtol=1e-5, atol=1e-5)
+    for layer in range(lm.num_layers):
+        logits, z = forward_from(lm, base.inputs[layer], layer)
+        torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(z, base.outputs[layer], rtol=1e-5, atol=1e-5)
+        given, _ = forward_from(lm, base.inputs[layer], layer, attn_output=base.outputs[layer])
+        torch.testing.assert_close(given, expected, rtol=1e-5, atol=1e-5)

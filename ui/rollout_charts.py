@@ -83,5 +83,6 @@ def curves_chart(curves: dict[str, np.ndarray], x: np.ndarray, labels: list[str]
         color=alt.Color("method:N", title="Method", sort=labels,
                         legend=alt.Legend(orient="bottom", labelLimit=0, columns=2)),
         tooltip=["method", alt.Tooltip("fraction:Q", format=".0f", title="patches (%)"),
-                 alt.Tooltip("probability:Q", format=".1f", title="probability (%)")],
+                 alt.Tooltip("probability:Q", format=".1f" if class_name else ".3f",
+                             title="probability (%)" if class_name else "score s")],
     ).properties(width=300, height=220).facet(facet=alt.Facet("test:N", title=None), columns=2)

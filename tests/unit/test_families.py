@@ -30,8 +30,8 @@ from core.model._kernels import KernelChoice
 from core.model._rerun import forward_from, states
 from core.model.loading import LoadedModel, ModelLoadError, check_allowed, from_module
 from testing.models import FAMILY_CASES, model_state, random_family, random_input
-from testing.reference import (naive_leave_one_out, naive_pairs, naive_patch_ablation,
-                               naive_positional_ablation)
+from testing.reference import (check_forward_from, naive_leave_one_out, naive_pairs,
+                               naive_patch_ablation, naive_positional_ablation)
 
 ATTENTION = {"vit": "Attention", "beit": "Attention", "beit_shared_bias": "Attention",
              "eva02": "EvaAttention", "eva02_sub_ln": "EvaAttention",
@@ -134,16 +134,9 @@ def test_whole_head_mask_equals_zeroing_the_head_by_hand(case, layer, head):
 def test_forward_from_any_layer_equals_the_untouched_model(case):
     _, lm, untouched = case
     x = random_input(lm)
-    with torch.no_grad():
-        expected = untouched(x)
+    check_forward_from(lm, untouched, x)
     base = states(lm, x)
-    torch.testing.assert_close(base.logits, expected, rtol=1e-5, atol=1e-5)
     for layer in range(lm.num_layers):
-        logits, z = forward_from(lm, base.inputs[layer], layer)
-        torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(z, base.outputs[layer], rtol=1e-5, atol=1e-5)
-        given, _ = forward_from(lm, base.inputs[layer], layer, attn_output=base.outputs[layer])
-        torch.testing.assert_close(given, expected, rtol=1e-5, atol=1e-5)
         mask = capture.head_mask(lm, [2], mode=3)
         masked, _ = forward_from(lm, base.inputs[layer], layer, mask=mask)
         torch.testing.assert_close(masked, capture.forward(lm, x, masks={layer: mask},

@@ -25,7 +25,7 @@ from core.data.datasets import demo_dataset, load_batch
 from core.model.loading import LoadedModel
 from testing.images import demo_class_folder
 from testing.models import odd_vit, random_input, random_vit, small_deit
-from testing.reference import naive_leave_one_out
+from testing.reference import check_forward_from, naive_leave_one_out
 
 
 CASES = {
@@ -49,18 +49,7 @@ def case(request) -> tuple[LoadedModel, torch.nn.Module]:
 
 def test_forward_from_any_layer_equals_the_untouched_model(case):
     lm, untouched = case
-    x = random_input(lm)
-    with torch.no_grad():
-        expected = untouched(x)
-    base = states(lm, x)
-    torch.testing.assert_close(base.logits, expected, rtol=1e-5, atol=1e-5)
-    for layer in range(lm.num_layers):
-        logits, z = forward_from(lm, base.inputs[layer], layer)
-        torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(z, base.outputs[layer], rtol=1e-5, atol=1e-5)
-        given, _ = forward_from(lm, base.inputs[layer], layer,
-                                        attn_output=base.outputs[layer])
-        torch.testing.assert_close(given, expected, rtol=1e-5, atol=1e-5)
+    check_forward_from(lm, untouched, random_input(lm))
 
 
 def test_forward_from_with_a_mask_equals_a_masked_full_forward(case):
