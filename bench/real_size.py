@@ -7,7 +7,8 @@ app (Streamlit's AppTest, the real page scripts) opens the model's random-init
 checkpoint on a folder of one 640 x 480 photo-like image; the first page (Overview)
 includes loading the model; before each later page the app's array cache is replaced
 by an empty one (the model stays loaded), so each time is that page's first view.
-The same process then times, on that image, exact leave-one-out importance against
+The children run with glibc's allocator set as ``make serve`` sets it
+(``MALLOC_MMAP_THRESHOLD_``). The same process then times, on that image, exact leave-one-out importance against
 its one-backward estimate. Prints per model each page's seconds and the peak RSS,
 then the headlines: ``estimate_speedup_vitb16``, ``vitb16_longest_first_view_seconds``
 and ``dinov2s518_peak_rss_mb``.
@@ -30,6 +31,7 @@ MODELS = {"vitb16": "vit_base_patch16_224", "dinov2s518": "vit_small_patch14_din
 PAGES = ["overview", "importance", "strength", "patterns", "rollout", "keypoints",
          "classes", "compare"]
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
+MMAP_THRESHOLD = "1048576"  # glibc's setting as `make serve` runs the app (the Makefile)
 
 
 def photo(path: Path) -> None:
@@ -116,7 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     results = {}
     for key in args.models:
         done = subprocess.run([sys.executable, "-m", "bench.real_size", "--one", key],
-                              capture_output=True, text=True, check=False)
+                              capture_output=True, text=True, check=False,
+                              env={**os.environ, "MALLOC_MMAP_THRESHOLD_": MMAP_THRESHOLD})
         if done.returncode:
             sys.exit(f"{key} failed:\n{done.stderr[-3000:]}")
         results[key] = json.loads(done.stdout.strip().splitlines()[-1])

@@ -62,9 +62,9 @@ def attention_against(attention: torch.Tensor, c: torch.Tensor, prefix: int
                        torch.zeros_like(share))
     bins = torch.nn.functional.one_hot(torch.stack([keypoint_bins(row) for row in c]),
                                        len(BINS)).to(attention.dtype)  # b g bin
-    patches = attention[..., prefix:, prefix:]
-    patches = patches / patches.sum(-1, keepdim=True).clamp_min(TINY)
-    mass = torch.einsum("blhst,btk->blhsk", patches, bins)  # to each target bin
+    mass = torch.stack([  # to each target bin, one layer's renormalised rows at a time
+        torch.einsum("bhst,btk->bhsk", p / p.sum(-1, keepdim=True).clamp_min(TINY), bins)
+        for p in attention[..., prefix:, prefix:].unbind(1)], dim=1)
     sources = bins.sum(1)  # b bin
     table = torch.einsum("blhsk,bsa->blhak", mass, bins) / sources.clamp_min(1)[:, None, None,
                                                                               :, None]

@@ -46,8 +46,8 @@ MIXED = len(LABELS)  # the label index of "mixed"
 MIXED_MARGIN = 0.15  # a margin below this: no pattern dominates
 OFFSETS = ("self", "left", "right", "up", "down")
 _STEPS = ((0, 0), (0, -1), (0, 1), (-1, 0), (1, 0))  # (row, column) of target - source
-_CHUNK_VALUES = 2**24  # matrix entries scored at once (64 MB per float32 temporary, of
-# which scoring holds several: 8 heads of a 37 x 37 grid, every head of a small grid)
+_CHUNK_VALUES = 2**22  # matrix entries scored at once (16 MB per float32 temporary, of
+# which scoring holds several: 2 heads of a 37 x 37 grid, every head of a small grid)
 
 
 def offset_masks(grid: tuple[int, int]) -> torch.Tensor:
@@ -114,12 +114,13 @@ def label_scores(matrices: torch.Tensor, grid: tuple[int, int]) -> Scored:
     if g != grid[0] * grid[1]:
         raise ValueError(f"matrices are {g} x {g} but the grid {grid} has "
                          f"{grid[0] * grid[1]} patches")
-    flat = matrices.reshape(-1, g, g).float()
+    flat = matrices.flatten(0, -3) if matrices.dim() > 3 else matrices.reshape(-1, g, g)
+    # (a view where only the last two axes are sliced: each chunk is copied on its own)
     chance = chance_scores(grid).to(flat)
     scores, offsets = [], []
     chunk = max(1, _CHUNK_VALUES // (g * g))
     for start in range(0, len(flat), chunk):
-        m = flat[start:start + chunk]
+        m = flat[start:start + chunk].float()
         mass = m.sum(-1)
         w = (mass > 0).float()
         p = m / mass.clamp_min(1e-12)[..., None]

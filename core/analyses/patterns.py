@@ -27,6 +27,7 @@ from core.model.targets import Targets
 from core.storage.cache import Arrays
 
 DEFAULT_TOP_PERCENT = 1.0
+CHUNK_VALUES = 2**22  # matrix entries binarised at once
 
 
 def cls_vectors(attention: torch.Tensor, num_prefix_tokens: int) -> torch.Tensor:
@@ -47,12 +48,18 @@ def kept_count(size: int, top_percent: float) -> int:
 
 
 def binarise(matrices: torch.Tensor, top_percent: float) -> torch.Tensor:
-    """(..., G, G) -> uint8 (..., G, G) with the top `top_percent` % of each matrix set to 1."""
-    flat = matrices.flatten(-2)
-    k = kept_count(flat.shape[-1], top_percent)
-    out = torch.zeros_like(flat, dtype=torch.uint8)
-    out.scatter_(-1, flat.topk(k, dim=-1).indices, 1)
-    return out.view(matrices.shape)
+    """(..., G, G) -> uint8 (..., G, G) with the top `top_percent` % of each matrix set to
+    1, CHUNK_VALUES entries at a time (`matrices` may be a view of the whole attention)."""
+    g = matrices.shape[-1]
+    k = kept_count(g * g, top_percent)
+    out = torch.zeros(matrices.shape, dtype=torch.uint8, device=matrices.device)
+    flat_out = out.view(-1, g * g)
+    flat = matrices.reshape(-1, g, g) if matrices.dim() < 4 else matrices.flatten(0, -3)
+    step = max(1, CHUNK_VALUES // (g * g))
+    for start in range(0, len(flat), step):
+        chunk = flat[start:start + step].reshape(-1, g * g)  # a copy of these matrices only
+        flat_out[start:start + step].scatter_(-1, chunk.topk(k, dim=-1).indices, 1)
+    return out
 
 
 def pack(binary: np.ndarray) -> np.ndarray:

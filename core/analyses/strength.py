@@ -61,20 +61,21 @@ def ring_sizes(grid: tuple[int, int]) -> np.ndarray:
 
 
 @lru_cache(maxsize=16)
-def _weights(grid: tuple[int, int],
-             patch_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per grid: the G^2 x K ring-averaging matrix and the G x G pixel distances."""
+def _weights(grid: tuple[int, int], patch_size: tuple[int, int]
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per grid, for every patch pair (G^2, source-major): its ring (hop) and its weight
+    in that ring's average; and the G x G pixel distances. (A dense G^2 x K averaging
+    matrix would be 555 MB for a 37 x 37 grid.)"""
     hops = hop_distance(grid)
     sizes = ring_sizes(grid)  # G x K
     has_ring = (sizes > 0).sum(axis=0)  # K: patches that have each ring
     g = hops.shape[0]
     source = np.repeat(np.arange(g), g)
     flat_hops = hops.reshape(-1)
-    ring = np.zeros((g * g, sizes.shape[1]))
-    ring[np.arange(g * g), flat_hops] = 1.0 / (sizes[source, flat_hops] * has_ring[flat_hops])
+    weight = 1.0 / (sizes[source, flat_hops] * has_ring[flat_hops])
     dr, dc = grid_offsets(grid)
     pixels = np.hypot(dr * patch_size[0], dc * patch_size[1])
-    return torch.from_numpy(ring), torch.from_numpy(pixels)
+    return torch.from_numpy(flat_hops), torch.from_numpy(weight), torch.from_numpy(pixels)
 
 
 def strength(patch_attention: torch.Tensor, grid: tuple[int, int],
@@ -90,9 +91,12 @@ def strength(patch_attention: torch.Tensor, grid: tuple[int, int],
     if a.shape[-2:] != (g, g):
         raise ValueError(f"attention ends in {tuple(a.shape[-2:])}, expected {(g, g)} "
                          f"for a {grid[0]}x{grid[1]} grid")
-    ring, pixels = (w.to(a.device, a.dtype) for w in _weights(tuple(grid), tuple(patch_size)))
+    hops, weight, pixels = _weights(tuple(grid), tuple(patch_size))
+    hops = hops.to(a.device)
+    weight, pixels = weight.to(a.device, a.dtype), pixels.to(a.device, a.dtype)
     lead = a.shape[:-2]
-    s = (a.reshape(-1, g * g) @ ring).reshape(*lead, -1)
+    flat = a.reshape(-1, g * g) * weight
+    s = flat.new_zeros(len(flat), max(grid)).index_add_(1, hops, flat).reshape(*lead, -1)
     return {"s": s, "entropy": normalised_entropy(s),
             "mean_distance": mean_distance(a, pixels)}
 

@@ -105,8 +105,10 @@ def attention_rollout(lm: LoadedModel, x: torch.Tensor, targets: Targets | None,
 
 
 def gradient_fused(attention: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
-    """``mean_h(A * dY/dA)`` with negatives set to zero: (..., H, T, T) -> (..., T, T)."""
-    return (attention * grads).mean(dim=-3).clamp(min=0)
+    """``mean_h(A * dY/dA)`` with negatives set to zero: batch x layer x head x T x T ->
+    batch x layer x T x T, one layer's product at a time."""
+    return torch.stack([(a * g).mean(dim=-3).clamp(min=0)
+                        for a, g in zip(attention.unbind(1), grads.unbind(1))], dim=1)
 
 
 def gradient_rollout(lm: LoadedModel, x: torch.Tensor, targets: Targets | None,
