@@ -26,6 +26,7 @@ import torch
 from core.analyses.base import Analysis
 from core.engine import Batch
 from core.model import LoadedModel
+from core.model._kernels import KernelChoice, kernel_choice
 from core.model.loading import from_state
 from core.storage.cache import Arrays
 
@@ -38,20 +39,26 @@ INSTALL = ("Ray is not installed here: `pip install 'ray==2.60.0'` (it is in "
 _worker_models: dict[str, LoadedModel] = {}  # in each worker process: identity -> model
 
 
-def _worker_model(name: str, identity: str, state: dict[str, torch.Tensor]) -> LoadedModel:
-    """The worker process's copy of the driver's model, rebuilt on first use."""
+def _worker_model(name: str, identity: str, state: dict[str, torch.Tensor],
+                  kernels: KernelChoice | None) -> LoadedModel:
+    """The worker process's copy of the driver's model, rebuilt on first use. A CPU
+    worker takes the driver's measured kernel choice (`kernels`, from a CPU driver), so
+    that its numbers are the driver's to the bit; others measure their own."""
     if identity not in _worker_models:
         lm = from_state(name, state)
         if lm.identity != identity:
             raise RuntimeError(f"the worker rebuilt {lm.identity}, not the driver's {identity}")
+        if kernels is not None and lm.device.type == "cpu":
+            lm.kernels = kernels
         _worker_models[identity] = lm
     return _worker_models[identity]
 
 
-def _compute(name: str, identity: str, state: dict[str, torch.Tensor], analysis: Analysis,
-             params: Any, batch: Batch) -> list[Arrays]:
+def _compute(name: str, identity: str, state: dict[str, torch.Tensor],
+             kernels: KernelChoice | None, analysis: Analysis, params: Any,
+             batch: Batch) -> list[Arrays]:
     """A Ray task: one batch of one analysis."""
-    return batch.compute(_worker_model(name, identity, state), analysis, params)
+    return batch.compute(_worker_model(name, identity, state, kernels), analysis, params)
 
 
 def start(address: str | None = None, workers: int | None = None) -> None:
@@ -81,7 +88,8 @@ class RayExecutor:
         self.gpus = int(resources.get("GPU", 0))
         self.in_flight = in_flight or 2 * max(1, self.gpus or int(resources.get("CPU", 1)))
         state = {k: v.detach().cpu() for k, v in lm.model.state_dict().items()}
-        self.model = (lm.name, lm.identity, ray.put(state))
+        kernels = kernel_choice(lm) if lm.device.type == "cpu" else None
+        self.model = (lm.name, lm.identity, ray.put(state), kernels)
         self.task = ray.remote(_compute).options(
             num_cpus=1, num_gpus=1 if self.gpus else 0, max_retries=RETRIES)
         self.sent = 0  # images sent to the cluster (for tests and the summary)

@@ -16,8 +16,9 @@ from core.analyses.faithfulness import METHOD_NAMES, deletion_counts, perturbati
 from core.explain.ablation import AblationParams, group_side, patch_groups
 from core.model import LoadedModel
 
-AUTO_FLOPS = 2e12  # computed at once up to this many operations (about 10 s on a 2-core
-# CPU; $VIT_EXPLORER_AUTO_FLOPS overrides); above it a page asks first
+AUTO_FLOPS = 5e11  # computed at once up to this many operations (about 7 s on a 2-core
+# CPU: EVA-02-Ti's faithfulness scores, 1.6e12, took 22 s; $VIT_EXPLORER_AUTO_FLOPS
+# overrides); above it a page asks first
 AUTO_EXACT_TOKENS = 20_000  # exact leave-one-out at once up to this many tokens run per
 # image ($VIT_EXPLORER_AUTO_EXACT_TOKENS overrides; ViT-B/16 needs 28,368)
 
