@@ -204,16 +204,11 @@ def evaluate(lm: LoadedModel, x: torch.Tensor, maps: torch.Tensor, explained: Ex
     bounds = np.cumsum([0] + [len(c) for c in counts.values()])
     removed, inserted, kept_least = (out[:, :, lo:hi] for lo, hi in zip(bounds, bounds[1:]))
 
-    def prob(outputs: torch.Tensor) -> np.ndarray:
-        flat = outputs.reshape(b, m, -1, outputs.shape[-1])
-        steps = flat.shape[2]
-        return explained.repeat(m * steps).score(flat.reshape(b * m * steps, -1)).reshape(
-            b, m, steps).cpu().numpy()
+    def prob(outputs: torch.Tensor) -> np.ndarray:  # (image, method, step, output)
+        return explained.score(outputs).cpu().numpy()
 
     def still_top1(outputs: torch.Tensor) -> np.ndarray:
-        steps = outputs.shape[2]
-        return explained.repeat(m * steps).kept(outputs.reshape(b * m * steps, -1)).reshape(
-            b, m, steps).float().cpu().numpy()
+        return explained.kept(outputs).float().cpu().numpy()
 
     at = {c: i for i, c in enumerate(counts["removed"])}
     deletion = prob(removed[:, :, [at[c] for c in counts["inserted"]]])

@@ -89,32 +89,44 @@ class Explained:
         """Each target `k` times in a row (image-major variants)."""
         return self.select(torch.arange(len(self)).repeat_interleave(k))
 
+    def _per_image(self, values: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
+        """`values` (batch, ...) viewed to broadcast over the middle axes of `outputs`
+        (batch, ..., output)."""
+        middle = [1] * (outputs.dim() - 2)
+        return values.to(outputs.device).view(len(values), *middle, *values.shape[1:])
+
+    def _class_entry(self, values: torch.Tensor) -> torch.Tensor:
+        """(batch, ...) each image's class entry of `values` (batch, ..., class)."""
+        index = self._per_image(self.classes, values)[..., None]
+        return values.gather(-1, index.expand(*values.shape[:-1], 1))[..., 0]
+
     def score(self, outputs: torch.Tensor) -> torch.Tensor:
-        """(batch,) the softmax probability of the class, or the score ``s``."""
+        """(batch, ...) the softmax probability of the class, or the score ``s``, of
+        outputs (batch, ..., output): one image's target serves all its middle axes."""
         if self.classes is not None:
-            return outputs.softmax(-1).gather(-1, self.classes[:, None].to(outputs.device))[:, 0]
-        r = self.references.to(outputs.device, outputs.dtype)
+            return self._class_entry(outputs.softmax(-1))
+        r = self._per_image(self.references, outputs).to(outputs.dtype)
         return (outputs * r).sum(-1) / (r * r).sum(-1)
 
     def logit(self, outputs: torch.Tensor) -> torch.Tensor:
-        """(batch,) the logit ``Y_c`` of the class, or the score ``s``."""
+        """(batch, ...) the logit ``Y_c`` of the class, or the score ``s``."""
         if self.classes is not None:
-            return outputs.gather(-1, self.classes[:, None].to(outputs.device))[:, 0]
+            return self._class_entry(outputs)
         return self.score(outputs)
 
     def loss(self, outputs: torch.Tensor) -> torch.Tensor:
-        """(batch,) the cross-entropy ``-log P[c]``, or ``-s``."""
+        """(batch, ...) the cross-entropy ``-log P[c]``, or ``-s``."""
         if self.classes is not None:
-            return -outputs.log_softmax(-1).gather(
-                -1, self.classes[:, None].to(outputs.device))[:, 0]
+            return -self._class_entry(outputs.log_softmax(-1))
         return -self.score(outputs)
 
     def kept(self, outputs: torch.Tensor) -> torch.Tensor:
-        """(batch,) what the perturbation tests record (SPEC "Faithfulness of
+        """(batch, ...) what the perturbation tests record (SPEC "Faithfulness of
         explanations", "Models without class scores"): 1.0 where the top-1 class is
         still the class explained, else 0.0; or the score ``s``."""
         if self.classes is not None:
-            return (outputs.argmax(-1) == self.classes.to(outputs.device)).to(outputs.dtype)
+            top = outputs.argmax(-1)
+            return (top == self._per_image(self.classes, outputs)).to(outputs.dtype)
         return self.score(outputs)
 
     def resolved(self, targets: Targets | None) -> list[Target]:
