@@ -21,7 +21,8 @@ from ui.importance_charts import heads_chart
 from ui.rollout_charts import map_row
 from ui.state import bound
 from ui.strength_charts import heads_scatter
-from ui.views import display_image, intro, metric_picker, predictions, selected
+from ui.views import (display_image, intro, label_text, metric_picker, predictions,
+                      selected)
 
 intro("Compare two images",
       "This page puts two images side by side: what the model predicts for each, which "
@@ -50,13 +51,12 @@ for column, index, side in zip(st.columns(2), (first, second), ("left", "right")
                      f"{dict(results.skipped).get(record.id, 'unreadable')}")
             continue
         true_name = None if record.label is None else lm.class_names[record.label]
-        in_set = f"; class in the set: {record.group}" if record.group else "; no label"
         st.subheader(record.id)
         big = display_image(lm, ds, index)
         st.image(overlay(big, heat_map(results.arrays[index]["cls_attention"][layer, head], lm,
                                        big.shape[:2])),
                  caption=f"Attention of CLS, layer {layer}, head {head}"
-                 + (f"; true label: {true_name}" if true_name else in_set))
+                 + f"; {label_text(true_name, record.group)}")
         predictions(lm, ds, index, results.arrays[index]["logits"], true_name,
                     f"compare_predictions_{side}")
         if exact_importance_automatic(lm):

@@ -99,9 +99,8 @@ def selected_image() -> Selected:
     record = ds.records[index]
     true_name = None if record.label is None else lm.class_names[record.label]
     left, middle, right = st.columns([1, 1, 1.4])
-    left.image((255 * big).astype(np.uint8), caption=f"Image {record.id}" + (
-        f", true label: {true_name}" if true_name else
-        f", class in the set: {record.group}" if record.group else ", no label"), clamp=True)
+    left.image((255 * big).astype(np.uint8),
+               caption=f"Image {record.id}, {label_text(true_name, record.group)}", clamp=True)
     blended = overlay(big, heat)
     middle.image(blended, caption=f"Attention of CLS to each patch, layer {layer}, "
                  f"head {head} (bright = more attention; scaled to the image's max)")
@@ -111,6 +110,15 @@ def selected_image() -> Selected:
     with right:
         predictions(lm, ds, index, arrays["logits"], true_name)
     return chosen
+
+
+def label_text(true_name: str | None, group: str | None) -> str:
+    """What an image's caption says of its class: the model's class it is labelled
+    with, else its class in the set (a model without classes, or a folder that is no
+    model class), else that it has none."""
+    if true_name:
+        return f"true label: {true_name}"
+    return f"class in the set: {group}" if group else "no label"
 
 
 def predictions(lm: LoadedModel, ds: Dataset, index: int, logits: np.ndarray,
