@@ -17,42 +17,113 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 import numpy as np
 import torch
 
+from core.analyses import axes
 from core.analyses.base import Analysis, TargetChoice, params_of, resolve_targets
 from core.analyses.forward import FORWARD
 from core.data.datasets import NOT_AN_IMAGE, Dataset, load_batch
 from core.data.objects import image_objects
 from core.dataset.base import DatasetStep, Stage, no_stage
 from core.model import LoadedModel
-from core.model.targets import Reference
+from core.model.targets import Reference, Target
 from core.storage.cache import ArrayCache, Arrays
-from core.storage.keys import cache_key, image_set_hash, target_part
+from core.storage.keys import cache_key, image_hash, image_set_hash, params_json, target_part
 
 Progress = Callable[[int, int], None]  # (images done, images total)
 
 
+@dataclass(frozen=True)
+class Job:
+    """One analysis to compute on a batch: its parameters, its images (positions in the
+    batch; None: all of them) with each one's target, and the stored results it reads
+    (analysis name -> per image of the job; what is not given is computed in memory)."""
+
+    analysis: Analysis
+    params: Any
+    targets: list[Target]
+    positions: list[int] | None = None
+    given: dict[str, list[Arrays]] = field(default_factory=dict)
+
+
 @dataclass
 class Batch:
-    """Decoded images of one analysis call: set indices, model inputs (batch, channel,
-    H, W), resolved targets, and object flags (``reads_objects`` analyses, else None)."""
+    """Decoded images of one engine call: set indices, model inputs (batch, channel,
+    H, W), the analyses to compute on them and object flags (None where no analysis
+    reads them)."""
 
     indices: list[int]
     images: torch.Tensor
-    targets: list[int | None]
+    jobs: list[Job]
     objects: list[torch.Tensor | None] | None = None
 
-    def compute(self, lm: LoadedModel, analysis: Analysis, params: Any) -> list[Arrays]:
-        """`analysis` on this batch with model `lm`."""
-        extra = {"objects": self.objects} if self.objects is not None else {}
-        return analysis.compute(lm, self.images, self.targets, params, **extra)
+    def compute(self, lm: LoadedModel) -> list[list[Arrays]]:
+        """Every job's results on its images (per job, one dict per image). What a job
+        reads in memory (the capture) is computed once on the whole batch and shared."""
+        shared: dict[str, Any] = {}
+        return [self._run(lm, job, shared) for job in self.jobs]
+
+    def _run(self, lm: LoadedModel, job: Job, shared: dict[str, Any]) -> Any:
+        if job.positions == []:
+            return []
+        everything = job.positions is None or len(job.positions) == len(self.indices)
+        positions = list(range(len(self.indices))) if job.positions is None else job.positions
+        images = self.images if everything else self.images[positions]
+        objects = (self.objects or [None] * len(self.indices)) if everything else [
+            (self.objects or [None] * len(self.indices))[p] for p in positions]
+        extra: dict[str, Any] = {}
+        if job.analysis.reads_objects:
+            extra["objects"] = objects
+        if job.analysis.reads:
+            extra["reads"] = {}
+        for r in job.analysis.reads:
+            params = r.params_for(job.params)
+            if r.analysis.stored:
+                value = job.given.get(r.analysis.name)
+                if value is None:
+                    value = self._run(lm, Job(r.analysis, params, _read_targets(
+                        r.analysis, job.targets), job.positions), shared)
+            else:
+                whole = Job(r.analysis, params, [None] * len(self.indices))
+                name = node_name(r.analysis, params, whole.targets)
+                if name not in shared:
+                    shared[name] = self._run(lm, whole, shared)
+                value = shared[name] if everything else _select(shared[name], positions)
+            extra["reads"][r.analysis.name] = value
+        return job.analysis.compute(lm, images, job.targets, job.params, **extra)
+
+
+def _select(value: Any, positions: list[int]) -> Any:
+    """Some images' part of an in-memory result on a batch."""
+    return value.select(positions) if hasattr(value, "select") else [value[p] for p in positions]
+
+
+def node_name(analysis: Analysis, params: Any, targets: Iterable[Target]) -> str:
+    """What identifies one analysis's results on some images: name, parameters, targets."""
+    parts = ",".join(target_part(t, analysis.class_specific) for t in targets)
+    return f"{analysis.name}|{params_json(params)}|{parts}"
+
+
+def _read_targets(read: Analysis, targets: list[Target]) -> list[Target]:
+    """A class-specific read explains the reader's targets; others take none."""
+    return list(targets) if read.class_specific else [None] * len(targets)
+
+
+def compute_images(lm: LoadedModel, images: torch.Tensor, analysis: Analysis,
+                   targets: list[Target] | None = None, params: Any = None,
+                   objects: list[torch.Tensor | None] | None = None) -> list[Arrays]:
+    """`analysis` on model inputs `images` (batch, channel, H, W) with everything it
+    reads, in memory (no image set, no cache): a notebook's or a test's call."""
+    targets = targets if targets is not None else [None] * len(images)
+    job = Job(analysis, params_of(analysis, params), list(targets))
+    return Batch(list(range(len(images))), images, [job], objects=objects).compute(lm)[0]
 
 
 class Executor(Protocol):
     """Where batches are computed: here (:class:`LocalExecutor`) or on a cluster
     (``core.ray_executor.RayExecutor``)."""
 
-    def map(self, analysis: Analysis, params: Any, batches: Iterable[Batch]
-            ) -> Iterator[tuple[Batch, list[Arrays] | str]]:
-        """Each batch with its results, in any order, or with the reason (text) it
+    def map(self, batches: Iterable[Batch]
+            ) -> Iterator[tuple[Batch, list[list[Arrays]] | str]]:
+        """Each batch with its jobs' results, in any order, or with the reason (text) it
         could not be computed."""
 
 
@@ -62,10 +133,10 @@ class LocalExecutor:
 
     lm: LoadedModel
 
-    def map(self, analysis: Analysis, params: Any, batches: Iterable[Batch]
-            ) -> Iterator[tuple[Batch, list[Arrays] | str]]:
+    def map(self, batches: Iterable[Batch]
+            ) -> Iterator[tuple[Batch, list[list[Arrays]] | str]]:
         for batch in batches:
-            yield batch, batch.compute(self.lm, analysis, params)
+            yield batch, batch.compute(self.lm)
 
 
 @dataclass
@@ -74,6 +145,16 @@ class RunResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (image id, reason)
     missing: list[int] = field(default_factory=list)  # not cached, left (compute=False)
     from_cache: int = 0
+
+
+@dataclass(frozen=True)
+class Request:
+    """One analysis the engine is asked for: its parameters (None: the defaults) and
+    the target choice (None: the analysis's own)."""
+
+    analysis: Analysis
+    params: Any = None
+    target: TargetChoice | None = None
 
 
 def run(lm: LoadedModel, ds: Dataset, indices: list[int], analysis: Analysis,
@@ -88,73 +169,182 @@ def run(lm: LoadedModel, ds: Dataset, indices: list[int], analysis: Analysis,
     executor: where the missing images are computed (default: here, batch by batch);
         results are written to the cache as each batch arrives.
     """
-    params = params_of(analysis, params)
-    choice = target if target is not None else analysis.target
-    labels = [ds.records[i].label for i in indices]
-    targets = (resolve_targets(choice, labels, lm) if analysis.class_specific
-               else [None] * len(indices))
-    result = RunResult()
-    keys: dict[int, str] = {}
+    return run_many(lm, ds, indices, [Request(analysis, params, target)], cache=cache,
+                    progress=progress, compute=compute, executor=executor)[0]
+
+
+@dataclass
+class _Node:
+    """A request resolved for an image set: parameters, per-image targets and keys."""
+
+    analysis: Analysis
+    params: Any
+    choice: TargetChoice | None
+    targets: dict[int, Target]
+    keys: dict[int, str] = field(default_factory=dict)  # image index -> cache key
+    wanted: list[int] = field(default_factory=list)
+    given: dict[str, RunResult] = field(default_factory=dict)  # its stored reads' results
+
+
+def signature(analysis: Analysis, params: Any, lm: LoadedModel) -> str:
+    """Everything an analysis's results depend on besides the image and its target: its
+    name, version, parameters, the registry names of its axes (``core.analyses.axes``)
+    and, recursively, the signatures of what it reads (so that a new version or
+    parameter of a read recomputes its readers)."""
+    reads = ",".join(signature(r.analysis, r.params_for(params), lm) for r in analysis.reads)
+    return (f"{analysis.name}@{analysis.version}:{params_json(params)}:"
+            f"{axes.registry_part(analysis, lm)}[{reads}]")
+
+
+def _reads_masks(analysis: Analysis) -> bool:
+    """Whether `analysis` or anything it reads takes the object masks."""
+    return analysis.reads_objects or any(_reads_masks(r.analysis) for r in analysis.reads)
+
+
+def _key(lm: LoadedModel, ds: Dataset, node: "_Node", i: int, content: str) -> str:
+    """The cache key of `node`'s result on image `i` (content hash `content`)."""
+    if _reads_masks(node.analysis):
+        content += f"+mask:{ds.mask_hash(i)}"
+    return cache_key(lm.identity, content, node.analysis.name, node.analysis.version,
+                     node.params, target_part(node.targets[i], node.analysis.class_specific),
+                     reads=image_hash(signature(node.analysis, node.params, lm).encode()))
+
+
+def run_many(lm: LoadedModel, ds: Dataset, indices: list[int], requests: list[Request], *,
+             cache: ArrayCache | None = None, progress: Progress | None = None,
+             compute: bool = True, executor: Executor | None = None) -> list[RunResult]:
+    """Several analyses for every image in `indices` (one :class:`RunResult` per
+    request), from the cache where possible. What they read is run first (through the
+    cache, once per image); analyses that read only the capturing forward share its
+    batches, so that each batch is decoded and captured once for all of them."""
+    results = [RunResult() for _ in requests]
     contents: dict[int, str] = {}
-    wanted: dict[int, int | None] = {}
-    for i, t in zip(indices, targets):
+    unreadable: list[tuple[str, str]] = []
+    for i in indices:
         try:
             contents[i] = ds.content_hash(i)
         except OSError as err:  # unreadable file (permissions, vanished)
-            result.skipped.append((ds.records[i].id, f"could not be opened ({err})"))
-            continue
-        content = contents[i] + (f"+mask:{ds.mask_hash(i)}" if analysis.reads_objects else "")
-        keys[i] = cache_key(lm.identity, content, analysis.name, analysis.version, params,
-                            target_part(t, analysis.class_specific))
-        found = cache.get(keys[i]) if cache is not None else None
-        known_bad = (cache.get(_not_an_image_key(lm, contents[i]))
-                     if cache is not None and found is None else None)
-        if found is not None and not analysis.problems(found, lm):
-            result.arrays[i] = found
-            result.from_cache += 1
-        elif known_bad is not None:
-            result.skipped.append((ds.records[i].id, str(known_bad["reason"])))
-        else:
-            wanted[i] = t
-    todo = list(wanted)
+            unreadable.append((ds.records[i].id, f"could not be opened ({err})"))
+    usable = [i for i in indices if i in contents]
+    nodes = []
+    for request, result in zip(requests, results):
+        params = params_of(request.analysis, request.params)
+        choice = request.target if request.target is not None else request.analysis.target
+        labels = [ds.records[i].label for i in usable]
+        targets = (resolve_targets(choice, labels, lm) if request.analysis.class_specific
+                   else [None] * len(usable))
+        node = _Node(request.analysis, params, choice, dict(zip(usable, targets)))
+        result.skipped += unreadable
+        for i in usable:
+            node.keys[i] = _key(lm, ds, node, i, contents[i])
+            found = cache.get(node.keys[i]) if cache is not None else None
+            known_bad = (cache.get(_not_an_image_key(lm, contents[i]))
+                         if cache is not None and found is None else None)
+            if found is not None and not axes.problems(node.analysis, found, lm):
+                result.arrays[i] = found
+                result.from_cache += 1
+            elif known_bad is not None:
+                result.skipped.append((ds.records[i].id, str(known_bad["reason"])))
+            else:
+                node.wanted.append(i)
+        nodes.append(node)
     if not compute:
-        result.missing = todo
-        return result
+        for node, result in zip(nodes, results):
+            result.missing = node.wanted
+        return results
+    for node, result in zip(nodes, results):
+        _read_first(lm, ds, node, result, cache, executor)
+    todo = sorted(set().union(*(n.wanted for n in nodes)))
     done = len(indices) - len(todo)
     if progress:
         progress(done, len(indices))
+    for group in _groups([(n, r) for n, r in zip(nodes, results) if n.wanted]):
+        for count in _compute_group(lm, ds, group, contents, cache, executor):
+            done += count
+            if progress:
+                progress(min(done, len(indices)), len(indices))
+    return results
+
+
+def _read_first(lm: LoadedModel, ds: Dataset, node: _Node, result: RunResult,
+                cache: ArrayCache | None, executor: Executor | None) -> None:
+    """Run the stored analyses `node` reads on the images it lacks; an image one of them
+    cannot use is skipped by the reader too."""
+    for read in node.analysis.reads:
+        if not read.analysis.stored or not node.wanted:
+            continue
+        choice = node.choice if read.analysis.class_specific else None
+        got = run(lm, ds, node.wanted, read.analysis, read.params_for(node.params),
+                  target=choice, cache=cache, executor=executor)
+        node.given[read.analysis.name] = got
+        failed = dict(got.skipped)
+        result.skipped += [(ds.records[i].id, failed[ds.records[i].id])
+                           for i in node.wanted if i not in got.arrays
+                           and ds.records[i].id in failed]
+        node.wanted = [i for i in node.wanted if i in got.arrays]
+
+
+def _groups(pending: list[tuple[_Node, RunResult]]) -> list[list[tuple[_Node, RunResult]]]:
+    """Analyses that read the same in-memory analyses (the capture) share batches."""
+    shared: dict[str, list[tuple[_Node, RunResult]]] = {}
+    alone = []
+    for node, result in pending:
+        in_memory = sorted(r.analysis.name for r in node.analysis.reads if not r.analysis.stored)
+        if in_memory:
+            shared.setdefault(",".join(in_memory), []).append((node, result))
+        else:
+            alone.append([(node, result)])
+    return list(shared.values()) + alone
+
+
+def _compute_group(lm: LoadedModel, ds: Dataset, group: list[tuple[_Node, RunResult]],
+                   contents: dict[int, str], cache: ArrayCache | None,
+                   executor: Executor | None) -> Iterator[int]:
+    """Compute the wanted images of a group of analyses in shared batches, storing each
+    result as its batch arrives; yields how many images each batch settled."""
+    todo = sorted(set().union(*(n.wanted for n, _ in group)))
+    wants = [set(n.wanted) for n, _ in group]
+    size = min(n.analysis.images_per_batch(lm) for n, _ in group)
+    objects = any(n.analysis.reads_objects for n, _ in group)
+    undecoded = [0]  # images met that could not be decoded, not yet reported
 
     def batches() -> Iterator[Batch]:
-        """The images to compute, decoded in batches; the ones that cannot be used are
-        listed (and counted as done) as they are met."""
-        nonlocal done
-        size = analysis.images_per_batch(lm)
         for start in range(0, len(todo), size):
             chunk = todo[start:start + size]
-            batch, kept, failures = load_batch(lm, ds, chunk)
-            result.skipped += failures
+            images, kept, failures = load_batch(lm, ds, chunk)
             failed = [i for i in chunk if i not in set(kept)]  # in the order of `failures`
             for i, (_, reason) in zip(failed, failures):
                 if cache is not None and reason.startswith(NOT_AN_IMAGE):
                     cache.set(_not_an_image_key(lm, contents[i]), {"reason": np.array(reason)})
-            done += len(failed)
-            if batch is not None:
-                yield Batch(kept, batch, [wanted[i] for i in kept],
-                            image_objects(lm, ds, kept, batch) if analysis.reads_objects
-                            else None)
+            for (node, result), want in zip(group, wants):
+                result.skipped += [f for i, f in zip(failed, failures) if i in want]
+            undecoded[0] += len(failed)
+            if images is not None:
+                jobs = []
+                for (n, _), want in zip(group, wants):
+                    mine = [p for p, i in enumerate(kept) if i in want]
+                    jobs.append(Job(n.analysis, n.params, [n.targets[kept[p]] for p in mine],
+                                    mine, {name: [r.arrays[kept[p]] for p in mine]
+                                           for name, r in n.given.items()}))
+                yield Batch(kept, images, jobs,
+                            image_objects(lm, ds, kept, images) if objects else None)
 
-    for batch, computed in (executor or LocalExecutor(lm)).map(analysis, params, batches()):
-        if isinstance(computed, str):  # the batch failed where it ran
-            result.skipped += [(ds.records[i].id, computed) for i in batch.indices]
-        else:
-            for i, arrays in zip(batch.indices, computed):
+    for batch, computed in (executor or LocalExecutor(lm)).map(batches()):
+        for (node, result), want, got in zip(group, wants, _per_job(computed, len(group))):
+            if isinstance(got, str):  # the batch failed where it ran
+                result.skipped += [(ds.records[i].id, got) for i in batch.indices if i in want]
+                continue
+            for i, arrays in zip([i for i in batch.indices if i in want], got):
                 result.arrays[i] = arrays
                 if cache is not None:
-                    cache.set(keys[i], arrays)
-        done += len(batch.indices)
-        if progress:
-            progress(done, len(indices))
-    return result
+                    cache.set(node.keys[i], arrays)
+        yield len(batch.indices) + undecoded[0]
+        undecoded[0] = 0
+    yield undecoded[0]
+
+
+def _per_job(computed: list[list[Arrays]] | str, jobs: int) -> list[list[Arrays] | str]:
+    return [computed] * jobs if isinstance(computed, str) else computed
 
 
 def reference(lm: LoadedModel, ds: Dataset, index: int, cache: ArrayCache | None = None
@@ -187,10 +377,18 @@ class StepResult:
 
 def step_key(lm: LoadedModel, ds: Dataset, step: DatasetStep, params: Any) -> str:
     """The cache key of a step's result on the whole image set."""
-    targets = ",".join((str(a.target) if a.class_specific else "-") + f"@{a.version}"
-                       for a in step.reads)
+    reads = ",".join((str(a.target) if a.class_specific else "-") + ":"
+                     + signature(a, params_of(a, p), lm)
+                     for a, p in zip(step.reads, step.reads_params(params)))
     return cache_key(lm.identity, image_set_hash(ds, list(range(len(ds)))), step.name,
-                     step.version, params, targets)
+                     step.version, params, reads=image_hash(reads.encode()))
+
+
+def _restricted(result: RunResult, indices: list[int]) -> RunResult:
+    """`result` on the images `indices` only."""
+    keep = set(indices)
+    return RunResult({i: a for i, a in result.arrays.items() if i in keep}, result.skipped,
+                     [i for i in result.missing if i in keep], result.from_cache)
 
 
 def run_step(lm: LoadedModel, ds: Dataset, step: DatasetStep, params: Any = None, *,
@@ -209,12 +407,13 @@ def run_step(lm: LoadedModel, ds: Dataset, step: DatasetStep, params: Any = None
     found = cache.get(key) if cache is not None else None
     if found is not None:
         return StepResult(found)
-    everything = list(range(len(ds)))
-    results = dict(per_image or {})
-    for analysis, analysis_params in zip(step.reads, step.reads_params(params)):
-        if analysis.name not in results:
-            results[analysis.name] = run(lm, ds, everything, analysis, analysis_params,
-                                         cache=cache, progress=progress, compute=compute)
+    chosen = step.images(ds, params) if step.images is not None else list(range(len(ds)))
+    given = {name: _restricted(r, chosen) for name, r in (per_image or {}).items()}
+    asked = [(a, p) for a, p in zip(step.reads, step.reads_params(params))
+             if a.name not in given]
+    computed = run_many(lm, ds, chosen, [Request(a, p) for a, p in asked], cache=cache,
+                        progress=progress, compute=compute)
+    results = {**given, **{a.name: r for (a, _), r in zip(asked, computed)}}
     skipped = list(dict(s for r in results.values() for s in r.skipped).items())
     if not compute:
         missing = set().union(*(r.missing for r in results.values()))

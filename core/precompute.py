@@ -27,7 +27,8 @@ from tqdm import tqdm
 from core.analyses import ANALYSES
 from core.data.datasets import Dataset, load_dataset
 from core.dataset import DATASET_STEPS, DatasetStep
-from core.engine import Executor, Progress, RunResult, run, run_step
+from core.analyses.base import Analysis
+from core.engine import Executor, Progress, Request, RunResult, run_many, run_step
 from core.model import LoadedModel, ModelLoadError, load_model
 from core.storage.cache import ArrayCache
 
@@ -92,25 +93,29 @@ class Summary:
 
 def precompute(lm: LoadedModel, ds: Dataset, cache: ArrayCache | None,
                executor: Executor | None = None) -> Summary:
-    """Every precomputed analysis (computed by `executor`, default here), each dataset
-    step here as soon as the analyses it reads are done (so that the first views exist
-    early); prints each step's line with its time."""
+    """Every precomputed analysis (computed by `executor`, default here), those that read
+    only the capturing forward together (one capture per batch for all of them), each
+    dataset step here as soon as the analyses it reads are done (so that the first views
+    exist early); prints each step's line with its time."""
     summary = Summary(set(range(len(ds))), dict(ds.skipped))
     results: dict[str, RunResult] = {}
     pending = list(DATASET_STEPS.values())
-    for analysis in ANALYSES.values():
-        if not analysis.precompute:
-            continue
+    for group in analysis_groups():
         begin = time.perf_counter()
-        results[analysis.name] = result = with_bar(analysis.name, len(ds), lambda p: run(
-            lm, ds, list(range(len(ds))), analysis, cache=cache, progress=p,
-            executor=executor))
-        summary.skipped.update(result.skipped)
-        summary.done &= set(result.arrays)
-        summary.seconds[analysis.name] = time.perf_counter() - begin
-        print(f"{analysis.name}: {result.from_cache} from the cache, "
-              f"{len(result.arrays) - result.from_cache} computed "
-              f"({summary.seconds[analysis.name]:.1f} s)")
+        names = " + ".join(a.name for a in group)
+        got = with_bar(names, len(ds), lambda p: run_many(
+            lm, ds, list(range(len(ds))), [Request(a) for a in group], cache=cache,
+            progress=p, executor=executor))
+        seconds = time.perf_counter() - begin
+        for analysis, result in zip(group, got):
+            results[analysis.name] = result
+            summary.skipped.update(result.skipped)
+            summary.done &= set(result.arrays)
+            summary.seconds[analysis.name] = seconds / len(group)
+            print(f"{analysis.name}: {result.from_cache} from the cache, "
+                  f"{len(result.arrays) - result.from_cache} computed "
+                  + (f"({seconds:.1f} s)" if len(group) == 1 else
+                     f"({seconds:.1f} s for {names})"))
         for step in [s for s in pending if all(a.name in results or not a.precompute
                                                for a in s.reads)]:
             pending.remove(step)
@@ -118,6 +123,28 @@ def precompute(lm: LoadedModel, ds: Dataset, cache: ArrayCache | None,
     for step in pending:
         run_dataset_step(lm, ds, step, cache, results, summary)
     return summary
+
+
+def analysis_groups() -> list[list[Analysis]]:
+    """The precomputed analyses in registry order, those that read nothing stored and
+    the same in-memory analyses (the capture) in one group, at the first one's place."""
+    groups: list[list[Analysis]] = []
+    shared: dict[str, list[Analysis]] = {}
+    for analysis in ANALYSES.values():
+        if not analysis.precompute:
+            continue
+        reads = [r.analysis for r in analysis.reads]
+        if reads and not any(r.stored for r in reads):
+            key = ",".join(sorted(r.name for r in reads))
+            if key in shared:
+                shared[key].append(analysis)
+                continue
+            shared[key] = []
+            groups.append(shared[key])
+            shared[key].append(analysis)
+        else:
+            groups.append([analysis])
+    return groups
 
 
 def run_dataset_step(lm: LoadedModel, ds: Dataset, step: DatasetStep,
@@ -137,7 +164,8 @@ def run_dataset_step(lm: LoadedModel, ds: Dataset, step: DatasetStep,
     print(f"{step.describe(lm, ds, out.arrays)} ({summary.seconds[step.name]:.1f} s)")
 
 
-def with_bar(name: str, total: int, work: Callable[[Progress], RunResult]) -> RunResult:
+def with_bar(name: str, total: int, work: Callable[[Progress], list[RunResult]]
+             ) -> list[RunResult]:
     """Run `work` with a progress bar on stderr."""
     with tqdm(total=total, desc=name, unit="img", file=sys.stderr) as bar:
         return work(lambda n, _total: bar.update(n - bar.n))

@@ -23,7 +23,6 @@ from typing import Any, Iterable, Iterator
 
 import torch
 
-from core.analyses.base import Analysis
 from core.engine import Batch
 from core.model import LoadedModel
 from core.model._kernels import KernelChoice, kernel_choice
@@ -55,10 +54,9 @@ def _worker_model(name: str, identity: str, state: dict[str, torch.Tensor],
 
 
 def _compute(name: str, identity: str, state: dict[str, torch.Tensor],
-             kernels: KernelChoice | None, analysis: Analysis, params: Any,
-             batch: Batch) -> list[Arrays]:
-    """A Ray task: one batch of one analysis."""
-    return batch.compute(_worker_model(name, identity, state, kernels), analysis, params)
+             kernels: KernelChoice | None, batch: Batch) -> list[list[Arrays]]:
+    """A Ray task: one batch of the analyses it carries (``Batch.jobs``)."""
+    return batch.compute(_worker_model(name, identity, state, kernels))
 
 
 def start(address: str | None = None, workers: int | None = None) -> None:
@@ -94,10 +92,9 @@ class RayExecutor:
             num_cpus=1, num_gpus=1 if self.gpus else 0, max_retries=RETRIES)
         self.sent = 0  # images sent to the cluster (for tests and the summary)
 
-    def map(self, analysis: Analysis, params: Any, batches: Iterable[Batch]
-            ) -> Iterator[tuple[Batch, list[Arrays] | str]]:
+    def map(self, batches: Iterable[Batch]
+            ) -> Iterator[tuple[Batch, list[list[Arrays]] | str]]:
         import ray
-        analysis_ref = ray.put(analysis)
         pending: dict[Any, Batch] = {}
         source = iter(batches)
         exhausted = False
@@ -107,14 +104,14 @@ class RayExecutor:
                 if batch is None:
                     exhausted = True
                     break
-                pending[self.task.remote(*self.model, analysis_ref, params, batch)] = batch
+                pending[self.task.remote(*self.model, batch)] = batch
                 self.sent += len(batch.indices)
             if not pending:
                 break
             (ready,), _ = ray.wait(list(pending), num_returns=1)
             batch = pending.pop(ready)
             try:
-                results: list[Arrays] | str = ray.get(ready)
+                results: list[list[Arrays]] | str = ray.get(ready)
             except ray.exceptions.RayTaskError as err:  # the analysis raised
                 results = f"failed on the cluster: {str(err.cause or err).splitlines()[0]}"
             except ray.exceptions.RayError as err:  # workers died, nodes lost

@@ -16,7 +16,8 @@ from core.analyses import ANALYSES
 from core.analyses.explanations import MAP_METHODS
 from core.analyses.faithfulness import METHOD_NAMES
 from core.analyses.keypoints import has_keypoints
-from core.analyses.spurious import DEFAULT_METHOD, OBJECT_SOURCES
+from core.analyses.objects import OBJECT_SOURCES
+from core.analyses.spurious import DEFAULT_METHOD
 from core.analyses.importance import METRIC_AXES, METRIC_LABELS, METRICS, metric_names
 from core.analyses.pattern_labels import describe
 from core.analyses.patterns import DEFAULT_TOP_PERCENT

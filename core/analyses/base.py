@@ -12,9 +12,15 @@ A per-image analysis is one module with:
   masks (``reads_objects``) also takes ``objects``: per image its (patch,) object
   flags or None (``core.data.objects.image_objects``); the mask is then part of the
   image's cache key.
+- the analyses it reads (``reads``): the engine computes them first (through the cache,
+  once per image) and hands ``compute`` their results as ``reads``: analysis name ->
+  per image its arrays. A read that is not ``stored`` (the capturing forward,
+  ``core.analyses.capture``) is computed per batch in memory and shared by every reader
+  of that batch.
 
-Its parameters, schema version and the image's resolved target make its cache key
-(``core.storage.keys.cache_key``).
+Its parameters, schema version, the image's resolved target, the keys of what it reads
+and the names of its registry-sized axes (``core.analyses.axes``) make its cache key
+(``core.engine``, ``core.storage.keys.cache_key``).
 """
 from __future__ import annotations
 
@@ -44,20 +50,22 @@ class NoParams:
 @dataclass(frozen=True)
 class Output:
     """A declared output array: its dtype and its named axes (``"layer head patch"``).
-    Axis names with a size known from the model are checked (:data:`AXES`)."""
+    Axes sized by the model or by a registry are checked (``core.analyses.axes``)."""
 
     dtype: str
     axes: str = ""
 
 
-AXES: dict[str, Callable[[LoadedModel], int]] = {
-    "layer": lambda lm: lm.num_layers,
-    "head": lambda lm: lm.num_heads,
-    "token": lambda lm: lm.num_tokens,
-    "patch": lambda lm: lm.grid[0] * lm.grid[1],
-    "output": lambda lm: lm.num_outputs,  # classes, or the embedding's width
-    "hop": lambda lm: max(lm.grid),
-}
+@dataclass(frozen=True)
+class Read:
+    """An analysis that another reads, at the parameters `params` gives from the
+    reader's (None: its defaults). A class-specific read explains the reader's target."""
+
+    analysis: "Analysis"
+    params: Callable[[Any], Any] | None = None
+
+    def params_for(self, reader_params: Any) -> Any:
+        return self.analysis.params() if self.params is None else self.params(reader_params)
 
 
 @dataclass(frozen=True)
@@ -67,13 +75,16 @@ class Analysis(Generic[P]):
     name: str
     params: type[P]
     outputs: dict[str, Output]
-    compute: Callable[..., list[Arrays]]  # (lm, images, targets, params[, objects])
+    compute: Callable[..., Any]  # (lm, images, targets, params[, objects][, reads]) -> one
+    # dict of arrays per image (not stored: any value its readers take)
     target: Literal["label", "prediction"] | None = None  # default target; None: the
     # results do not depend on a class (targets are then all None and not in the key)
     batch_size: int = 64
     version: int = 1  # bump when the outputs or their meaning change
     precompute: bool = True  # run by the batch precompute with default parameters
     reads_objects: bool = False  # compute takes the images' object masks (``objects``)
+    reads: tuple[Read, ...] = ()  # the analyses whose results compute takes (``reads``)
+    stored: bool = True  # False: computed per batch for its readers, never cached
 
     @property
     def class_specific(self) -> bool:
@@ -85,24 +96,6 @@ class Analysis(Generic[P]):
         DINOv2-S/14 at 518 px holds 540 MB of them."""
         per_image = 4 * lm.num_layers * lm.num_heads * lm.num_tokens ** 2
         return max(1, min(self.batch_size, ATTENTION_BYTES_PER_BATCH // per_image))
-
-    def problems(self, arrays: Arrays, lm: LoadedModel) -> list[str]:
-        """How `arrays` differ from the declared outputs (empty when they match)."""
-        found = []
-        for name, out in self.outputs.items():
-            value = arrays.get(name)
-            if value is None:
-                found.append(f"{name}: missing")
-                continue
-            axes = out.axes.split()
-            if value.dtype != np.dtype(out.dtype) or value.ndim != len(axes):
-                found.append(f"{name}: {value.dtype} {value.shape}, declared {out.dtype} "
-                             f"({out.axes})")
-                continue
-            for axis, size in zip(axes, value.shape):
-                if axis in AXES and AXES[axis](lm) != size:
-                    found.append(f"{name}: axis {axis} has {size}, the model {AXES[axis](lm)}")
-        return found
 
 
 def resolve_targets(choice: TargetChoice, labels: Sequence[int | None],

@@ -1,11 +1,16 @@
-"""The per-image analysis ``explanations`` (SPEC "Attention aggregation"): the map of
-every attention method with the Rollout page's settings (one forward and one backward
-each; the costly patch ablation is ``core.analyses.ablation_map``), and the per-layer
-maps.
+"""The per-image analysis ``explanations`` (SPEC "Attention aggregation"): the shared
+maps. It holds the map of every method of ``core.explain.METHODS`` that costs one
+forward and one backward, the random baseline included, with the Rollout page's
+settings, and the per-layer maps. The costly patch ablation is
+``core.analyses.ablation_map``; :func:`every_map` joins the two in METHODS order.
+The faithfulness tests, the spurious score, the Rollout and Compare pages and the
+report all read these maps rather than computing their own.
 Its target is the class the gradient methods explain (default: the prediction)."""
 from __future__ import annotations
 
 import torch
+
+import numpy as np
 
 from core.analyses.base import Analysis, Output, per_image
 from core.explain import METHODS, GradientRolloutParams, RolloutParams, explain
@@ -14,9 +19,9 @@ from core.model import LoadedModel, logits
 from core.model.targets import Explained, Targets
 from core.storage.cache import Arrays
 
-MAP_METHODS = tuple(name for name, m in METHODS.items()
-                    if name != "random" and not m.costly)  # maps drawn side by side, at
-# the cost of one forward and one backward (patch ablation: ``core.analyses.ablation_map``)
+CHEAP_METHODS = tuple(name for name, m in METHODS.items() if not m.costly)  # the rows of
+# ``maps``: one forward and one backward each (patch ablation: ``core.analyses.ablation_map``)
+MAP_METHODS = tuple(name for name in CHEAP_METHODS if name != "random")  # drawn side by side
 
 
 def method_params(method: str, params: RolloutParams) -> object | None:
@@ -30,13 +35,13 @@ def method_params(method: str, params: RolloutParams) -> object | None:
 
 def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets,
             params: RolloutParams) -> list[Arrays]:
-    """Per image: ``maps`` (method patch) in MAP_METHODS order, ``layer_cls`` and
+    """Per image: ``maps`` (cheap_method patch) in CHEAP_METHODS order, ``layer_cls`` and
     ``layer_score`` (layer patch) and ``class`` (the class explained; -1 for a model
     without classes)."""
     x = images.to(lm.device)
     explained = Explained.of(logits(lm, x), targets, lm.has_classes)
     maps = torch.stack([explain(lm, x, m, explained.resolved(targets), method_params(m, params))
-                        for m in MAP_METHODS], dim=1)
+                        for m in CHEAP_METHODS], dim=1)
     layers = layer_maps(lm, x)
     return per_image({"maps": maps.cpu().numpy(),
                       "layer_cls": layers["cls"].float().cpu().numpy(),
@@ -46,9 +51,22 @@ def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets,
 
 EXPLANATIONS = Analysis(
     name="explanations", params=RolloutParams, compute=compute, target="prediction",
-    version=3,  # 3: patch ablation left for its own analysis
-    outputs={"maps": Output("float32", "method patch"),
+    version=4,  # 4: the random baseline's map joined
+    outputs={"maps": Output("float32", "cheap_method patch"),
              "layer_cls": Output("float32", "layer patch"),
              "layer_score": Output("float32", "layer patch"),
              "class": Output("int64")},
     batch_size=16, precompute=False)
+
+
+def drawn(arrays: Arrays) -> np.ndarray:
+    """(map_method patch): the rows of ``maps`` drawn side by side (MAP_METHODS)."""
+    return arrays["maps"][[CHEAP_METHODS.index(m) for m in MAP_METHODS]]
+
+
+def every_map(explained: Arrays, ablation: Arrays) -> np.ndarray:
+    """(method patch) in ``core.explain.METHODS`` order from one image's
+    ``explanations`` and ``ablation_map`` arrays."""
+    rows = {name: row for name, row in zip(CHEAP_METHODS, explained["maps"])}
+    rows["ablation"] = ablation["map"]
+    return np.stack([rows[name] for name in METHODS])

@@ -24,18 +24,17 @@ order). Choices where the SPEC is silent:
   1, and the dataset mean is the accuracy. A model without classes records the
   mean score ``s`` instead. AUC: trapezoid over the nominal
   fractions x = 0, 0.1, ..., 0.9 (at most 0.9).
-- Localisation (pointing game, IoU): the object is the non-background pixels,
-  pixel value > 0 before normalisation (the demo's black background). A patch
-  is on the object when at least half its pixels are. Pointing: the map's
-  maximum patch (the first on ties) is on the object; IoU: patches above the
-  map's mean against the object patches. These are computed for every image
-  but mean something only on black-background data; the page shows them for
-  the demo set only.
+- Localisation (pointing game, IoU), where the image has an object mask (SPEC: "where
+  the data has object masks"): the object is the one of ``core.analyses.objects`` (a
+  user's mask, or the built-in sets' pixels); NaN for an image without one. Pointing:
+  the map's maximum patch (the first on ties) is on the object; IoU: patches above the
+  map's mean against the object patches.
 
-The per-image analysis ``faithfulness`` explains each image's target (by default its
-predicted class) with every method of the registry (``core.explain.METHODS``, default
-parameters) and stores the maps, the curves and the per-image scores; the dataset
-table is the step ``core.dataset.faithfulness_table``.
+The per-image analysis ``faithfulness`` reads the shared maps of each image's target (by
+default its predicted class) for every method of the registry (``core.explain.METHODS``,
+default parameters: ``core.analyses.explanations`` and ``ablation_map``) and stores the
+curves and the per-image scores; the dataset table is the step
+``core.dataset.faithfulness_table``.
 
 Cost: the curves are forward passes, 52 inputs per image and method on the demo.
 Every step of every method of every image of a batch is one perturbed input, and
@@ -54,9 +53,11 @@ import numpy as np
 import torch
 from torchvision.transforms.functional import gaussian_blur
 
-from core.analyses.base import Analysis, NoParams, Output, per_image
-from core.data.objects import to_patches
-from core.explain import METHODS, explain
+from core.analyses.ablation_map import ABLATION_MAP
+from core.analyses.base import Analysis, NoParams, Output, Read, per_image
+from core.analyses.explanations import EXPLANATIONS, every_map
+from core.analyses.objects import MASK, OBJECTS
+from core.explain import METHODS
 from core.model import TOKENS_PER_FORWARD, LoadedModel, logits
 from core.model.targets import Explained, Targets
 from core.storage.cache import Arrays
@@ -170,16 +171,6 @@ def perturbed_logits(lm: LoadedModel, x: torch.Tensor, states: torch.Tensor) -> 
     return torch.cat(outputs)[which].reshape(b, n, -1)
 
 
-def object_patches(lm: LoadedModel, x: torch.Tensor) -> torch.Tensor:
-    """B x G: patches with at least half their pixels non-background (value > 0
-    before normalisation, all channels considered)."""
-    mean = torch.tensor(lm.data_config["mean"], device=x.device).view(1, -1, 1, 1)
-    std = torch.tensor(lm.data_config["std"], device=x.device).view(1, -1, 1, 1)
-    raw = x * std + mean
-    on = (raw > 0.5 / 255).any(dim=1)  # under half a grey level: 0
-    return to_patches(on, lm.patch_size)
-
-
 def localisation(maps: torch.Tensor, on_object: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Pointing hit (...,) and IoU (...,) of maps (..., patch) against object patches
     (..., patch)."""
@@ -216,25 +207,29 @@ def evaluate(lm: LoadedModel, x: torch.Tensor, maps: torch.Tensor, explained: Ex
     negative = still_top1(kept_least)
     insertion = prob(inserted)
     x_del, x_pert = curve_x(counts["inserted"], g), np.asarray(PERTURBATION_FRACTIONS)
-    pointing, iou = localisation(maps, object_patches(lm, x)[:, None].expand_as(maps))
     return {"deletion_curve": deletion, "insertion_curve": insertion,
             "positive_curve": positive, "negative_curve": negative,
             "deletion": trapezoid(deletion, x_del), "insertion": trapezoid(insertion, x_del),
-            "positive": trapezoid(positive, x_pert), "negative": trapezoid(negative, x_pert),
-            "pointing": pointing.cpu().numpy(), "iou": iou.cpu().numpy()}
+            "positive": trapezoid(positive, x_pert), "negative": trapezoid(negative, x_pert)}
 
 
-def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets,
-            params: NoParams) -> list[Arrays]:
-    """Per image, for every method of the registry in order (M rows): ``maps``
-    (method patch), the four curves (method step) and the six scores (method), float32,
-    plus ``class`` (the class explained; -1 for a model without classes)."""
+def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets, params: NoParams,
+            reads: dict) -> list[Arrays]:
+    """Per image, for every method of the registry in order (M rows), from the shared
+    maps: the four curves (method step) and the six scores (method; pointing and IoU NaN
+    without a mask), float32, plus ``class`` (the class explained; -1 for a model
+    without classes)."""
     x = images.to(lm.device)
     explained = Explained.of(logits(lm, x), targets, lm.has_classes)
-    maps = torch.stack([explain(lm, x, name, explained.resolved(targets))
-                        for name in METHOD_NAMES], 1)
+    maps = torch.from_numpy(np.stack([every_map(e, a) for e, a in zip(
+        reads[EXPLANATIONS.name], reads[ABLATION_MAP.name])])).to(lm.device)
+    objects = reads[OBJECTS.name]
+    on_object = torch.from_numpy(np.stack([o["inside"] for o in objects])).to(lm.device)
     results = evaluate(lm, x, maps, explained)
-    results["maps"] = maps.cpu().numpy()
+    found = localisation(maps, on_object[:, None].expand_as(maps))
+    masked = np.array([int(o["object_source"]) == MASK for o in objects])
+    for name, values in zip(LOCALISATION, found):
+        results[name] = np.where(masked[:, None], values.cpu().numpy(), np.nan)
     stacked = {k: v.astype(np.float32) for k, v in results.items()}
     stacked["class"] = explained.stored()
     return per_image(stacked, len(x))
@@ -242,8 +237,9 @@ def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets,
 
 FAITHFULNESS = Analysis(
     name="faithfulness", params=NoParams, compute=compute, target="prediction",
-    version=2,  # 2: patch ablation joined the methods
-    outputs={"maps": Output("float32", "method patch"),
-             **{f"{m}_curve": Output("float32", "method step") for m in CURVES},
+    reads=(Read(EXPLANATIONS), Read(ABLATION_MAP), Read(OBJECTS)),
+    version=3,  # 3: the shared maps, the one object definition
+    precompute=False,  # the set's table reads a sample of the images (faithfulness_table)
+    outputs={**{f"{m}_curve": Output("float32", "method step") for m in CURVES},
              **{m: Output("float32", "method") for m in METRICS},
              "class": Output("int64")})

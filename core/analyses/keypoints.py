@@ -1,7 +1,7 @@
 """The "keypoints" analysis: attention read against SIFT keypoints (SPEC "Keypoints and
 spurious correlations", seed paper 002).
 
-Per image: SIFT keypoints (``core.data.keypoints``), their concentration ``c_j`` per
+Per image: SIFT keypoints (read from ``core.analyses.sift``), their concentration ``c_j`` per
 patch and ``K = {j : c_j > 0}``; per head (l, h):
 
 - ``share``: the CLS row over the patches, renormalised to sum 1 over the patches,
@@ -24,8 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core.analyses.base import Analysis, Output, per_image
-from core.data.keypoints import Weight, concentration, detect_input
+from core.analyses.base import Analysis, Output, Read, per_image
+from core.analyses.capture import CAPTURE
+from core.analyses.sift import SIFT, SiftParams, keypoints_of
+from core.data.keypoints import Weight, concentration
 from core.model import LoadedModel, capture
 from core.model.targets import Targets
 from core.storage.cache import Arrays
@@ -35,9 +37,13 @@ TINY = 1e-12  # guards renormalising a row with no attention on the patches
 
 
 @dataclass(frozen=True)
-class KeypointParams:
-    min_side: int = 224  # SIFT runs on the image upsampled to at least this short side
+class KeypointParams(SiftParams):
     weight: Weight = "count"  # c_j: the number of keypoints, or the sum of responses
+
+
+def sift_params(params: KeypointParams) -> SiftParams:
+    """The SIFT detection these parameters read."""
+    return SiftParams(params.min_side)
 
 
 def keypoint_bins(c: torch.Tensor) -> torch.Tensor:
@@ -78,29 +84,23 @@ def has_keypoints(arrays: Arrays) -> bool:
 
 
 def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets,
-            params: KeypointParams) -> list[Arrays]:
-    """Per image: ``keypoints`` (keypoint, field: x, y in input pixels, response, size),
-    ``concentration`` (patch), ``share`` and ``lift`` (layer head), ``chance``,
-    ``interrelation`` (layer head bin bin) and ``bin_share`` (bin), float32."""
-    found, c = [], []
-    for x in images:
-        points = detect_input(lm, x, params.min_side)
-        found.append(np.column_stack([points.xy, points.response, points.size]))
-        c.append(concentration(points, lm.grid, lm.patch_size, params.weight))
-    attention = capture.forward(lm, images).attention.float().cpu()
-    out = attention_against(attention, torch.from_numpy(np.stack(c)), lm.num_prefix_tokens)
+            params: KeypointParams, reads: dict) -> list[Arrays]:
+    """Per image, from its SIFT keypoints and the batch's capture: ``concentration``
+    (patch), ``share`` and ``lift`` (layer head), ``chance``, ``interrelation`` (layer
+    head bin bin) and ``bin_share`` (bin), float32."""
+    c = np.stack([concentration(keypoints_of(found), lm.grid, lm.patch_size, params.weight)
+                  for found in reads[SIFT.name]])
+    attention = reads[CAPTURE.name].attention.float().cpu()
+    out = attention_against(attention, torch.from_numpy(c), lm.num_prefix_tokens)
     arrays = {name: value.numpy().astype(np.float32) for name, value in out.items()}
-    arrays["concentration"] = np.stack(c)
-    results = per_image(arrays, len(images))
-    for result, points in zip(results, found):
-        result["keypoints"] = points.astype(np.float32).reshape(-1, 4)
-    return results
+    arrays["concentration"] = c
+    return per_image(arrays, len(images))
 
 
 KEYPOINTS = Analysis(
     name="keypoints", params=KeypointParams, compute=compute, batch_size=16,
-    outputs={"keypoints": Output("float32", "keypoint field"),
-             "concentration": Output("float32", "patch"),
+    reads=(Read(CAPTURE), Read(SIFT, sift_params)), version=2,  # 2: keypoints read from sift
+    outputs={"concentration": Output("float32", "patch"),
              "share": Output("float32", "layer head"), "lift": Output("float32", "layer head"),
              "chance": Output("float32"),
              "interrelation": Output("float32", "layer head bin bin"),

@@ -1,8 +1,15 @@
-"""The per-image analysis ``objects``: the patches of each image's object (its mask,
-else its keypoint patches; SPEC "Keypoints and spurious correlations") and where it
-came from, without the explanation maps and the counterfactual of
-``core.analyses.spurious`` (which cost patch ablation's forwards): what the Keypoints
-page draws over the selected image."""
+"""The per-image analysis ``objects``: the one definition of an image's object (SPEC
+"Keypoints and spurious correlations", "Faithfulness of explanations"), read by the
+pointing game and IoU (``faithfulness``), the spurious score (``spurious``) and the
+Keypoints page.
+
+- Its mask reduced to patches (``core.data.objects``: a user's ``masks/NAME.png``, or
+  for the built-in sets their pixels above the black background dilated by one patch),
+  given by the engine;
+- where an image has none, its SIFT keypoint patches ``K`` (read from
+  ``core.analyses.sift``) stand in;
+- where SIFT finds no keypoint either, the object is empty (source "none").
+"""
 from __future__ import annotations
 
 from typing import Sequence
@@ -10,23 +17,35 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from core.analyses.base import Analysis, Output, per_image
-from core.analyses.spurious import SpuriousParams, objects_of
+from core.analyses.base import Analysis, Output, Read, per_image
+from core.analyses.sift import SIFT, SiftParams, keypoints_of
+from core.data.keypoints import concentration
 from core.model import LoadedModel
 from core.model.targets import Targets
 from core.storage.cache import Arrays
 
+OBJECT_SOURCES = ("mask", "keypoints", "none")  # object_source codes 0, 1, 2
+MASK = OBJECT_SOURCES.index("mask")
 
-def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets, params: SpuriousParams,
-            objects: Sequence[torch.Tensor | None] | None = None) -> list[Arrays]:
+
+def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets, params: SiftParams,
+            objects: Sequence[torch.Tensor | None], reads: dict) -> list[Arrays]:
     """Per image: ``inside`` (patch, bool) and ``object_source`` (code of
-    ``spurious.OBJECT_SOURCES``)."""
-    inside, source = objects_of(lm, images, objects, params.min_side)
-    return per_image({"inside": inside.cpu().numpy(),
+    OBJECT_SOURCES). objects: per image its (patch,) mask flags, or None."""
+    inside, source = [], []
+    for given, found in zip(objects, reads[SIFT.name]):
+        if given is None:
+            c = concentration(keypoints_of(found), lm.grid, lm.patch_size)
+            given = torch.from_numpy(c > 0)
+            source.append(1 if bool(given.any()) else 2)
+        else:
+            source.append(MASK)
+        inside.append(given.cpu())
+    return per_image({"inside": torch.stack(inside).numpy(),
                       "object_source": np.asarray(source, dtype=np.int64)}, len(images))
 
 
 OBJECTS = Analysis(
-    name="objects", params=SpuriousParams, compute=compute, reads_objects=True,
-    outputs={"inside": Output("bool", "patch"), "object_source": Output("int64")},
-    precompute=False)  # the spurious analysis stores the same flags in the precompute
+    name="objects", params=SiftParams, compute=compute, reads_objects=True,
+    reads=(Read(SIFT, lambda params: params),), version=2,  # 2: read from sift
+    outputs={"inside": Output("bool", "patch"), "object_source": Output("int64")})

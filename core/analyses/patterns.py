@@ -20,9 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core.analyses.base import Analysis, Output, per_image
+from core.analyses.base import Analysis, Output, Read, per_image
+from core.analyses.capture import CAPTURE
 from core.analyses.pattern_labels import label_scores
-from core.model import LoadedModel, capture
+from core.model import LoadedModel
 from core.model.targets import Targets
 from core.storage.cache import Arrays
 
@@ -82,11 +83,11 @@ class PatternParams:
 
 
 def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets,
-            params: PatternParams) -> list[Arrays]:
-    """Per image: ``cls_vectors`` (layer head cls_entry) float16, ``patch_bits``
+            params: PatternParams, reads: dict) -> list[Arrays]:
+    """Per image (from the batch's capture): ``cls_vectors`` (layer head cls_entry) float16, ``patch_bits``
     (layer head byte) uint8, ``label_scores`` (layer head label) float32 and
     ``diagonal_offset`` (layer head) int8."""
-    attention = capture.forward(lm, images).attention.float()
+    attention = reads[CAPTURE.name].attention.float()
     p = lm.num_prefix_tokens
     patches = patch_matrices(attention, p)
     scores, offsets = label_scores(patches, lm.grid)
@@ -99,6 +100,7 @@ def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets,
 
 PATTERNS = Analysis(
     name="patterns", params=PatternParams, compute=compute, batch_size=32,
+    reads=(Read(CAPTURE),),
     outputs={"cls_vectors": Output("float16", "layer head cls_entry"),
              "patch_bits": Output("uint8", "layer head byte"),
              "label_scores": Output("float32", "layer head label"),

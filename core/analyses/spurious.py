@@ -2,14 +2,14 @@
 what the model predicts without the outside (SPEC "Keypoints and spurious
 correlations", seed paper 002).
 
-- Object, per image: its mask reduced to patches (``core.data.objects``), given by
-  the engine; where an image has none, its keypoint patches ``K`` stand in; where SIFT
-  finds no keypoint either, the object is empty (``object_source`` "none": every
-  patch is outside, the score is 1 and the counterfactual removes every patch).
+- Object, per image: read from ``core.analyses.objects`` (its mask, else its keypoint
+  patches, else empty: source "none", every patch is outside, the score is 1 and the
+  counterfactual removes every patch).
 - Spurious score, for every method of ``core.explain.METHODS`` (default parameters,
-  explaining the target class, by default the prediction): ``sum of m outside the
-  object / sum of m`` with negative values of ``m`` set to 0 first; 0 for a map with
-  no positive value.
+  explaining the target class, by default the prediction; the shared maps of
+  ``core.analyses.explanations`` and ``ablation_map``): ``sum of m outside the object /
+  sum of m`` with negative values of ``m`` set to 0 first; 0 for a map with no positive
+  value.
 - Counterfactual ("prompting" in the paper): the outside patches are removed as in
   the faithfulness tests (pixels set to the dataset mean, zero after normalisation)
   and the model runs again: the explained class's probability before and after, and
@@ -17,27 +17,20 @@ correlations", seed paper 002).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
-
 import numpy as np
 import torch
 
-from core.analyses.base import Analysis, Output, per_image
-from core.analyses.faithfulness import METHOD_NAMES, patch_pixels
-from core.data.keypoints import concentration, detect_input
-from core.explain import explain
+from core.analyses.ablation_map import ABLATION_MAP
+from core.analyses.base import Analysis, Output, Read, per_image
+from core.analyses.explanations import EXPLANATIONS, every_map
+from core.analyses.faithfulness import patch_pixels
+from core.analyses.objects import OBJECTS
+from core.analyses.sift import SiftParams
 from core.model import LoadedModel, logits
 from core.model.targets import Explained, Targets
 from core.storage.cache import Arrays
 
-OBJECT_SOURCES = ("mask", "keypoints", "none")  # object_source codes 0, 1, 2
 DEFAULT_METHOD = "relevance"  # SPEC: gradient-weighted relevance by default
-
-
-@dataclass(frozen=True)
-class SpuriousParams:
-    min_side: int = 224  # keypoint detection (where an image has no mask), as KeypointParams
 
 
 def outside_share(maps: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
@@ -48,39 +41,20 @@ def outside_share(maps: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
     return torch.where(total > 0, outside / total.clamp_min(1e-30), torch.zeros_like(total))
 
 
-def keypoint_object(lm: LoadedModel, x: torch.Tensor, min_side: int) -> torch.Tensor:
-    """(patch,) bool: the patches holding a SIFT keypoint of input `x` (channel, H, W)."""
-    points = detect_input(lm, x, min_side)
-    return torch.from_numpy(concentration(points, lm.grid, lm.patch_size) > 0)
-
-
-def objects_of(lm: LoadedModel, x: torch.Tensor, objects: Sequence[torch.Tensor | None] | None,
-               min_side: int) -> tuple[torch.Tensor, list[int]]:
-    """Each image's object (batch x patch, bool): its mask, else its keypoint patches
-    (SPEC "Keypoints and spurious correlations"), and where it came from (codes of
-    OBJECT_SOURCES)."""
-    objects = objects if objects is not None else [None] * len(x)
-    inside, source = [], []
-    for image, given in zip(x, objects):
-        flags = given if given is not None else keypoint_object(lm, image.cpu(), min_side)
-        inside.append(flags.to(x.device))
-        source.append(0 if given is not None else 1 if bool(flags.any()) else 2)
-    return torch.stack(inside), source
-
-
-def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets, params: SpuriousParams,
-            objects: Sequence[torch.Tensor | None] | None = None) -> list[Arrays]:
-    """Per image: ``score`` (method), ``inside`` (patch, bool), ``object_source`` (code of
-    OBJECT_SOURCES), ``class``, ``probability_before`` and ``probability_after`` (of the
-    explained class, in [0, 1]), ``top_before`` and ``top_after``. For a model without
-    classes the probabilities are the score ``s`` and ``class``, ``top_*`` are -1.
-    objects: per image its (patch,) object flags, or None (no mask; the default)."""
+def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets, params: SiftParams,
+            reads: dict) -> list[Arrays]:
+    """Per image: ``score`` (method), ``inside`` (patch, bool) and ``object_source`` (as
+    read from ``objects``), ``class``, ``probability_before`` and ``probability_after``
+    (of the explained class, in [0, 1]), ``top_before`` and ``top_after``. For a model
+    without classes the probabilities are the score ``s`` and ``class``, ``top_*`` are
+    -1."""
     x = images.to(lm.device)
-    inside_t, source = objects_of(lm, x, objects, params.min_side)
+    objects = reads[OBJECTS.name]
+    inside_t = torch.from_numpy(np.stack([o["inside"] for o in objects])).to(lm.device)
     before = logits(lm, x)
     explained = Explained.of(before, targets, lm.has_classes)
-    maps = torch.stack([explain(lm, x, name, explained.resolved(targets))
-                        for name in METHOD_NAMES], 1)
+    maps = torch.from_numpy(np.stack([every_map(e, a) for e, a in zip(
+        reads[EXPLANATIONS.name], reads[ABLATION_MAP.name])])).to(lm.device)
     removed = patch_pixels(lm, ~inside_t).to(x.dtype)
     after = logits(lm, x * (1 - removed))
 
@@ -94,7 +68,7 @@ def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets, params: Spu
 
     arrays = {"score": outside_share(maps, inside_t[:, None]).float().cpu().numpy(),
               "inside": inside_t.cpu().numpy(),
-              "object_source": np.asarray(source, dtype=np.int64),
+              "object_source": np.stack([o["object_source"] for o in objects]),
               "class": explained.stored(),
               "probability_before": probability(before),
               "probability_after": probability(after),
@@ -103,9 +77,9 @@ def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets, params: Spu
 
 
 SPURIOUS = Analysis(
-    name="spurious", params=SpuriousParams, compute=compute, target="prediction",
-    reads_objects=True, batch_size=32,
-    version=2,  # 2: patch ablation joined the methods
+    name="spurious", params=SiftParams, compute=compute, target="prediction",
+    batch_size=32, version=3,  # 3: the shared maps and objects
+    reads=(Read(EXPLANATIONS), Read(ABLATION_MAP), Read(OBJECTS, lambda params: params)),
     outputs={"score": Output("float32", "method"), "inside": Output("bool", "patch"),
              "object_source": Output("int64"), "class": Output("int64"),
              "probability_before": Output("float32"), "probability_after": Output("float32"),

@@ -34,8 +34,9 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from core.analyses.base import Analysis, NoParams, Output, per_image
-from core.model import LoadedModel, capture
+from core.analyses.base import Analysis, NoParams, Output, Read, per_image
+from core.analyses.capture import CAPTURE
+from core.model import LoadedModel
 from core.model.targets import Targets
 from core.storage.cache import Arrays
 
@@ -124,11 +125,11 @@ def mean_distance(a: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
 
 
 def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets,
-            params: NoParams) -> list[Arrays]:
-    """Per image: ``s`` (layer head hop), ``entropy`` (layer head) and ``mean_distance``
+            params: NoParams, reads: dict) -> list[Arrays]:
+    """Per image (from the batch's capture): ``s`` (layer head hop), ``entropy`` (layer head) and ``mean_distance``
     (layer head, pixels), float32."""
     p = lm.num_prefix_tokens
-    out = capture.forward(lm, images)
+    out = reads[CAPTURE.name]
     per_layer = [strength(a[..., p:, p:].detach(), lm.grid, lm.patch_size)
                  for a in out.per_layer]  # one layer at a time: no batch x layer copy
     return per_image({name: torch.stack([r[name] for r in per_layer], dim=1).cpu().numpy()
@@ -136,7 +137,7 @@ def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets,
 
 
 STRENGTH = Analysis(
-    name="strength", params=NoParams, compute=compute,
+    name="strength", params=NoParams, compute=compute, reads=(Read(CAPTURE),),
     outputs={"s": Output("float32", "layer head hop"),
              "entropy": Output("float32", "layer head"),
              "mean_distance": Output("float32", "layer head")})

@@ -39,3 +39,5 @@ class DatasetStep(Generic[P]):
     build: Callable[[LoadedModel, Dataset, Reads, P, Stage], Arrays]
     describe: Callable[[LoadedModel, Dataset, Arrays], str]  # a line for the precompute
     version: int = 1
+    images: Callable[[Dataset, P], list[int]] | None = None  # the images it reads (a
+    # sample, in the order of the set); None: every image

@@ -8,7 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 from core.analyses.faithfulness import METHOD_NAMES
-from core.analyses.spurious import DEFAULT_METHOD, OBJECT_SOURCES, SPURIOUS, SpuriousParams
+from core.analyses.objects import OBJECT_SOURCES
+from core.analyses.sift import SiftParams
+from core.analyses.spurious import DEFAULT_METHOD, SPURIOUS
 from core.data.datasets import Dataset
 from core.dataset.base import DatasetStep, Reads, Stage
 from core.dataset.statistics import stack
@@ -26,7 +28,7 @@ def ranking(per_image: dict[int, Arrays], method: str) -> np.ndarray:
     return indices[np.lexsort((-score, no_object))]
 
 
-def build(lm: LoadedModel, ds: Dataset, reads: Reads, params: SpuriousParams,
+def build(lm: LoadedModel, ds: Dataset, reads: Reads, params: SiftParams,
           stage: Stage) -> Arrays:
     """``order`` (method, image): image indices by :func:`ranking` for each method
     (METHOD_NAMES order); ``mean_score`` (method); ``changed`` the share of images whose
@@ -53,5 +55,5 @@ def describe(lm: LoadedModel, ds: Dataset, arrays: Arrays) -> str:
 
 
 SPURIOUS_RANKING = DatasetStep(
-    name="spurious_ranking", params=SpuriousParams, reads=(SPURIOUS,),
+    name="spurious_ranking", params=SiftParams, reads=(SPURIOUS,),
     reads_params=lambda params: (params,), build=build, describe=describe)

@@ -122,6 +122,14 @@ class Capture:
             return self.stacked
         return torch.stack([a.detach() for a in self.per_layer], dim=1)
 
+    def select(self, images: list[int]) -> "Capture":
+        """The capture of some images of the batch (their positions, a copy)."""
+        if self.stacked is None:
+            return Capture(self.logits[images], [a[images] for a in self.per_layer],
+                           self.layers)
+        stacked = self.stacked[images]
+        return Capture(self.logits[images], list(stacked.unbind(1)), self.layers, stacked)
+
 
 def forward(lm: LoadedModel, x: torch.Tensor, masks: dict[int, torch.Tensor] | None = None,
             layers: Sequence[int] | None = None, grad: bool = False) -> Capture:

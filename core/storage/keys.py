@@ -3,8 +3,9 @@
 A key names what was computed (an analysis or a dataset step and its schema
 version), on which model (name + weights hash), on which content (one image's
 content hash, or the hash of a whole image set), with which parameters (the
-fields of the frozen parameter dataclass) and for which class (the resolved
-target of the image; ``-`` for class-agnostic results).
+fields of the frozen parameter dataclass), for which class (the resolved
+target of the image; ``-`` for class-agnostic results) and from what it reads (a hash of
+the signatures of the analyses it is built from, ``core.engine.signature``).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from core.model.targets import Reference, Target
 if TYPE_CHECKING:
     from core.data.datasets import Dataset
 
-SCHEMA_VERSION = 2  # the layout of every key and entry; bump to drop all old entries
+SCHEMA_VERSION = 3  # the layout of every key and entry; bump to drop all old entries
 PREDICTION = "pred"  # the target part of a key when the predicted class is explained
 
 
@@ -39,11 +40,11 @@ def target_part(target: Target, class_specific: bool) -> str:
 
 
 def cache_key(model_identity: str, content_hash: str, name: str, version: int,
-              params: Any = None, target: str = "-") -> str:
+              params: Any = None, target: str = "-", reads: str = "") -> str:
     """The one key builder: schema, analysis or step name and version, model, content
-    (an image or an image set), parameter fields and target part."""
+    (an image or an image set), parameter fields, target part and what it reads."""
     return "|".join([f"v{SCHEMA_VERSION}", f"{name}@{version}", model_identity, content_hash,
-                     params_json(params), target])
+                     params_json(params), target, reads])
 
 
 def image_hash(data: bytes) -> str:

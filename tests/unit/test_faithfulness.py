@@ -10,14 +10,16 @@ from core import precompute
 from core.model import capture
 from core.storage.cache import ArrayCache
 from core.data.datasets import demo_dataset, load_batch
-from core.engine import run
+from core.data.objects import image_objects
+from core.engine import compute_images, run
 from core.model.targets import Explained
-from core.analyses.base import NoParams
-from core.analyses.faithfulness import (FAITHFULNESS, METHOD_NAMES, METRICS, blurred, compute,
+from core.analyses import ABLATION_MAP, EXPLANATIONS, OBJECTS
+from core.analyses.explanations import every_map
+from core.analyses.faithfulness import (FAITHFULNESS, METHOD_NAMES, METRICS, blurred,
                                         deletion_counts, evaluate, localisation,
-                                        object_patches, perturbation_counts, step_states,
-                                        trapezoid)
-from core.dataset.faithfulness_table import build, describe, shown_metrics
+                                        perturbation_counts, step_states, trapezoid)
+from core.dataset.faithfulness_table import (TableParams, bootstrap_interval, build,
+                                             describe, shown_metrics, stratified_sample)
 from core.dataset.base import no_stage
 from testing.reference import naive_curve, per_method_faithfulness
 
@@ -28,20 +30,34 @@ def images(demo):
     return batch
 
 
+def faithfulness(demo, images, indices):
+    """The analysis on model inputs of demo images `indices`, with their objects."""
+    return compute_images(demo, images, FAITHFULNESS,
+                          objects=image_objects(demo, demo_dataset(), indices, images))
+
+
 @pytest.fixture(scope="module")
 def out(demo, images):
-    return compute(demo, images, [None, None], NoParams())
+    return faithfulness(demo, images, [0, 1])
 
 
-def test_curves_match_a_naive_patch_loop(demo, images, out):
+@pytest.fixture(scope="module")
+def maps(demo, images):
+    """(image, method, patch): the shared maps the analysis scores."""
+    explained = compute_images(demo, images, EXPLANATIONS)
+    ablation = compute_images(demo, images, ABLATION_MAP)
+    return np.stack([every_map(e, a) for e, a in zip(explained, ablation)])
+
+
+def test_curves_match_a_naive_patch_loop(demo, images, out, maps):
     g = 49
     for b in range(2):
         cls = int(out[b]["class"])
         assert cls == int(capture.forward(demo, images[b:b + 1]).logits.argmax())
         for m, name in enumerate(METHOD_NAMES):
-            maps = out[b]["maps"][m]
-            most_first = sorted(range(g), key=lambda j: (-maps[j], j))
-            least_first = sorted(range(g), key=lambda j: (maps[j], j))
+            values = maps[b, m]
+            most_first = sorted(range(g), key=lambda j: (-values[j], j))
+            least_first = sorted(range(g), key=lambda j: (values[j], j))
             x, zeros = images[b], torch.zeros_like(images[b])
             deletion, _ = naive_curve(demo, x, most_first, deletion_counts(g), x, zeros, cls)
             np.testing.assert_allclose(out[b]["deletion_curve"][m], deletion, atol=2e-4, err_msg=name)
@@ -84,30 +100,60 @@ def test_localisation_by_hand():
     torch.testing.assert_close(iou, torch.tensor([1 / 3, 0.0]))
 
 
-def test_object_patches_are_the_non_background_pixels(demo, images):
-    raw = demo_dataset().pixels[:2]  # uint8, black background
-    on = object_patches(demo, images)
-    for b in range(2):
-        fraction = (raw[b] > 0).reshape(7, 4, 7, 4).mean(axis=(1, 3)).reshape(49)
-        np.testing.assert_array_equal(on[b].numpy(), fraction >= 0.5)
-    assert 0 < on.sum() < on.numel()
+def test_localisation_reads_the_one_object_and_needs_a_mask(demo, images, out, maps):
+    """Pointing and IoU against the objects analysis (the demo's pixel masks, dilated by
+    a patch); NaN for an image without a mask, whose object is its keypoints."""
+    inside = np.stack([o["inside"] for o in compute_images(
+        demo, images, OBJECTS, objects=image_objects(demo, demo_dataset(), [0, 1], images))])
+    pointing, iou = localisation(torch.from_numpy(maps), torch.from_numpy(inside)[:, None]
+                                 .expand(-1, maps.shape[1], -1))
+    np.testing.assert_array_equal(np.stack([o["pointing"] for o in out]), pointing.numpy())
+    np.testing.assert_allclose(np.stack([o["iou"] for o in out]), iou.numpy(), atol=1e-6)
+    bare = compute_images(demo, images, FAITHFULNESS)  # no masks given: keypoint objects
+    assert np.isnan(bare[0]["pointing"]).all() and np.isnan(bare[0]["iou"]).all()
+    np.testing.assert_allclose(bare[0]["deletion"], out[0]["deletion"], atol=1e-6)
 
 
-def test_dataset_table_means_per_method_and_hides_localisation_without_masks(demo, out,
-                                                                            tmp_path):
-    table = build(demo, demo_dataset(), {"faithfulness": dict(enumerate(out))}, NoParams(),
+def test_dataset_table_means_per_method_and_hides_localisation_without_masks(demo, out):
+    table = build(demo, demo_dataset(), {"faithfulness": dict(enumerate(out))}, TableParams(),
                   no_stage)
     assert set(METRICS) <= set(table) and int(table["images"]) == 2
     np.testing.assert_allclose(table["deletion"], (out[0]["deletion"] + out[1]["deletion"]) / 2)
-    assert table["iou"].shape == (len(METHOD_NAMES),)
+    assert table["iou"].shape == (len(METHOD_NAMES),) and int(table["masked"]) == 2
     assert "pointing" in describe(demo, demo_dataset(), table)
-    folder = precompute.load_dataset(str(tmp_path), demo.class_names)  # no object masks
-    assert "pointing" not in shown_metrics(folder)
-    assert "pointing" not in describe(demo, folder, table)
+    unmasked = [{**o, "pointing": np.full_like(o["pointing"], np.nan),
+                 "iou": np.full_like(o["iou"], np.nan)} for o in out]
+    bare = build(demo, demo_dataset(), {"faithfulness": dict(enumerate(unmasked))},
+                 TableParams(), no_stage)
+    assert int(bare["masked"]) == 0 and "pointing" not in shown_metrics(bare)
+    assert "pointing" not in describe(demo, demo_dataset(), bare)
+
+
+def test_bootstrap_interval_matches_a_naive_loop_and_covers_the_mean():
+    rng = np.random.default_rng(1)
+    scores = rng.random((40, 3))
+    scores[::4, 2] = np.nan  # an image without a mask does not count
+    low, high = bootstrap_interval(scores, resamples=200, seed=5)
+    picks = np.random.default_rng(5).integers(0, 40, size=(200, 40))
+    means = np.array([[np.nanmean(scores[p, m]) for m in range(3)] for p in picks])
+    np.testing.assert_allclose(low, np.percentile(means, 2.5, axis=0))
+    np.testing.assert_allclose(high, np.percentile(means, 97.5, axis=0))
+    assert (low < np.nanmean(scores, 0)).all() and (np.nanmean(scores, 0) < high).all()
+
+
+def test_stratified_sample_keeps_each_class_share():
+    labels = [0] * 50 + [1] * 30 + [2] * 20 + [None] * 100
+    chosen = stratified_sample(labels, 20)
+    assert len(chosen) == 20 and chosen == sorted(set(chosen))
+    counts = {k: sum(labels[i] == k for i in chosen) for k in (0, 1, 2, None)}
+    assert counts == {0: 5, 1: 3, 2: 2, None: 10}
+    assert stratified_sample(labels, 20) == chosen  # the same sample every time
+    assert stratified_sample(labels, 0) == list(range(200))
+    assert stratified_sample([0, 1, 1], 2) in ([0, 1], [0, 2])  # largest remainders
 
 
 def test_batched_equals_one_image_at_a_time(demo, images, out):
-    alone = compute(demo, images[1:2], [None], NoParams())[0]
+    alone = faithfulness(demo, images[1:2], [1])[0]
     for key, value in alone.items():
         np.testing.assert_allclose(out[1][key], value, atol=2e-4, err_msg=key)
 
@@ -125,7 +171,7 @@ def test_precompute_caches_faithfulness_for_a_folder(tmp_path, capsys):
     ds = precompute.load_dataset(str(folder), lm.class_names)
     cached = run(lm, ds, [0, 1], FAITHFULNESS, cache=ArrayCache(tmp_path / "c"))
     assert cached.from_cache == 2
-    assert cached.arrays[0]["maps"].shape == (len(METHOD_NAMES), 49)
+    assert cached.arrays[0]["deletion_curve"].shape == (len(METHOD_NAMES), 21)
 
 
 def test_stacked_methods_equal_one_series_per_method_and_curve(demo):
