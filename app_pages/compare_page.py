@@ -9,7 +9,7 @@ from core.analyses import (ABLATION_MAP, EXPLANATIONS, FORWARD, IMPORTANCE,
                            IMPORTANCE_ESTIMATE, STRENGTH)
 from core.analyses.cost import ablation_forwards, exact_importance_automatic
 from core.analyses.importance_estimate import compared_with, estimate_label_of
-from core.analyses.explanations import MAP_METHODS
+from core.analyses.explanations import MAP_METHODS, drawn
 from core.analyses.importance import METRIC_AXES, METRIC_LABELS
 from core.analyses.strength import evenly_spread
 from core.display.maps import heat_map
@@ -82,9 +82,9 @@ for column, index, side in zip(st.columns(2), (first, second), ("left", "right")
                     f"{explained_name(lm.class_names, int(maps['class']))})")
         for row in range(0, len(MAP_METHODS), 3):
             map_row(big, [heat_map(values, lm, big.shape[:2])
-                          for values in maps["maps"][row:row + 3]],
+                          for values in drawn(maps)[row:row + 3]],
                     [METHODS[method].label_for(lm) for method in MAP_METHODS[row:row + 3]])
-        downloads.csv(pd.DataFrame(maps["maps"].T, columns=list(MAP_METHODS)).rename_axis(
+        downloads.csv(pd.DataFrame(drawn(maps).T, columns=list(MAP_METHODS)).rename_axis(
             "patch"), f"compare_maps_{side}", "Download the maps (CSV, a row per patch)")
         if resources.on_request(lm, "the patch ablation map", ablation_forwards(lm),
                                 f"compare_ablation_{side}"):

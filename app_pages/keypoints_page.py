@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from core.analyses import KEYPOINTS, OBJECTS, SPURIOUS
+from core.analyses import KEYPOINTS, OBJECTS, SIFT, SPURIOUS
 from core.analyses.faithfulness import METHOD_NAMES
 from core.analyses.keypoints import has_keypoints
 from core.analyses.objects import OBJECT_SOURCES
@@ -35,6 +35,7 @@ intro("Keypoints and shortcuts",
 chosen = selected_image()
 lm, ds, index, layer, head = chosen.lm, chosen.ds, chosen.index, chosen.layer, chosen.head
 one, mine = chosen.arrays(KEYPOINTS), chosen.arrays(OBJECTS)  # (not the maps: costly)
+points = chosen.arrays(SIFT)["keypoints"]
 object_source = OBJECT_SOURCES[int(mine["object_source"])]
 if not ds.has_objects:
     st.info("This image set has no object masks, so the patches holding keypoints stand in "
@@ -48,12 +49,12 @@ left, right = st.columns([1, 1.3])
 with left:
     st.subheader("Keypoints of this image")
     batch, _, _ = load_batch(lm, ds, [index])
-    downloads.figure(keypoints_figure(lm.to_display(batch[0]), one["keypoints"], lm.grid,
+    downloads.figure(keypoints_figure(lm.to_display(batch[0]), points, lm.grid,
                                       lm.patch_size, mine["inside"]),
                      f"keypoints_{ds.records[index].id}",
-                     pd.DataFrame(one["keypoints"], columns=["x_px", "y_px", "response",
+                     pd.DataFrame(points, columns=["x_px", "y_px", "response",
                                                              "size_px"]))
-    count = len(one["keypoints"])
+    count = len(points)
     object_text = {"mask": "its object mask", "keypoints": "the keypoint patches (no mask)",
                    "none": "nothing: no mask and no keypoint"}[object_source]
     st.caption(f"{count} SIFT keypoint(s) (red circles, the size SIFT gives them) on the "

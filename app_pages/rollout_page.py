@@ -5,10 +5,10 @@ import streamlit as st
 
 from core.analyses import ABLATION_MAP, EXPLANATIONS, FAITHFULNESS
 from core.analyses.cost import ablation_forwards, faithfulness_forwards
-from core.analyses.explanations import MAP_METHODS
+from core.analyses.explanations import MAP_METHODS, drawn
 from core.analyses.faithfulness import METHOD_NAMES, METRICS, curve_x, deletion_counts
 from core.dataset import FAITHFULNESS_TABLE
-from core.dataset.faithfulness_table import has_object_masks, shown_metrics
+from core.dataset.faithfulness_table import shown_metrics
 from core.display.maps import heat_map
 from core.display.predictions import explained_name
 from core.explain import METHODS, RolloutParams
@@ -75,9 +75,9 @@ def show_maps(model: LoadedModel, params: RolloutParams, target: str, title: str
     captions = [METHODS[m].label_for(model) + (f" for {class_name}" if METHODS[m].class_specific
                                     else "") for m in MAP_METHODS]
     st.markdown(f"**{title}**: {model.name}, {model.num_layers} layers")
-    map_row(image, [heat_map(values, model, image.shape[:2]) for values in arrays["maps"]],
+    map_row(image, [heat_map(values, model, image.shape[:2]) for values in drawn(arrays)],
             captions)
-    downloads.csv(pd.DataFrame(arrays["maps"].T, columns=list(MAP_METHODS)).rename_axis(
+    downloads.csv(pd.DataFrame(drawn(arrays).T, columns=list(MAP_METHODS)).rename_axis(
         "patch"), "maps_" + title.lower().replace(" ", "_"),
         "Download the maps (CSV, a row per patch)")
     ablation = METHODS["ablation"]
@@ -113,18 +113,24 @@ if resources.on_request(lm, "the faithfulness scores of this image",
 if mine is not None:
     st.markdown(f"**This image** ({plain(ds.records[index].id)}, explaining "
                 f"{explained_name(lm.class_names, int(mine['class']))})")
-    downloads.table(faithfulness_frame({m: mine[m] for m in shown_metrics(ds)}, labels,
+    downloads.table(faithfulness_frame({m: mine[m] for m in shown_metrics(mine)}, labels,
                                        METRICS), "faithfulness_image", number_format="{:.3f}",
                     width="stretch")
 table = resources.whole_set_step(lm, ds, FAITHFULNESS_TABLE, "The table over the image set",
                                  "faithfulness_compute")
 if table is not None:
-    st.markdown(f"**Image set** ({int(table['images'])} of {len(ds)} images scored; each "
-                "image explains its predicted class with the default settings: mean fusion, "
-                "no discard, first layer)")
-    downloads.table(faithfulness_frame({m: table[m] for m in shown_metrics(ds)}, labels,
+    st.markdown(f"**Image set** (a sample of {int(table['images'])} of {len(ds)} images, "
+                "the same share of each class; each image explains its predicted class with "
+                "the default settings: mean fusion, no discard, first layer)")
+    downloads.table(faithfulness_frame({m: table[m] for m in shown_metrics(table)}, labels,
                                        METRICS), "faithfulness", number_format="{:.3f}",
                     width="stretch")
+    st.caption("How sure these means are (95% bootstrap interval over the sampled images, "
+               "low to high):")
+    downloads.table(faithfulness_frame(
+        {m: [f"{lo:.3f} to {hi:.3f}" for lo, hi in zip(table[m + "_low"], table[m + "_high"])]
+         for m in shown_metrics(table)}, labels, METRICS), "faithfulness_interval",
+        width="stretch")
     measured = ("the predicted-class probability" if lm.has_classes else
                 "the score s on the reference embedding")
     kept = ("the share of images whose top class is unchanged" if lm.has_classes else
@@ -136,10 +142,10 @@ if table is not None:
                "(negative) relevant first."
                + (" Pointing game: share of images whose brightest patch lies on the garment; "
                   "IoU: overlap of the above-average patches with the garment."
-                  if has_object_masks(ds) else " This image set has no object masks, so no "
+                  if int(table["masked"]) else " This image set has no object masks, so no "
                   "localisation scores."))
 if mine is not None:
-    g = mine["maps"].shape[-1]
+    g = lm.grid[0] * lm.grid[1]
     what = (f"probability of {lm.class_names[int(mine['class'])]}" if lm.has_classes else
             "score s on the reference embedding")
     st.markdown(f"**This image**: {what} as the "

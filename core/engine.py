@@ -210,6 +210,17 @@ def _key(lm: LoadedModel, ds: Dataset, node: "_Node", i: int, content: str) -> s
                      reads=image_hash(signature(node.analysis, node.params, lm).encode()))
 
 
+def entry_key(lm: LoadedModel, ds: Dataset, analysis: Analysis, index: int,
+              params: Any = None, target: TargetChoice | None = None) -> str:
+    """The cache key under which :func:`run` stores `analysis` on image `index`."""
+    params = params_of(analysis, params)
+    choice = target if target is not None else analysis.target
+    (t,) = (resolve_targets(choice, [ds.records[index].label], lm) if analysis.class_specific
+            else [None])
+    return _key(lm, ds, _Node(analysis, params, choice, {index: t}), index,
+                ds.content_hash(index))
+
+
 def run_many(lm: LoadedModel, ds: Dataset, indices: list[int], requests: list[Request], *,
              cache: ArrayCache | None = None, progress: Progress | None = None,
              compute: bool = True, executor: Executor | None = None) -> list[RunResult]:

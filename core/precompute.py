@@ -96,7 +96,8 @@ def precompute(lm: LoadedModel, ds: Dataset, cache: ArrayCache | None,
     """Every precomputed analysis (computed by `executor`, default here), those that read
     only the capturing forward together (one capture per batch for all of them), each
     dataset step here as soon as the analyses it reads are done (so that the first views
-    exist early); prints each step's line with its time."""
+    exist early; a step that reads an analysis left out of the precompute, such as the
+    faithfulness table's sample, at the end); prints each step's line with its time."""
     summary = Summary(set(range(len(ds))), dict(ds.skipped))
     results: dict[str, RunResult] = {}
     pending = list(DATASET_STEPS.values())
@@ -116,8 +117,7 @@ def precompute(lm: LoadedModel, ds: Dataset, cache: ArrayCache | None,
                   f"{len(result.arrays) - result.from_cache} computed "
                   + (f"({seconds:.1f} s)" if len(group) == 1 else
                      f"({seconds:.1f} s for {names})"))
-        for step in [s for s in pending if all(a.name in results or not a.precompute
-                                               for a in s.reads)]:
+        for step in [s for s in pending if all(a.name in results for a in s.reads)]:
             pending.remove(step)
             run_dataset_step(lm, ds, step, cache, results, summary)
     for step in pending:

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from core.analyses import ANALYSES
-from core.analyses.explanations import MAP_METHODS
+from core.analyses.explanations import MAP_METHODS, drawn
 from core.analyses.faithfulness import METHOD_NAMES
 from core.analyses.keypoints import has_keypoints
 from core.analyses.objects import OBJECT_SOURCES
@@ -202,7 +202,7 @@ def image_report(lm: LoadedModel, ds: Dataset, index: int, layer: int, head: int
         img_tag(figure_png(heatmap_figure(matrix, threshold, lm.num_prefix_tokens)),
                 "attention matrix")))
 
-    maps = one(lm, ds, index, "explanations", cache)["maps"]
+    maps = drawn(one(lm, ds, index, "explanations", cache))
     ablation = one(lm, ds, index, "ablation_map", cache)["map"]
     parts.append(section(
         "What the whole model looks at",
@@ -213,13 +213,13 @@ def image_report(lm: LoadedModel, ds: Dataset, index: int, layer: int, head: int
                     for method, values in zip(MAP_METHODS, maps)]
                    + [(heat(ablation), METHODS["ablation"].label_for(lm))])))
 
-    keypoints = one(lm, ds, index, "keypoints", cache)
+    keypoints, points = one(lm, ds, index, "keypoints", cache), one(lm, ds, index, "sift", cache)
     spurious = one(lm, ds, index, "spurious", cache)
     m = METHOD_NAMES.index(DEFAULT_METHOD)
     before, after = int(spurious["top_before"]), int(spurious["top_after"])
-    figures = [(figure_png(keypoints_figure(lm.to_display(batch[0]), keypoints["keypoints"],
+    figures = [(figure_png(keypoints_figure(lm.to_display(batch[0]), points["keypoints"],
                                             lm.grid, lm.patch_size, spurious["inside"])),
-                f"{len(keypoints['keypoints'])} SIFT keypoints (red) on the patch grid; "
+                f"{len(points['keypoints'])} SIFT keypoints (red) on the patch grid; "
                 "hatched patches are outside the object")]
     if has_keypoints(keypoints):
         figures.append((chart_png(lift_heatmap(keypoints["lift"], layer, head,

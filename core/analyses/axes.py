@@ -12,7 +12,6 @@ from typing import Callable
 import numpy as np
 
 from core.analyses.base import Analysis
-from core.analyses.explanations import CHEAP_METHODS
 from core.analyses.importance import metric_names
 from core.analyses.keypoints import BINS
 from core.analyses.pattern_labels import LABELS
@@ -32,7 +31,7 @@ SIZED: dict[str, Callable[[LoadedModel], int]] = {  # axes sized by the model
 }
 NAMED: dict[str, Callable[[LoadedModel], tuple[str, ...]]] = {  # axes with a row per item
     "method": lambda lm: tuple(METHODS),
-    "cheap_method": lambda lm: CHEAP_METHODS,
+    "cheap_method": lambda lm: tuple(n for n, m in METHODS.items() if not m.costly),
     "metric": metric_names,
     "mode": lambda lm: tuple(str(m) for m in PRUNING_MODES),
     "bin": lambda lm: BINS,

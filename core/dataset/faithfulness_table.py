@@ -63,9 +63,10 @@ def sample_of(ds: Dataset, params: TableParams) -> list[int]:
     return stratified_sample([r.label for r in ds.records], params.sample)
 
 
-def shown_metrics(table: Arrays) -> list[str]:
-    """The table's columns: localisation only where some image had an object mask."""
-    return [m for m in METRICS if int(table["masked"]) > 0 or m not in LOCALISATION]
+def shown_metrics(scores: Arrays) -> list[str]:
+    """The columns of a table or of one image's scores: localisation only where some
+    image had an object mask (else its scores are NaN)."""
+    return [m for m in METRICS if m not in LOCALISATION or not np.isnan(scores[m]).all()]
 
 
 def bootstrap_interval(scores: np.ndarray, resamples: int = RESAMPLES, seed: int = SEED

@@ -239,12 +239,13 @@ def reference(lm, image: int) -> dict[str, np.ndarray]:
     without a cache, with the pages' default settings."""
     from core import load_dataset, run
     from core.analyses import EXPLANATIONS, FAITHFULNESS, IMPORTANCE
+    from core.analyses.explanations import drawn
     from core.explain import RolloutParams
 
     ds = load_dataset("demo", lm.class_names)
     return {"importance": run(lm, ds, [image], IMPORTANCE).arrays[image]["importance"],
-            "maps": run(lm, ds, [image], EXPLANATIONS, RolloutParams(),
-                        target="prediction").arrays[image]["maps"],
+            "maps": drawn(run(lm, ds, [image], EXPLANATIONS, RolloutParams(),
+                              target="prediction").arrays[image]),
             **{f"faith_{k}": v for k, v in
                run(lm, ds, [image], FAITHFULNESS).arrays[image].items()}}
 
@@ -274,7 +275,6 @@ def read_csv(data: bytes) -> pd.DataFrame:
 
 def test_four_sessions_computing_at_once_show_the_numbers_of_one_session_alone(
         new_context, first_visit, app_url, prepared, engine_model):
-    from core import load_dataset
     from core.analyses.faithfulness import METHOD_NAMES
     from core.analyses.faithfulness import METRICS as FAITH_METRICS
     from core.analyses.importance import METRICS
@@ -333,7 +333,6 @@ def test_four_sessions_computing_at_once_show_the_numbers_of_one_session_alone(
 
     lm = engine_model
     expected = {image: reference(lm, image) for image in CONCURRENT_IMAGES}
-    shown = shown_metrics(load_dataset("demo", lm.class_names))
     labels = [METHODS[name].label for name in METHOD_NAMES]  # the table's rows
     layers, heads = lm.num_layers, lm.num_heads
     for k, (c, image, kind, pg) in enumerate(opened):
@@ -351,7 +350,7 @@ def test_four_sessions_computing_at_once_show_the_numbers_of_one_session_alone(
             np.testing.assert_allclose(maps.to_numpy().T, want["maps"], rtol=0, atol=1e-6)
             faith = got[k, "faith"].set_index("method")
             assert list(faith.index) == labels
-            for m in shown:
+            for m in shown_metrics({m: want[f"faith_{m}"] for m in FAITH_METRICS}):
                 short = FAITH_METRICS[m][0].replace(" perturbation", " pert.")
                 column = [c for c in faith.columns if c[:-2] == short]  # "<label> ↑"
                 assert len(column) == 1, (m, list(faith.columns))

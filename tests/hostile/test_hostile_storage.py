@@ -14,9 +14,8 @@ from core import precompute
 from core.analyses.forward import FORWARD
 from core.data import uploads
 from core.data.datasets import load_dataset
-from core.engine import run
+from core.engine import entry_key, run
 from core.storage.cache import ArrayCache
-from core.storage.keys import cache_key
 from testing.images import demo_flat_folder
 
 
@@ -40,8 +39,7 @@ def test_a_cache_that_fills_up_makes_the_batch_command_fail_and_say_so(tmp_path,
 def test_an_entry_without_a_declared_array_is_recomputed(tmp_path, demo):
     ds = load_dataset("demo", demo.class_names)
     cache = ArrayCache(tmp_path / "cache")
-    key = cache_key(demo.identity, ds.content_hash(0), FORWARD.name, FORWARD.version,
-                    FORWARD.params(), "-")
+    key = entry_key(demo, ds, FORWARD, 0)
     cache.set(key, {"logits": np.zeros(10, np.float32)})  # no cls_attention
     assert run(demo, ds, [0], FORWARD, cache=cache, compute=False).missing == [0]
     fixed = run(demo, ds, [0], FORWARD, cache=cache)

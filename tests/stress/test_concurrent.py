@@ -35,6 +35,7 @@ from timm.layers import Attention
 
 from core import (ANALYSES, DATASET_STEPS, METHODS, ArrayCache, explain, load_batch, load_dataset,
                   load_model, run, run_step)
+from core.analyses.axes import problems as output_problems
 from core.analyses.importance import leave_one_out
 from core.analyses.partial_pruning import modes_of_head
 from core.data.datasets import Dataset, demo_dataset
@@ -304,7 +305,7 @@ def test_every_analysis_and_method_at_once_on_one_shared_model(shared, ds, batch
 
         def check(arrays: dict[int, dict[str, np.ndarray]]) -> None:
             for index, values in arrays.items():
-                assert not analysis.problems(values, lm), (index, analysis.problems(values, lm))
+                assert not output_problems(analysis, values, lm), (index, output_problems(analysis, values, lm))
         return check
 
     jobs = [Job(name, calls[name], reference[name], declared(name))

@@ -14,6 +14,7 @@ from core.data.datasets import demo_dataset, load_batch
 from core.model.loading import load_model
 from core.analyses.base import NoParams
 from core.analyses.strength import STRENGTH
+from core.engine import compute_images
 from testing.images import demo_class_folder
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -111,7 +112,7 @@ def test_strength_page_shows_the_selected_heads_strength():
     assert "head_pick" in scatter.proto.selection_mode  # clicking a head selects it
     lm = load_model("demo", device="cpu")
     batch, _, _ = load_batch(lm, demo_dataset(), [0])
-    expected = STRENGTH.compute(lm, batch, [None], NoParams())[0]
+    expected = compute_images(lm, batch, STRENGTH, [None], NoParams())[0]
     # every head's mean distance in a chart of its own, and the entropies, axes zoomed
     np.testing.assert_allclose(chart_data(distance, "value")["value"],
                                expected["mean_distance"].ravel(), rtol=1e-5)
@@ -150,8 +151,8 @@ def test_rollout_page_shows_every_method_layers_curves_and_a_comparison():
     charts = [c.proto.spec for c in at.get("vega_lite_chart")]
     assert any("layer by layer (0 = first block)" in spec for spec in charts)
     assert any("Patches removed (deletion)" in spec for spec in charts)
-    # the selected image is scored on the way; the other 999 wait for the button
-    assert any(b.label == "Compute now (999 images)" for b in at.button)
+    # the set's table reads a stratified sample of 200 images, which waits for the button
+    assert any(b.label == "Compute now (200 images)" for b in at.button), [b.label for b in at.button]
     table = at.dataframe[0].value  # this image's scores
     assert len(table) == 6 and any("Pointing game" in c for c in table.columns)
     at.radio(key="ro_class").set_value("true label").run()
@@ -284,7 +285,7 @@ def test_importance_page_interactions_estimate_and_k_in_the_url(demo):
                                if "Pruned with (L layer" in c.proto.spec))
 
     x, _, _ = load_batch(demo, ds, [3])
-    expected = INTERACTIONS.compute(demo, x, [ds.records[3].label], InteractionParams())[0]
+    expected = compute_images(demo, x, INTERACTIONS, [ds.records[3].label], InteractionParams())[0]
     shown = heatmap(at)
     assert len(shown) == 64
     off = shown["first"] != shown["second"]
@@ -308,7 +309,7 @@ def test_importance_page_shows_the_estimate_until_exact_values_exist(demo, monke
     assert any("not measured by pruning" in w.value for w in at.warning)
     heads = next(c for c in at.get("vega_lite_chart") if "head name" in c.proto.spec)
     x, _, _ = load_batch(demo, ds, [17])
-    signed = IMPORTANCE_ESTIMATE.compute(demo, x, [ds.records[17].label], None)[0]["signed"]
+    signed = compute_images(demo, x, IMPORTANCE_ESTIMATE, [ds.records[17].label], None)[0]["signed"]
     np.testing.assert_allclose(chart_data(heads)["value"], signed.ravel(), rtol=1e-5)
     assert not [c for c in at.get("vega_lite_chart")  # nothing costly runs unasked
                 if "Pruned with (L layer" in c.proto.spec]

@@ -14,7 +14,7 @@ from core.analyses.importance_estimate import compared_with, signed_estimate
 from core.data.datasets import demo_dataset, load_batch, load_dataset
 from core.dataset import ESTIMATE_AGREEMENT
 from core.dataset.statistics import spearman
-from core.engine import run, run_step
+from core.engine import compute_images, run, run_step
 from core.storage.cache import ArrayCache
 from testing.images import demo_class_folder
 from testing.models import random_input, small_deit
@@ -45,12 +45,12 @@ def test_demo_estimate_equals_the_gate_and_ranks_heads_like_the_exact_drop(demo)
     ds = demo_dataset()
     x, kept, _ = load_batch(demo, ds, list(range(8)))
     labels = [ds.records[i].label for i in kept]
-    out = IMPORTANCE_ESTIMATE.compute(demo, x, labels, None)
+    out = compute_images(demo, x, IMPORTANCE_ESTIMATE, labels, None)
     untouched = copy.deepcopy(demo.model)
     expected = gated_head_importance(untouched, x[:1], labels[0])
     np.testing.assert_allclose(out[0]["estimate"], expected, rtol=1e-4, atol=1e-6)
     np.testing.assert_array_equal(out[0]["estimate"], np.abs(out[0]["signed"]))
-    exact = IMPORTANCE.compute(demo, x, labels, None)
+    exact = compute_images(demo, x, IMPORTANCE, labels, None)
     rho = [spearman(o["signed"], e["importance"][METRICS.index("prob")])
            for o, e in zip(out, exact)]
     assert np.mean(rho) > 0.5, rho  # measured 0.89 over 32 images

@@ -10,13 +10,17 @@ import pytest
 import timm
 import torch
 
-from core.analyses import FAITHFULNESS, FORWARD, IMPORTANCE, IMPORTANCE_ESTIMATE, SPURIOUS
+from core.analyses import (EXPLANATIONS, FAITHFULNESS, FORWARD, IMPORTANCE,
+                           IMPORTANCE_ESTIMATE, SPURIOUS)
+from core.analyses.axes import problems
+from core.analyses.explanations import CHEAP_METHODS
 from core.analyses.base import resolve_targets
 from core.analyses.faithfulness import METHOD_NAMES, deletion_counts, ranks
 from core.analyses.importance import EMBEDDING_METRICS, metric_names
 from core.cli.train_demo import CLASS_NAMES
 from core.data.datasets import load_dataset
 from core.dataset import DATASET_STEPS
+from core.engine import compute_images
 from core.precompute import precompute
 from core.storage.cache import ArrayCache
 from core.explain import explain
@@ -49,10 +53,10 @@ def test_recognised_without_classes_and_outputs_the_embedding(case):
     assert untouched.num_classes == 0
     assert lm.num_outputs == untouched.num_features
     x = random_input(lm)
-    out = FORWARD.compute(lm, x, [None, None], FORWARD.params())
+    out = compute_images(lm, x, FORWARD, [None, None])
     np.testing.assert_allclose(np.stack([o["logits"] for o in out]),
                                embedding(untouched, x).numpy(), rtol=1e-4, atol=1e-5)
-    assert not FORWARD.problems(out[0], lm)
+    assert not problems(FORWARD, out[0], lm)
     assert metric_names(lm) == EMBEDDING_METRICS
 
 
@@ -74,7 +78,7 @@ def test_a_class_target_is_refused_for_a_model_without_classes(case):
 def test_leave_one_out_against_pruning_the_untouched_model_by_hand(case):
     lm, untouched = case
     x = random_input(lm, batch=2)
-    got = np.stack([a["importance"] for a in IMPORTANCE.compute(lm, x, [None, None], None)])
+    got = np.stack([a["importance"] for a in compute_images(lm, x, IMPORTANCE, [None, None])])
     e = embedding(untouched, x)
     for layer in range(lm.num_layers):
         for head in range(lm.num_heads):
@@ -103,13 +107,15 @@ def test_gradients_are_those_of_the_score(case):
 def test_deletion_curve_is_the_score_after_removing_patches_by_hand(case):
     lm, untouched = case
     x = random_input(lm, batch=1)
-    out = FAITHFULNESS.compute(lm, x, [None], None)[0]
+    out = compute_images(lm, x, FAITHFULNESS, [None])[0]
     assert int(out["class"]) == -1
     e0 = embedding(untouched, x)
     counts = deletion_counts(lm.grid[0] * lm.grid[1])
     (ph, pw), gw = lm.patch_size, lm.grid[1]
-    for m in (METHOD_NAMES.index("rollout"), METHOD_NAMES.index("random")):
-        order = ranks(torch.as_tensor(out["maps"][m])[None])[0].argsort().tolist()
+    maps = compute_images(lm, x, EXPLANATIONS, [None])[0]["maps"]
+    for name in ("rollout", "random"):
+        m = METHOD_NAMES.index(name)
+        order = ranks(torch.as_tensor(maps[CHEAP_METHODS.index(name)])[None])[0].argsort().tolist()
         expected = []
         for k in counts:
             y = x.clone()
@@ -128,7 +134,7 @@ def test_another_image_as_the_reference(case):
     x = random_input(lm, batch=2)
     e = embedding(untouched, x)
     ref = Reference(e[1].numpy(), "image-1")
-    out = FAITHFULNESS.compute(lm, x, [ref, ref], None)
+    out = compute_images(lm, x, FAITHFULNESS, [ref, ref])
     expected = score(e, e[1:2].expand_as(e))
     for b in range(2):
         assert out[b]["deletion_curve"][0][0] == pytest.approx(float(expected[b]), abs=1e-4)
@@ -140,9 +146,9 @@ def test_another_image_as_the_reference(case):
 def test_estimate_and_counterfactual_use_the_score(case):
     lm, _ = case
     x = random_input(lm, batch=2)
-    est = IMPORTANCE_ESTIMATE.compute(lm, x, [None, None], None)
+    est = compute_images(lm, x, IMPORTANCE_ESTIMATE, [None, None])
     assert np.isfinite(est[0]["signed"]).all() and np.abs(est[0]["signed"]).max() > 0
-    spur = SPURIOUS.compute(lm, x, [None, None], SPURIOUS.params())
+    spur = compute_images(lm, x, SPURIOUS, [None, None])
     for arrays in spur:
         assert arrays["probability_before"] == pytest.approx(1.0, abs=1e-5)
         assert int(arrays["top_before"]) == int(arrays["class"]) == -1

@@ -8,11 +8,13 @@ import pytest
 import torch
 
 from core.analyses import INTERACTIONS
+from core.analyses.axes import problems
 from core.analyses.importance import METRICS, leave_one_out
 from core.analyses.interactions import InteractionParams, top_heads
 from core.data.datasets import demo_dataset, load_batch
 from core.model import capture
 from core.model._rerun import forward_from, states
+from core.engine import compute_images
 from testing.models import odd_vit, random_input, small_deit
 from testing.reference import masked_run, naive_pairs
 
@@ -41,7 +43,7 @@ def test_forward_from_with_masks_on_two_layers_keeps_each_layers_output(name):
 
 
 def check_against_naive(lm, x, targets, k):
-    out = INTERACTIONS.compute(lm, x, targets, InteractionParams(k=k))
+    out = compute_images(lm, x, INTERACTIONS, targets, InteractionParams(k=k))
     loo = leave_one_out(lm, x, targets)
     for b, arrays in enumerate(out):
         heads = [tuple(int(v) for v in h) for h in arrays["heads"]]
@@ -76,9 +78,9 @@ def test_demo_interactions_equal_the_naive_loop_and_are_not_additive(demo):
 
 def test_k_is_capped_at_the_model_and_bad_params_are_refused(demo):
     x = random_input(demo, batch=1)
-    out = INTERACTIONS.compute(demo, x, [None], InteractionParams(k=100))
+    out = compute_images(demo, x, INTERACTIONS, [None], InteractionParams(k=100))
     assert out[0]["heads"].shape == (demo.num_layers * demo.num_heads, 2)
-    assert not INTERACTIONS.problems(out[0], demo)
+    assert not problems(INTERACTIONS, out[0], demo)
     with pytest.raises(ValueError, match="at least 2"):
         InteractionParams(k=1)
     with pytest.raises(ValueError, match="Unknown importance metric"):

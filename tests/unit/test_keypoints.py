@@ -12,7 +12,9 @@ from PIL import Image
 from core import ANALYSES, load_dataset, run
 from core.analyses.faithfulness import METHOD_NAMES
 from core.analyses.keypoints import BINS, attention_against, has_keypoints, keypoint_bins
-from core.analyses.spurious import OBJECT_SOURCES, SpuriousParams, outside_share
+from core.analyses.objects import OBJECT_SOURCES
+from core.analyses.spurious import outside_share
+from core.engine import compute_images
 from core.data.datasets import demo_dataset, load_batch
 from core.data.keypoints import concentration, detect, upsampling
 from core.data.objects import image_objects
@@ -54,12 +56,12 @@ def test_positions_are_mapped_back_to_input_pixels():
 def test_a_flat_image_has_no_keypoints_and_an_explicit_result(demo):
     assert len(detect(np.full((28, 28), 128, np.uint8))) == 0
     flat = torch.zeros(1, 1, 28, 28)  # the dataset mean everywhere
-    (arrays,) = ANALYSES["keypoints"].compute(demo, flat, [None],
-                                              ANALYSES["keypoints"].params())
-    assert not has_keypoints(arrays) and arrays["keypoints"].shape == (0, 4)
+    (arrays,) = compute_images(demo, flat, ANALYSES["keypoints"])
+    assert not has_keypoints(arrays)
+    assert compute_images(demo, flat, ANALYSES["sift"])[0]["keypoints"].shape == (0, 4)
     assert (arrays["lift"] == 0).all() and (arrays["share"] == 0).all()
     assert all(np.isfinite(v).all() for v in arrays.values())
-    (spurious,) = ANALYSES["spurious"].compute(demo, flat, [None], SpuriousParams())
+    (spurious,) = compute_images(demo, flat, ANALYSES["spurious"])
     assert OBJECT_SOURCES[int(spurious["object_source"])] == "none"
     assert not spurious["inside"].any() and np.isfinite(spurious["score"]).all()
 
@@ -129,8 +131,8 @@ def test_spurious_score_and_counterfactual_against_a_hand_masked_forward(demo):
     inside = torch.zeros(2, 49, dtype=torch.bool)
     inside[0, 10:30] = True
     inside[1, ::2] = True
-    (first, second) = ANALYSES["spurious"].compute(demo, x, [None, 3], SpuriousParams(),
-                                                   objects=[inside[0], inside[1]])
+    (first, second) = compute_images(demo, x, ANALYSES["spurious"], [None, 3],
+                                     objects=[inside[0], inside[1]])
     untouched = demo.model  # the plain timm forward, nothing of the engine
     with torch.no_grad():
         before = untouched(x).softmax(-1)

@@ -21,7 +21,7 @@ from core.analyses.pattern_labels import (LABELS, MIXED_MARGIN, OFFSETS, decide,
 from core.analyses.patterns import PATTERNS, PatternParams, binarise, kept_count, pack, unpack
 from core.dataset.pattern_layouts import AE_SIDE, PATTERN_LAYOUTS, LayoutParams, Overview, pooled
 from core.display.head_detail import head_matrix, strong_pairs, top_percent_threshold
-from core.engine import run_step
+from core.engine import compute_images, run_step
 from testing.images import demo_flat_folder
 from testing.models import random_input, random_vit
 
@@ -41,7 +41,7 @@ def one_thread():
 def test_vectors_match_a_direct_capture_with_several_prefix_tokens():
     lm, _ = random_vit("registers")  # 5 prefix tokens, 4 x 4 grid
     x = random_input(lm)
-    out = PATTERNS.compute(lm, x, [None] * len(x), PatternParams(10.0))
+    out = compute_images(lm, x, PATTERNS, [None] * len(x), PatternParams(10.0))
     attention = capture.forward(lm, x).attention.numpy()
     p, g = lm.num_prefix_tokens, 16
     for b in range(len(x)):

@@ -55,7 +55,13 @@ def test_every_analysis_gives_the_local_engines_numbers(cluster, demo, folder):
             for key in analysis.outputs:
                 np.testing.assert_array_equal(remote.arrays[i][key], local[name][i][key],
                                               err_msg=f"{name} {key} image {i}")
-    assert executor.sent == len(ANALYSES) * len(ds)
+    assert executor.sent == sum(map(computations, ANALYSES.values())) * len(ds)
+
+
+def computations(analysis) -> int:
+    """How many analyses a run without a cache computes: it and, recursively, the stored
+    analyses it reads (each run once per image)."""
+    return 1 + sum(computations(r.analysis) for r in analysis.reads if r.analysis.stored)
 
 
 def test_images_in_the_cache_are_never_sent(cluster, demo, folder, tmp_path):
@@ -79,11 +85,11 @@ def test_bad_images_are_skipped_and_listed_as_in_the_local_path(cluster, demo, t
 
 def dying(marker: Path, every_time: bool):
     """FORWARD, except that the worker process exits in its first call (or in every one)."""
-    def compute(lm, images, targets, params):
+    def compute(lm, images, targets, params, reads):
         if every_time or not marker.exists():
             marker.touch()
             os._exit(1)  # the worker process dies mid-task
-        return FORWARD.compute(lm, images, targets, params)
+        return FORWARD.compute(lm, images, targets, params, reads)
     return dataclasses.replace(FORWARD, name="forward_dying", compute=compute)
 
 

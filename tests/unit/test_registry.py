@@ -9,7 +9,11 @@ import pytest
 import torch
 
 from core import ANALYSES, DATASET_STEPS, METHODS, explain, run
+from core.analyses import explanations, faithfulness
+from core.analyses.axes import problems
 from core.analyses.base import resolve_targets
+from core.engine import entry_key
+from core.explain.attention import random_map
 from core.data.datasets import demo_dataset
 from core.storage.cache import ArrayCache
 from testing.models import random_input
@@ -34,7 +38,7 @@ def test_outputs_are_the_declared_ones(demo, sequential, name):
     assert analysis.name == name and dataclasses.is_dataclass(analysis.params)
     assert analysis.params.__dataclass_params__.frozen  # parameters are immutable and hashable
     for i in IMAGES:
-        assert analysis.problems(sequential[name][i], demo) == [], name
+        assert problems(analysis, sequential[name][i], demo) == [], name
         assert set(sequential[name][i]) == set(analysis.outputs)
 
 
@@ -58,14 +62,22 @@ def test_cache_round_trip_and_stale_entries(demo, ds, sequential, name, tmp_path
     only = run(demo, ds, IMAGES, analysis, cache=cache, compute=False)
     assert sorted(only.arrays) == IMAGES[:1] and only.missing == IMAGES[1:]
     # an entry that no longer matches the declared outputs is recomputed, not returned
-    (key,) = list(cache._store)
+    key = entry_key(demo, ds, analysis, IMAGES[0])
+    assert key in set(cache._store)
     stale = dict(first.arrays[IMAGES[0]])
     stale.pop(next(iter(analysis.outputs)))
     cache.set(key, stale)
-    assert analysis.problems(stale, demo)
+    assert problems(analysis, stale, demo)
     fresh = run(demo, ds, IMAGES[:1], analysis, cache=cache)
     assert fresh.from_cache == 0 and set(fresh.arrays[IMAGES[0]]) == set(analysis.outputs)
-    assert not analysis.problems(cache.get(key), demo)  # and the entry is replaced
+    assert not problems(analysis, cache.get(key), demo)  # and the entry is replaced
+
+
+def follows_target(analysis, by_default: dict, other: dict) -> bool:
+    """Whether some output other than the class explained itself differs between two
+    targets (the ``class`` output alone would differ for a map that ignored its target)."""
+    return any(not np.allclose(by_default[i][k], other[i][k], equal_nan=True)
+               for i in by_default for k in analysis.outputs if k != "class")
 
 
 @pytest.mark.parametrize("name", [n for n, a in ANALYSES.items() if a.class_specific])
@@ -73,8 +85,7 @@ def test_class_specific_analyses_follow_the_target(demo, ds, sequential, name):
     analysis = ANALYSES[name]
     by_default = sequential[name]
     other = run(demo, ds, IMAGES, analysis, target=3).arrays
-    assert any(not np.allclose(by_default[i][k], other[i][k]) for i in IMAGES
-               for k in analysis.outputs), name
+    assert follows_target(analysis, by_default, other), name
     chosen = run(demo, ds, IMAGES, analysis, target=analysis.target).arrays
     for i in IMAGES:
         for key in analysis.outputs:
@@ -121,3 +132,39 @@ def test_dataset_steps_read_a_registered_analysis():
         defaults = step.reads_params(step.params())  # the analyses' params from the step's
         assert len(defaults) == len(step.reads)
         assert all(isinstance(p, a.params) for p, a in zip(defaults, step.reads))
+
+
+def test_the_target_check_fails_on_a_map_that_ignores_its_target(demo, ds, monkeypatch):
+    """The check above, on patch ablation replaced by a map that ignores the class."""
+    analysis = ANALYSES["ablation_map"]
+    real = [run(demo, ds, IMAGES, analysis, target=t).arrays for t in ("prediction", 3)]
+    assert follows_target(analysis, *real)
+    monkeypatch.setitem(METHODS, "ablation", dataclasses.replace(
+        METHODS["ablation"], explain=lambda lm, x, targets, params: random_map(lm, x, None)))
+    planted = [run(demo, ds, IMAGES, analysis, target=t).arrays for t in ("prediction", 3)]
+    assert not follows_target(analysis, *planted)
+    assert any(int(planted[0][i]["class"]) != 3 for i in IMAGES)  # only `class` differs
+
+
+def test_a_new_method_recomputes_every_entry_with_a_row_per_method(demo, ds, monkeypatch,
+                                                                   tmp_path):
+    """A registry-sized axis (``core.analyses.axes``) is part of the key: with one more
+    method in the registry (as after a code change, the tuples derived from it at
+    import included), every entry with a row per method, and every entry that reads
+    one, is computed again; the others stay cached."""
+    cache = ArrayCache(tmp_path)
+    readers = ["explanations", "faithfulness", "spurious"]
+    for name in readers + ["forward", "ablation_map"]:
+        run(demo, ds, IMAGES[:1], ANALYSES[name], cache=cache)
+    monkeypatch.setitem(METHODS, "planted", dataclasses.replace(METHODS["raw_attention"],
+                                                                label="Planted"))
+    monkeypatch.setattr(explanations, "CHEAP_METHODS", explanations.CHEAP_METHODS + ("planted",))
+    monkeypatch.setattr(faithfulness, "METHOD_NAMES", tuple(METHODS))
+    for name in readers:
+        again = run(demo, ds, IMAGES[:1], ANALYSES[name], cache=cache)
+        assert again.from_cache == 0, name
+        assert not problems(ANALYSES[name], again.arrays[IMAGES[0]], demo), name
+    assert run(demo, ds, IMAGES[:1], ANALYSES["faithfulness"], cache=cache
+               ).arrays[IMAGES[0]]["deletion"].shape == (len(METHODS),)
+    for name in ("forward", "ablation_map"):
+        assert run(demo, ds, IMAGES[:1], ANALYSES[name], cache=cache).from_cache == 1, name

@@ -10,7 +10,7 @@ from testing.reference import loop_strength
 from core.model import capture
 from core.storage.cache import ArrayCache
 from core.data.datasets import demo_dataset, load_batch
-from core.engine import run
+from core.engine import compute_images, run
 from core.analyses import ANALYSES
 from core.analyses.base import NoParams
 from core.analyses.strength import STRENGTH, hop_distance, ring_sizes, strength
@@ -91,7 +91,7 @@ def test_a_wrong_shape_is_refused_with_a_message():
 def test_analysis_on_a_non_square_timm_model_matches_the_loop():
     lm, _ = random_vit("patch8_nonsquare")  # 4 x 6 grid, 1 prefix token
     x = random_input(lm)
-    arrays = STRENGTH.compute(lm, x, [None] * len(x), NoParams())
+    arrays = compute_images(lm, x, STRENGTH, [None] * len(x), NoParams())
     attention = capture.forward(lm, x).attention[..., 1:, 1:]
     assert arrays[0]["s"].shape == (lm.num_layers, lm.num_heads, 6)
     for layer, head in [(0, 0), (lm.num_layers - 1, lm.num_heads - 1)]:
@@ -107,7 +107,7 @@ def test_demo_strength_is_cached_and_part_of_the_precompute(demo, tmp_path):
     ds = demo_dataset()
     result = run(demo, ds, [0, 11], STRENGTH, cache=ArrayCache(tmp_path))
     batch, _, _ = load_batch(demo, ds, [0, 11])
-    direct = STRENGTH.compute(demo, batch, [None] * len(batch), NoParams())
+    direct = compute_images(demo, batch, STRENGTH, [None] * len(batch), NoParams())
     for b, i in enumerate([0, 11]):
         assert result.arrays[i]["entropy"].shape == (6, 4)
         assert ((result.arrays[i]["entropy"] >= 0) & (result.arrays[i]["entropy"] <= 1)).all()
