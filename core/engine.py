@@ -18,13 +18,14 @@ import numpy as np
 import torch
 
 from core.analyses import axes
-from core.analyses.base import Analysis, TargetChoice, params_of, resolve_targets
+from core.analyses.base import Analysis, TargetChoice, resolve_targets
 from core.analyses.forward import FORWARD
 from core.data.datasets import NOT_AN_IMAGE, Dataset, load_batch
 from core.data.objects import image_objects
 from core.dataset.base import DatasetStep, Stage, no_stage
 from core.model import LoadedModel
 from core.model.targets import Reference, Target
+from core.parameters import parameters
 from core.storage.cache import ArrayCache, Arrays
 from core.storage.keys import cache_key, image_hash, image_set_hash, params_json, target_part
 
@@ -113,7 +114,7 @@ def compute_images(lm: LoadedModel, images: torch.Tensor, analysis: Analysis,
     """`analysis` on model inputs `images` (batch, channel, H, W) with everything it
     reads, in memory (no image set, no cache): a notebook's or a test's call."""
     targets = targets if targets is not None else [None] * len(images)
-    job = Job(analysis, params_of(analysis, params), list(targets))
+    job = Job(analysis, parameters(analysis.params, params, analysis.name), list(targets))
     return Batch(list(range(len(images))), images, [job], objects=objects).compute(lm)[0]
 
 
@@ -213,7 +214,7 @@ def _key(lm: LoadedModel, ds: Dataset, node: "_Node", i: int, content: str) -> s
 def entry_key(lm: LoadedModel, ds: Dataset, analysis: Analysis, index: int,
               params: Any = None, target: TargetChoice | None = None) -> str:
     """The cache key under which :func:`run` stores `analysis` on image `index`."""
-    params = params_of(analysis, params)
+    params = parameters(analysis.params, params, analysis.name)
     choice = target if target is not None else analysis.target
     (t,) = (resolve_targets(choice, [ds.records[index].label], lm) if analysis.class_specific
             else [None])
@@ -239,7 +240,7 @@ def run_many(lm: LoadedModel, ds: Dataset, indices: list[int], requests: list[Re
     usable = [i for i in indices if i in contents]
     nodes = []
     for request, result in zip(requests, results):
-        params = params_of(request.analysis, request.params)
+        params = parameters(request.analysis.params, request.params, request.analysis.name)
         choice = request.target if request.target is not None else request.analysis.target
         labels = [ds.records[i].label for i in usable]
         targets = (resolve_targets(choice, labels, lm) if request.analysis.class_specific
@@ -389,7 +390,7 @@ class StepResult:
 def step_key(lm: LoadedModel, ds: Dataset, step: DatasetStep, params: Any) -> str:
     """The cache key of a step's result on the whole image set."""
     reads = ",".join((str(a.target) if a.class_specific else "-") + ":"
-                     + signature(a, params_of(a, p), lm)
+                     + signature(a, parameters(a.params, p, a.name), lm)
                      for a, p in zip(step.reads, step.reads_params(params)))
     return cache_key(lm.identity, image_set_hash(ds, list(range(len(ds)))), step.name,
                      step.version, params, reads=image_hash(reads.encode()))
@@ -413,7 +414,7 @@ def run_step(lm: LoadedModel, ds: Dataset, step: DatasetStep, params: Any = None
     compute: False returns the cached result or None, with how many images still lack
         per-image results of some analysis the step reads.
     """
-    params = params if params is not None else step.params()
+    params = parameters(step.params, params, step.name)
     key = step_key(lm, ds, step, params)
     found = cache.get(key) if cache is not None else None
     if found is not None:

@@ -122,16 +122,6 @@ def resolve_targets(choice: TargetChoice, labels: Sequence[int | None],
                      f"in 0..{num_classes - 1}.")
 
 
-def params_of(analysis: Analysis[P], params: P | None) -> P:
-    """`params`, or the analysis's defaults; refuses the parameters of another analysis."""
-    if params is None:
-        return analysis.params()
-    if not isinstance(params, analysis.params):
-        raise TypeError(f"{analysis.name} takes {analysis.params.__name__}, "
-                        f"not {type(params).__name__}")
-    return params
-
-
 def per_image(arrays: dict[str, Any], count: int) -> list[Arrays]:
     """Split batch-first arrays into one dict per image."""
     return [{name: np.asarray(value[b]) for name, value in arrays.items()}

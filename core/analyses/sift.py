@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from core.analyses.base import Analysis, Output
-from core.data.keypoints import Keypoints, detect_input
+from core.data.keypoints import MIN_SIDE, Keypoints, detect_input
 from core.model import LoadedModel
 from core.model.targets import Targets
 from core.storage.cache import Arrays
@@ -20,7 +20,7 @@ FIELDS = ("x", "y", "response", "size")  # the columns of a stored keypoint
 
 @dataclass(frozen=True)
 class SiftParams:
-    min_side: int = 224  # SIFT runs on the image upsampled to at least this short side
+    min_side: int = MIN_SIDE  # SIFT runs on the image upsampled to at least this short side
 
 
 def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets,

@@ -21,6 +21,7 @@ import torch
 from core.model.loading import LoadedModel
 
 Weight = Literal["count", "response"]
+MIN_SIDE = 224  # the short side (pixels) an image is upsampled to before SIFT, by default
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def upsampling(shape: tuple[int, int], min_side: int) -> int:
     return max(1, math.ceil(min_side / min(shape)))
 
 
-def detect(grey: np.ndarray, min_side: int = 224) -> Keypoints:
+def detect(grey: np.ndarray, min_side: int = MIN_SIDE) -> Keypoints:
     """SIFT keypoints of an (H, W) uint8 image."""
     factor = upsampling(grey.shape, min_side)
     h, w = grey.shape
@@ -55,7 +56,7 @@ def detect(grey: np.ndarray, min_side: int = 224) -> Keypoints:
     return Keypoints(xy=xy, response=response, size=size)
 
 
-def detect_input(lm: LoadedModel, x: torch.Tensor, min_side: int = 224) -> Keypoints:
+def detect_input(lm: LoadedModel, x: torch.Tensor, min_side: int = MIN_SIDE) -> Keypoints:
     """SIFT keypoints of one model input (channel, H, W), as the model sees the image."""
     return detect(to_grey(lm.to_display(x)), min_side)
 

@@ -21,6 +21,7 @@ from core.explain.rollout import (GradientRolloutParams, RolloutParams, attentio
                                   gradient_rollout)
 from core.model import LoadedModel
 from core.model.targets import Targets
+from core.parameters import parameters
 
 
 @dataclass(frozen=True)
@@ -63,10 +64,7 @@ def explain(lm: LoadedModel, x: torch.Tensor, method: str, targets: Targets | No
         if params is not None:
             raise TypeError(f"{method} takes no parameters")
     else:
-        params = chosen.params() if params is None else params
-        if not isinstance(params, chosen.params):
-            raise TypeError(f"{method} takes {chosen.params.__name__}, "
-                            f"not {type(params).__name__}")
+        params = parameters(chosen.params, params, method)
     return chosen.explain(lm, x, targets, params).detach().float()
 
 
