@@ -84,3 +84,13 @@ class Session:
             msg.ParseFromString(self.ws.recv(timeout=max(deadline - time.time(), 0.1)))
             if msg.WhichOneof("type") == "script_finished":
                 return msg.script_finished
+
+
+def fake_venv(folder: Path) -> Path:
+    """A VENV for deploy/serve.sh whose python prints its arguments (the last line of
+    the output) instead of starting the server: what the script would run."""
+    python = folder / "bin" / "python"
+    python.parent.mkdir(parents=True, exist_ok=True)
+    python.write_text('#!/bin/sh\necho "MALLOC_MMAP_THRESHOLD_=$MALLOC_MMAP_THRESHOLD_ $*"\n')
+    python.chmod(0o755)
+    return folder
