@@ -19,8 +19,8 @@ RUN make setup PYTHON=python3
 # Mount images and checkpoints under /data; the app reads nothing outside it and the demo.
 # Listen on every interface of the container; accept models up to ViT-B size (86 M
 # parameters; a larger budget needs more memory per model loaded).
-ENV VIT_EXPLORER_CACHE=/app/cache VIT_EXPLORER_UPLOADS=/app/uploads \
-    VIT_EXPLORER_DATA_ROOTS=/data HOST=0.0.0.0
+ENV VIT_EXPLORER_DATA_ROOTS=/data HOST=0.0.0.0
+ENV VIT_EXPLORER_CACHE=/app/cache VIT_EXPLORER_UPLOADS=/app/uploads
 ENV VIT_EXPLORER_MAX_PARAMS=100000000
 # `--build-arg PORT=...` sets the default port; `-e PORT=...` at run time moves the
 # server and the health check with it (EXPOSE only documents the build's port).
