@@ -10,8 +10,13 @@ import json
 import re
 import shlex
 import subprocess
+import sys
+from importlib import metadata
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
+from testing.requirements import closure, top_level
 from testing.server import SERVE, fake_venv
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,22 +128,34 @@ def test_editing_either_requirements_file_reinstalls(tmp_path):
     assert "pip install" not in make("-n", "-W", "requirements-test.txt", "setup", f"VENV={venv}")
 
 
-def requirement_names(path: Path) -> set[str]:
-    lines = (line.split("#")[0].strip() for line in path.read_text().splitlines())
-    return {re.split(r"[=<>~\[ ]", line)[0].lower() for line in lines
-            if line and not line.startswith("-")}
+def runtime_imports() -> dict[str, Path]:
+    """Each top-level module the app's code imports (app.py, app_pages, ui, core,
+    deploy), with one file importing it."""
+    found = {}
+    files = [ROOT / "app.py", *[p for folder in ("app_pages", "ui", "core", "deploy")
+                                for p in sorted((ROOT / folder).rglob("*.py"))]]
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                found.setdefault(name.split(".")[0], path)
+    return found
 
 
 def test_the_split_holds_the_tests_tools_and_the_app_needs_none_of_them():
-    app, tests = requirement_names(ROOT / "requirements.txt"), requirement_names(
-        ROOT / "requirements-test.txt")
+    app = closure(top_level(ROOT / "requirements.txt"))
+    tests = top_level(ROOT / "requirements-test.txt")
     assert tests == TEST_PACKAGES and not app & TEST_PACKAGES
     assert "-r requirements.txt" in (ROOT / "requirements-test.txt").read_text()
-    files = [ROOT / "app.py", *[p for folder in ("app_pages", "ui", "core", "deploy")
-                                for p in (ROOT / folder).rglob("*.py")]]
-    for path in files:
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import) else
-                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            for name in names:
-                assert name.split(".")[0] not in TEST_PACKAGES, (path, name)
+    providers = metadata.packages_distributions()
+    local = {"core", "ui", "app_pages"}  # never testing/ or bench/
+    for module, path in runtime_imports().items():
+        if module in sys.stdlib_module_names or module in local or module == "__future__":
+            continue
+        dists = {canonicalize_name(d) for d in providers.get(module, [])}
+        assert dists & app, f"{path.relative_to(ROOT)} imports {module}, not in requirements.txt"
