@@ -35,6 +35,9 @@ def main() -> None:
     everything = sum(f.stat().st_blocks * 512 for f in site.rglob("*") if f.is_file()
                      and not f.is_symlink())
     print(f"site-packages in all: {everything / 1e6:.1f} MB ({sys.prefix})")
+    cuda = [n for n in app if n.startswith(("nvidia-", "cuda-")) or n == "triton"]
+    print(f"of the app's, PyTorch's CUDA libraries (nvidia-*, cuda-*, triton): "
+          f"{sum(sizes[n] for n in cuda) / 1e6:.1f} MB; torch itself {sizes['torch'] / 1e6:.1f} MB")
     print(f"app_install_mb: {sum(sizes[n] for n in app) / 1e6:.1f}")
     print(f"tests_only_install_mb: {sum(sizes[n] for n in tests_only) / 1e6:.1f}")
 
