@@ -76,13 +76,15 @@ class Session:
         self.ws.send(msg.SerializeToString())
 
     def finish(self, timeout: float = 120) -> int:
-        """The status of the next run that ends (0: it ran to its end)."""
+        """The status of the next run that ends, not counting runs cut short by a rerun
+        (0: it ran to its end)."""
         from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
         deadline = time.time() + timeout
         while True:
             msg = ForwardMsg()
             msg.ParseFromString(self.ws.recv(timeout=max(deadline - time.time(), 0.1)))
-            if msg.WhichOneof("type") == "script_finished":
+            if (msg.WhichOneof("type") == "script_finished"
+                    and msg.script_finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN):
                 return msg.script_finished
 
 
