@@ -1,22 +1,22 @@
 # The two commands of the README: `make run` and `make test`.
-# The Dockerfile runs `make setup` too, so the image is built by these same steps.
+# The Dockerfile runs `make setup` too, and its CMD is `make serve`'s deploy/serve.sh,
+# so the image is built and started by these same steps.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# the app's packages (requirements.txt), then the tests' on top (requirements-test.txt:
+# pytest, transformers, Playwright); `make setup`, `make run` and the image install the first only
+TEST_STAMP := $(VENV)/.installed-test
 PORT ?= 8501
 # Listen on this machine only; `make run HOST=0.0.0.0` opens the app to the network
 # (then set VIT_EXPLORER_DATA_ROOTS, or visitors may read any folder this user can).
 HOST ?= 127.0.0.1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# glibc returns every freed block of 1 MB or more to the system at once (by default it
-# keeps many, and a server's peak memory creeps up with each large model's view: with a
-# DINOv2-S at 518 px, 3.7 GB instead of 5.2 GB over the pages; bench.real_size)
-MMAP_THRESHOLD ?= 1048576
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup browser run serve test precompute fashion-mnist demo-model demo-watermark-model clean
+.PHONY: setup browser run serve test check-image precompute fashion-mnist demo-model demo-watermark-model clean
 
 setup: $(STAMP)
 
@@ -29,21 +29,23 @@ $(STAMP): requirements.txt
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
+$(TEST_STAMP): $(STAMP) requirements.txt requirements-test.txt
+	$(BIN)/pip install --quiet -r requirements-test.txt
+	touch $(TEST_STAMP)
+
 run: setup serve
 
+# The server as the Docker image runs it (its CMD is this script too; streamlit stops at
+# once on SIGTERM or Ctrl-C).
 serve:
-	@echo "ViT Attention Explorer on http://$(HOST):$(PORT)"
-	@[ "$(HOST)" = 127.0.0.1 ] || [ "$(HOST)" = localhost ] || [ -n "$$VIT_EXPLORER_DATA_ROOTS" ] || \
-		echo "warning: open to the network without VIT_EXPLORER_DATA_ROOTS: visitors can read any folder this user can"
-	MALLOC_MMAP_THRESHOLD_=$(MMAP_THRESHOLD) $(BIN)/streamlit run app.py --server.port $(PORT) \
-		--server.address $(HOST)
+	PORT=$(PORT) HOST=$(HOST) VENV=$(VENV) deploy/serve.sh
 
 # Debian's Chromium for the real-browser tests (Playwright's own download cannot work offline).
 browser:
 	@[ -x $(CHROMIUM) ] || { echo "Installing Debian's chromium with apt"; \
 		$(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 
-test: setup browser
+test: $(TEST_STAMP) browser
 	$(BIN)/python -m pytest -q
 
 precompute: setup
@@ -59,6 +61,11 @@ demo-model: setup fashion-mnist
 
 demo-watermark-model: setup fashion-mnist
 	$(BIN)/python -m core.cli.train_demo --watermark --epochs 6
+
+# Build the Docker image and check it runs (docker or podman; CI has neither, and tests
+# the same steps through `make setup` and `make serve`).
+check-image:
+	deploy/check-image.sh
 
 clean:
 	rm -rf $(VENV) cache

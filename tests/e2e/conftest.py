@@ -1,6 +1,7 @@
 """Real-browser fixtures: one cache prepared in this process before the server
 starts, `streamlit run` on a free port reading it, Debian's Chromium driven by
-Playwright. Screenshots go to test-artifacts/.
+Playwright. Screenshots go to test-artifacts/. The server is started as `make serve`
+and the Docker image start it (deploy/serve.sh, through testing.server).
 
 The prepared cache holds what the tests open, computed by the engine exactly as
 the pages ask for it (checked before the server starts):
@@ -16,15 +17,12 @@ the pages ask for it (checked before the server starts):
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from testing.server import start_server
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -46,12 +44,6 @@ class Prepared:
     ask: Path  # image folder, nothing of the whole set cached
     demo_ids: dict[int, str]  # demo index -> image id
     spurious_ids: list[str]  # the clicks folder's images in the ranking's order
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -114,36 +106,19 @@ def prepared(tmp_path_factory, engine_model) -> Prepared:
 
 @pytest.fixture(scope="session")
 def app_url(tmp_path_factory, prepared) -> str:
-    port = free_port()
-    env = dict(os.environ, VIT_EXPLORER_CACHE=str(prepared.cache),
-               VIT_EXPLORER_UPLOADS=str(tmp_path_factory.mktemp("uploads")),
-               VIT_EXPLORER_DEVICE="cpu")
-    env.pop("VIT_EXPLORER_DATA_ROOTS", None)  # the test folders live in a temp dir
-    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
-         "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--server.headless", "true", "--browser.gatherUsageStats", "false",
-         # the code under test does not change during the run: no "source changed"
-         # prompt (it would hold the status widget) and no reload mid-test
-         "--server.fileWatcherType", "none", "--server.runOnSave", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:  # the server's own ready signal
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            raise RuntimeError(f"streamlit did not start; see {log.name}")
-        time.sleep(0.5)
+    env = {"VIT_EXPLORER_CACHE": str(prepared.cache),
+           "VIT_EXPLORER_UPLOADS": str(tmp_path_factory.mktemp("uploads")),
+           "VIT_EXPLORER_DEVICE": "cpu",
+           "VIT_EXPLORER_DATA_ROOTS": None}  # the test folders live in a temp dir
+    # the code under test does not change during the run: no "source changed" prompt
+    # (it would hold the status widget) and no reload mid-test
+    proc, url = start_server(tmp_path_factory.mktemp("log") / "streamlit.log", env,
+                             "--server.headless", "true", "--browser.gatherUsageStats",
+                             "false", "--server.fileWatcherType", "none",
+                             "--server.runOnSave", "false")
     yield url
     proc.terminate()
     proc.wait(timeout=20)
-    log.close()
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from testing.images import demo_flat_folder
+from testing.server import fake_venv
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
@@ -76,14 +77,17 @@ def test_visitors_never_see_error_details():
     assert config["client"]["showErrorDetails"] == "none"
 
 
-def serve_command(*args: str) -> str:
-    return subprocess.run(["make", "-n", "serve", *args], cwd=ROOT, capture_output=True,
-                          text=True, check=True, env={"PATH": "/usr/bin:/bin"}).stdout
+def serve_command(venv, *args: str) -> str:
+    """What `make serve` runs streamlit with (deploy/serve.sh on a stand-in python)."""
+    return subprocess.run(["make", "serve", f"VENV={venv}", *args], cwd=ROOT,
+                          capture_output=True, text=True, check=True,
+                          env={"PATH": "/usr/bin:/bin"}).stdout.splitlines()[-1]
 
 
-def test_make_serve_listens_on_this_machine_only_unless_told():
-    assert "--server.address 127.0.0.1" in serve_command()
-    assert "--server.address 0.0.0.0" in serve_command("HOST=0.0.0.0")
+def test_make_serve_listens_on_this_machine_only_unless_told(tmp_path):
+    venv = fake_venv(tmp_path)
+    assert "--server.address 127.0.0.1" in serve_command(venv)
+    assert "--server.address 0.0.0.0" in serve_command(venv, "HOST=0.0.0.0")
 
 
 def test_the_docker_image_opens_the_port_with_roots_and_a_model_budget():
