@@ -270,8 +270,10 @@ def run_many(lm: LoadedModel, ds: Dataset, indices: list[int], requests: list[Re
     done = len(indices) - len(todo)
     if progress:
         progress(done, len(indices))
-    for group in _groups([(n, r) for n, r in zip(nodes, results) if n.wanted]):
-        for count in _compute_group(lm, ds, group, contents, cache, executor):
+    pending = [(n, r) for n, r in zip(nodes, results) if n.wanted]
+    for group in batch_groups([n.analysis for n, _ in pending]):
+        for count in _compute_group(lm, ds, [pending[p] for p in group], contents, cache,
+                                    executor):
             done += count
             if progress:
                 progress(min(done, len(indices)), len(indices))
@@ -296,17 +298,22 @@ def _read_first(lm: LoadedModel, ds: Dataset, node: _Node, result: RunResult,
         node.wanted = [i for i in node.wanted if i in got.arrays]
 
 
-def _groups(pending: list[tuple[_Node, RunResult]]) -> list[list[tuple[_Node, RunResult]]]:
-    """Analyses that read the same in-memory analyses (the capture) share batches."""
-    shared: dict[str, list[tuple[_Node, RunResult]]] = {}
-    alone = []
-    for node, result in pending:
-        in_memory = sorted(r.analysis.name for r in node.analysis.reads if not r.analysis.stored)
-        if in_memory:
-            shared.setdefault(",".join(in_memory), []).append((node, result))
+def batch_groups(analyses: list[Analysis]) -> list[list[int]]:
+    """Positions of `analyses` that share batches: those reading the same in-memory
+    analyses (the capture) together, at the first one's place; the others alone."""
+    groups: list[list[int]] = []
+    shared: dict[str, list[int]] = {}
+    for position, analysis in enumerate(analyses):
+        in_memory = ",".join(sorted(r.analysis.name for r in analysis.reads
+                                    if not r.analysis.stored))
+        if not in_memory:
+            groups.append([position])
+        elif in_memory in shared:
+            shared[in_memory].append(position)
         else:
-            alone.append([(node, result)])
-    return list(shared.values()) + alone
+            shared[in_memory] = [position]
+            groups.append(shared[in_memory])
+    return groups
 
 
 def _compute_group(lm: LoadedModel, ds: Dataset, group: list[tuple[_Node, RunResult]],

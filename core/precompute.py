@@ -27,8 +27,8 @@ from tqdm import tqdm
 from core.analyses import ANALYSES
 from core.data.datasets import Dataset, load_dataset
 from core.dataset import DATASET_STEPS, DatasetStep
-from core.analyses.base import Analysis
-from core.engine import Executor, Progress, Request, RunResult, run_many, run_step
+from core.engine import (Executor, Progress, Request, RunResult, batch_groups, run_many,
+                         run_step)
 from core.model import LoadedModel, ModelLoadError, load_model
 from core.storage.cache import ArrayCache
 
@@ -101,7 +101,8 @@ def precompute(lm: LoadedModel, ds: Dataset, cache: ArrayCache | None,
     summary = Summary(set(range(len(ds))), dict(ds.skipped))
     results: dict[str, RunResult] = {}
     pending = list(DATASET_STEPS.values())
-    for group in analysis_groups():
+    chosen = [a for a in ANALYSES.values() if a.precompute]
+    for group in [[chosen[p] for p in g] for g in batch_groups(chosen)]:
         begin = time.perf_counter()
         names = " + ".join(a.name for a in group)
         got = with_bar(names, len(ds), lambda p: run_many(
@@ -123,28 +124,6 @@ def precompute(lm: LoadedModel, ds: Dataset, cache: ArrayCache | None,
     for step in pending:
         run_dataset_step(lm, ds, step, cache, results, summary)
     return summary
-
-
-def analysis_groups() -> list[list[Analysis]]:
-    """The precomputed analyses in registry order, those that read nothing stored and
-    the same in-memory analyses (the capture) in one group, at the first one's place."""
-    groups: list[list[Analysis]] = []
-    shared: dict[str, list[Analysis]] = {}
-    for analysis in ANALYSES.values():
-        if not analysis.precompute:
-            continue
-        reads = [r.analysis for r in analysis.reads]
-        if reads and not any(r.stored for r in reads):
-            key = ",".join(sorted(r.name for r in reads))
-            if key in shared:
-                shared[key].append(analysis)
-                continue
-            shared[key] = []
-            groups.append(shared[key])
-            shared[key].append(analysis)
-        else:
-            groups.append([analysis])
-    return groups
 
 
 def run_dataset_step(lm: LoadedModel, ds: Dataset, step: DatasetStep,

@@ -1,5 +1,6 @@
 """Cross-cutting checks that every registered analysis, explanation method and dataset
-step goes through (captum style: one list drives every test)."""
+step goes through (captum style: one table of cases, ``testing.cases``, drives every
+test: defaults, a non-default parameter set and each target form)."""
 from __future__ import annotations
 
 import dataclasses
@@ -16,6 +17,8 @@ from core.engine import entry_key
 from core.explain.attention import random_map
 from core.data.datasets import demo_dataset
 from core.storage.cache import ArrayCache
+from testing.cases import CASES, STEP_CASES, STEP_VARIANTS, VARIANTS, Case
+from testing.images import demo_class_folder
 from testing.models import random_input
 
 IMAGES = [0, 105, 230]  # three classes of the demo set
@@ -28,49 +31,92 @@ def ds():
 
 @pytest.fixture(scope="module")
 def sequential(demo, ds):
-    """Every analysis on IMAGES, one engine run each, no cache."""
+    """Every analysis on IMAGES with its defaults, one engine run each, no cache."""
     return {name: run(demo, ds, IMAGES, analysis).arrays for name, analysis in ANALYSES.items()}
 
 
-@pytest.mark.parametrize("name", list(ANALYSES))
-def test_outputs_are_the_declared_ones(demo, sequential, name):
-    analysis = ANALYSES[name]
-    assert analysis.name == name and dataclasses.is_dataclass(analysis.params)
+def run_case(demo, ds, case: Case, indices: list[int], cache=None):
+    return run(demo, ds, indices, ANALYSES[case.analysis], case.params, target=case.target,
+               cache=cache)
+
+
+def test_the_table_gives_every_analysis_and_step_with_parameters_a_variant():
+    for name, analysis in ANALYSES.items():
+        if dataclasses.fields(analysis.params):
+            assert name in VARIANTS and VARIANTS[name] != analysis.params(), name
+    for name, step in DATASET_STEPS.items():
+        if dataclasses.fields(step.params):
+            assert name in STEP_VARIANTS and STEP_VARIANTS[name] != step.params(), name
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_outputs_are_the_declared_ones(demo, ds, case):
+    analysis = ANALYSES[case.analysis]
+    assert dataclasses.is_dataclass(analysis.params)
     assert analysis.params.__dataclass_params__.frozen  # parameters are immutable and hashable
+    result = run_case(demo, ds, case, IMAGES)
     for i in IMAGES:
-        assert problems(analysis, sequential[name][i], demo) == [], name
-        assert set(sequential[name][i]) == set(analysis.outputs)
+        assert problems(analysis, result.arrays[i], demo) == [], case.id
+        assert set(result.arrays[i]) == set(analysis.outputs)
 
 
-@pytest.mark.parametrize("name", list(ANALYSES))
-def test_batched_equals_one_image_at_a_time(demo, ds, sequential, name):
-    alone = run(demo, ds, IMAGES[1:2], ANALYSES[name]).arrays[IMAGES[1]]
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_batched_equals_one_image_at_a_time(demo, ds, case):
+    together = run_case(demo, ds, case, IMAGES).arrays[IMAGES[1]]
+    alone = run_case(demo, ds, case, IMAGES[1:2]).arrays[IMAGES[1]]
     for key, value in alone.items():
-        np.testing.assert_allclose(sequential[name][IMAGES[1]][key].astype(np.float64),
+        np.testing.assert_allclose(together[key].astype(np.float64),
                                    value.astype(np.float64), atol=2e-4, err_msg=key)
 
 
-@pytest.mark.parametrize("name", list(ANALYSES))
-def test_cache_round_trip_and_stale_entries(demo, ds, sequential, name, tmp_path):
-    analysis = ANALYSES[name]
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_cache_round_trip_and_stale_entries(demo, ds, case, tmp_path):
+    analysis = ANALYSES[case.analysis]
     cache = ArrayCache(tmp_path)
-    first = run(demo, ds, IMAGES[:1], analysis, cache=cache)
-    again = run(demo, ds, IMAGES[:1], analysis, cache=cache)
+    first = run_case(demo, ds, case, IMAGES[:1], cache)
+    again = run_case(demo, ds, case, IMAGES[:1], cache)
     assert (first.from_cache, again.from_cache) == (0, 1)
     for key, value in first.arrays[IMAGES[0]].items():
         np.testing.assert_array_equal(again.arrays[IMAGES[0]][key], value)
-    only = run(demo, ds, IMAGES, analysis, cache=cache, compute=False)
+    only = run(demo, ds, IMAGES, analysis, case.params, target=case.target, cache=cache,
+               compute=False)
     assert sorted(only.arrays) == IMAGES[:1] and only.missing == IMAGES[1:]
     # an entry that no longer matches the declared outputs is recomputed, not returned
-    key = entry_key(demo, ds, analysis, IMAGES[0])
+    key = entry_key(demo, ds, analysis, IMAGES[0], case.params, case.target)
     assert key in set(cache._store)
     stale = dict(first.arrays[IMAGES[0]])
     stale.pop(next(iter(analysis.outputs)))
     cache.set(key, stale)
     assert problems(analysis, stale, demo)
-    fresh = run(demo, ds, IMAGES[:1], analysis, cache=cache)
+    fresh = run_case(demo, ds, case, IMAGES[:1], cache)
     assert fresh.from_cache == 0 and set(fresh.arrays[IMAGES[0]]) == set(analysis.outputs)
     assert not problems(analysis, cache.get(key), demo)  # and the entry is replaced
+
+
+@pytest.fixture(scope="module")
+def small_set(demo, tmp_path_factory):
+    """Ten labelled demo images in class folders (one per class)."""
+    from core import load_dataset
+    return load_dataset(str(demo_class_folder(tmp_path_factory.mktemp("steps"),
+                                              demo.class_names, per_class=1)),
+                        demo.class_names)
+
+
+@pytest.mark.parametrize("name,params", STEP_CASES,
+                         ids=[f"{n}-{'variant' if p is not None else 'defaults'}"
+                              for n, p in STEP_CASES])
+def test_every_dataset_step_builds_and_describes_itself(demo, small_set, name, params,
+                                                        tmp_path):
+    from core.engine import run_step
+    step = DATASET_STEPS[name]
+    cache = ArrayCache(tmp_path)
+    built = run_step(demo, small_set, step, params, cache=cache)
+    assert built.arrays and all(isinstance(v, np.ndarray) for v in built.arrays.values())
+    assert all(np.isfinite(v).all() for v in built.arrays.values()
+               if v.dtype.kind in "iu"), name
+    assert isinstance(step.describe(demo, small_set, built.arrays), str)
+    again = run_step(demo, small_set, step, params, cache=cache, compute=False)
+    assert again.arrays is not None and set(again.arrays) == set(built.arrays)
 
 
 def follows_target(analysis, by_default: dict, other: dict) -> bool:
