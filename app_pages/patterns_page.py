@@ -84,7 +84,7 @@ if overview is not None:
 st.subheader(f"Head detail: layer {layer}, head {head}")
 batch, _, failures = load_batch(lm, ds, [index])
 if batch is None:
-    st.error(plain(f"Image {ds.records[index].id} could not be used: {failures[0][1]}"))
+    st.error(plain(f"Image {ds.records[index].id} could not be used: {next(iter(failures.values()))}"))
     st.stop()
 matrix = head_matrix(lm, batch[0], layer, head)
 vectors = chosen.arrays(PATTERNS)

@@ -67,7 +67,7 @@ def show_maps(model: LoadedModel, params: RolloutParams, target: str, title: str
     result = resources.analyse(model, ds, [index], EXPLANATIONS, params, target=target)
     if index not in result.arrays:
         st.error(plain(f"{title}: image {ds.records[index].id} could not be used: "
-                       f"{result.skipped[0][1]}"))
+                       f"{next(iter(result.skipped.values()))}"))
         return None
     arrays = result.arrays[index]
     image = display_image(model, ds, index)

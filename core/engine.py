@@ -20,11 +20,12 @@ import torch
 from core.analyses import axes
 from core.analyses.base import Analysis, TargetChoice, resolve_targets
 from core.analyses.forward import FORWARD
-from core.data.datasets import NOT_AN_IMAGE, Dataset, load_batch
+from core.data.datasets import Dataset, load_batch
 from core.data.objects import image_objects
 from core.dataset.base import DatasetStep, Stage, no_stage
 from core.model import LoadedModel
 from core.model.targets import Reference, Target
+from core.failures import Failure
 from core.parameters import parameters
 from core.storage.cache import ArrayCache, Arrays
 from core.storage.keys import cache_key, image_hash, image_set_hash, params_json, target_part
@@ -143,7 +144,7 @@ class LocalExecutor:
 @dataclass
 class RunResult:
     arrays: dict[int, Arrays] = field(default_factory=dict)  # image index -> arrays
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (image id, reason)
+    skipped: dict[str, Failure] = field(default_factory=dict)  # image id -> why
     missing: list[int] = field(default_factory=list)  # not cached, left (compute=False)
     from_cache: int = 0
 
@@ -231,12 +232,12 @@ def run_many(lm: LoadedModel, ds: Dataset, indices: list[int], requests: list[Re
     batches, so that each batch is decoded and captured once for all of them."""
     results = [RunResult() for _ in requests]
     contents: dict[int, str] = {}
-    unreadable: list[tuple[str, str]] = []
+    unreadable: dict[str, Failure] = {}
     for i in indices:
         try:
             contents[i] = ds.content_hash(i)
         except OSError as err:  # unreadable file (permissions, vanished)
-            unreadable.append((ds.records[i].id, f"could not be opened ({err})"))
+            unreadable[ds.records[i].id] = Failure("unreadable", f"could not be opened ({err})")
     usable = [i for i in indices if i in contents]
     nodes = []
     for request, result in zip(requests, results):
@@ -246,7 +247,7 @@ def run_many(lm: LoadedModel, ds: Dataset, indices: list[int], requests: list[Re
         targets = (resolve_targets(choice, labels, lm) if request.analysis.class_specific
                    else [None] * len(usable))
         node = _Node(request.analysis, params, choice, dict(zip(usable, targets)))
-        result.skipped += unreadable
+        result.skipped.update(unreadable)
         for i in usable:
             node.keys[i] = _key(lm, ds, node, i, contents[i])
             found = cache.get(node.keys[i]) if cache is not None else None
@@ -256,7 +257,8 @@ def run_many(lm: LoadedModel, ds: Dataset, indices: list[int], requests: list[Re
                 result.arrays[i] = found
                 result.from_cache += 1
             elif known_bad is not None:
-                result.skipped.append((ds.records[i].id, str(known_bad["reason"])))
+                result.skipped[ds.records[i].id] = Failure("not_an_image",
+                                                           str(known_bad["reason"]))
             else:
                 node.wanted.append(i)
         nodes.append(node)
@@ -291,10 +293,9 @@ def _read_first(lm: LoadedModel, ds: Dataset, node: _Node, result: RunResult,
         got = run(lm, ds, node.wanted, read.analysis, read.params_for(node.params),
                   target=choice, cache=cache, executor=executor)
         node.given[read.analysis.name] = got
-        failed = dict(got.skipped)
-        result.skipped += [(ds.records[i].id, failed[ds.records[i].id])
-                           for i in node.wanted if i not in got.arrays
-                           and ds.records[i].id in failed]
+        result.skipped.update({ds.records[i].id: got.skipped[ds.records[i].id]
+                               for i in node.wanted if i not in got.arrays
+                               and ds.records[i].id in got.skipped})
         node.wanted = [i for i in node.wanted if i in got.arrays]
 
 
@@ -331,13 +332,14 @@ def _compute_group(lm: LoadedModel, ds: Dataset, group: list[tuple[_Node, RunRes
         for start in range(0, len(todo), size):
             chunk = todo[start:start + size]
             images, kept, failures = load_batch(lm, ds, chunk)
-            failed = [i for i in chunk if i not in set(kept)]  # in the order of `failures`
-            for i, (_, reason) in zip(failed, failures):
-                if cache is not None and reason.startswith(NOT_AN_IMAGE):
-                    cache.set(_not_an_image_key(lm, contents[i]), {"reason": np.array(reason)})
+            for i, failure in failures.items():
+                if cache is not None and failure.kind == "not_an_image":
+                    cache.set(_not_an_image_key(lm, contents[i]),
+                              {"reason": np.array(failure.message)})
             for (node, result), want in zip(group, wants):
-                result.skipped += [f for i, f in zip(failed, failures) if i in want]
-            undecoded[0] += len(failed)
+                result.skipped.update({ds.records[i].id: f for i, f in failures.items()
+                                       if i in want})
+            undecoded[0] += len(failures)
             if images is not None:
                 jobs = []
                 for (n, _), want in zip(group, wants):
@@ -351,7 +353,8 @@ def _compute_group(lm: LoadedModel, ds: Dataset, group: list[tuple[_Node, RunRes
     for batch, computed in (executor or LocalExecutor(lm)).map(batches()):
         for (node, result), want, got in zip(group, wants, _per_job(computed, len(group))):
             if isinstance(got, str):  # the batch failed where it ran
-                result.skipped += [(ds.records[i].id, got) for i in batch.indices if i in want]
+                result.skipped.update({ds.records[i].id: Failure("not_computed", got)
+                                       for i in batch.indices if i in want})
                 continue
             for i, arrays in zip([i for i in batch.indices if i in want], got):
                 result.arrays[i] = arrays
@@ -377,7 +380,7 @@ def reference(lm: LoadedModel, ds: Dataset, index: int, cache: ArrayCache | None
     result = run(lm, ds, [index], FORWARD, cache=cache)
     if index not in result.arrays:
         raise ValueError(f"Reference image {ds.records[index].id} could not be used: "
-                         f"{result.skipped[0][1] if result.skipped else 'unknown reason'}")
+                         f"{next(iter(result.skipped.values()), 'unknown reason')}")
     return Reference(result.arrays[index]["logits"], ds.content_hash(index))
 
 
@@ -390,7 +393,7 @@ def _not_an_image_key(lm: LoadedModel, content: str) -> str:
 @dataclass
 class StepResult:
     arrays: Arrays | None  # None: not in the cache and not computed (compute=False)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
+    skipped: dict[str, Failure] = field(default_factory=dict)  # image id -> why
     missing: int = 0  # images whose per-image results the step still needs
 
 
@@ -433,7 +436,7 @@ def run_step(lm: LoadedModel, ds: Dataset, step: DatasetStep, params: Any = None
     computed = run_many(lm, ds, chosen, [Request(a, p) for a, p in asked], cache=cache,
                         progress=progress, compute=compute)
     results = {**given, **{a.name: r for (a, _), r in zip(asked, computed)}}
-    skipped = list(dict(s for r in results.values() for s in r.skipped).items())
+    skipped = {name: f for r in results.values() for name, f in r.skipped.items()}
     if not compute:
         missing = set().union(*(r.missing for r in results.values()))
         return StepResult(None, skipped, len(missing))

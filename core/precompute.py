@@ -87,7 +87,7 @@ class Summary:
     with reasons, and each analysis's and dataset step's wall time in seconds."""
 
     done: set[int]
-    skipped: dict[str, str]
+    skipped: dict[str, object]  # image id -> why (a Failure, or the listing's text)
     seconds: dict[str, float] = field(default_factory=dict)
 
 

@@ -68,7 +68,7 @@ def one(lm: LoadedModel, ds: Dataset, index: int, name: str,
     (the same cache entries as the pages and the precompute)."""
     result = run(lm, ds, [index], ANALYSES[name], cache=cache)
     if index not in result.arrays:
-        raise ValueError(f"Image {ds.records[index].id}: {result.skipped[0][1]}")
+        raise ValueError(f"Image {ds.records[index].id}: {next(iter(result.skipped.values()))}")
     return result.arrays[index]
 
 

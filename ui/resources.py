@@ -15,6 +15,7 @@ from core.dataset.base import DatasetStep
 from core.engine import RunResult, reference, run, run_step
 from core.model import LoadedModel, ModelLoadError, load_model
 from core.storage.cache import ArrayCache, Arrays
+from core.failures import Failure
 from ui.plain import plain
 
 log = logging.getLogger(__name__)
@@ -142,10 +143,10 @@ def on_request(lm: LoadedModel, what: str, forwards: int, key: str) -> bool:
     return False
 
 
-def _skipped(skipped: list[tuple[str, str]]) -> None:
+def _skipped(skipped: dict[str, Failure]) -> None:
     if skipped:
         st.warning(f"{len(skipped)} image(s) could not be used and are left out: "
-                   + plain("; ".join(f"{name}: {why}" for name, why in skipped[:5])))
+                   + plain("; ".join(f"{name}: {why}" for name, why in list(skipped.items())[:5])))
 
 
 def whole_set(lm: LoadedModel, ds: Dataset, analysis: Analysis, what: str, key: str,

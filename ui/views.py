@@ -91,7 +91,7 @@ def selected_image() -> Selected:
     result = resources.analyse(lm, ds, [index], FORWARD)
     if index not in result.arrays:
         st.error(plain(f"Image {ds.records[index].id} could not be used: "
-                       f"{result.skipped[0][1]}"))
+                       f"{next(iter(result.skipped.values()))}"))
         st.stop()
     arrays = result.arrays[index]
     big = display_image(lm, ds, index)

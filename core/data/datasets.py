@@ -29,6 +29,7 @@ from core.data.layout import IMAGE_SUFFIXES, LABELS_FILE, MASKS_FOLDER, is_image
 from core.data.paths import BUILTIN_DIRS, allowed_path, data_roots, inside
 from core.model.loading import LoadedModel
 from core.storage.keys import image_hash
+from core.failures import Failure
 
 NOT_AN_IMAGE = "could not be read as an image"  # how a file that can never be used is listed
 MAX_LABEL_ROWS = 100_000  # rows of labels.csv read; the rest is refused with a message
@@ -316,19 +317,21 @@ def load_dataset(spec: str, class_names: list[str]) -> Dataset:
 
 
 def load_batch(lm: LoadedModel, ds: Dataset, indices: list[int]
-               ) -> tuple[torch.Tensor | None, list[int], list[tuple[str, str]]]:
-    """Decode and preprocess `indices`; returns (batch, kept indices, failures)."""
+               ) -> tuple[torch.Tensor | None, list[int], dict[int, Failure]]:
+    """Decode and preprocess `indices`; returns (batch, kept indices, the others'
+    failures by index)."""
     mode = "L" if lm.data_config["input_size"][0] == 1 else "RGB"
-    tensors, kept, failures = [], [], []
+    tensors, kept, failures = [], [], {}
     for i in indices:
         try:
             tensors.append(lm.transform(ds.image(i, mode)))
             kept.append(i)
         except ImageDecodeError as err:
-            failures.append((ds.records[i].id, f"{NOT_AN_IMAGE}: {err}"))
+            failures[i] = Failure("not_an_image", f"{NOT_AN_IMAGE}: {err}")
         except OSError as err:  # permissions, vanished file
-            failures.append((ds.records[i].id, f"could not be opened: {err.strerror or err}"))
+            failures[i] = Failure("unreadable",
+                                  f"could not be opened: {err.strerror or err}")
         except MemoryError:
-            failures.append((ds.records[i].id, "needs more memory than this server can "
-                             "give it; resize it first"))
+            failures[i] = Failure("too_large", "needs more memory than this server "
+                                  "can give it; resize it first")
     return (torch.stack(tensors) if tensors else None), kept, failures

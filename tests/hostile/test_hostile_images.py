@@ -48,7 +48,8 @@ def test_a_thin_image_is_skipped_and_the_good_ones_kept(tmp_path, demo):
     batch, kept, failures = load_batch(demo, ds, list(range(len(ds))))
     assert time.perf_counter() - begin < 5
     assert [ds.records[i].id for i in kept] == ["img0.png", "img1.png"]
-    assert failures[0][0] == "thin.png" and "crop it" in failures[0][1]
+    (bad,) = failures
+    assert ds.records[bad].id == "thin.png" and "crop it" in failures[bad].message
 
 
 def test_a_memory_error_while_preparing_one_image_skips_only_that_image(tmp_path, demo):
@@ -65,7 +66,8 @@ def test_a_memory_error_while_preparing_one_image_skips_only_that_image(tmp_path
     lm = dataclasses.replace(demo, transform=transform)
     batch, kept, failures = load_batch(lm, ds, [0, 1, 2])
     assert kept == [0, 2] and batch.shape[0] == 2
-    assert failures[0][0] == "img1.png" and "memory" in failures[0][1]
+    assert list(failures) == [1] and failures[1].kind == "too_large"
+    assert "memory" in failures[1].message
 
 
 def peak_of_batch_command(images: Path, cache: Path) -> tuple[int, str]:

