@@ -14,7 +14,7 @@ import tempfile
 import time
 
 from core.analyses import ANALYSES
-from core.data.datasets import demo_dataset
+from core.data.builtin import demo_dataset
 from core.model import load_model
 from core.precompute import precompute
 from core.storage.cache import ArrayCache

@@ -19,7 +19,8 @@ import torch
 
 from core.analyses.base import Analysis, TargetChoice, params_of, resolve_targets
 from core.analyses.forward import FORWARD
-from core.data.datasets import NOT_AN_IMAGE, Dataset, load_batch
+from core.data.inputs import NOT_AN_IMAGE, load_batch
+from core.data.records import Dataset
 from core.data.objects import image_objects
 from core.dataset.base import DatasetStep, Stage, no_stage
 from core.model import LoadedModel

@@ -9,7 +9,7 @@ import numpy as np
 
 from core.analyses.faithfulness import METHOD_NAMES
 from core.analyses.spurious import DEFAULT_METHOD, OBJECT_SOURCES, SPURIOUS, SpuriousParams
-from core.data.datasets import Dataset
+from core.data.records import Dataset
 from core.dataset.base import DatasetStep, Reads, Stage
 from core.dataset.statistics import stack
 from core.explain import METHODS

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from core.model.targets import Reference, Target
 
 if TYPE_CHECKING:
-    from core.data.datasets import Dataset
+    from core.data.records import Dataset
 
 SCHEMA_VERSION = 2  # the layout of every key and entry; bump to drop all old entries
 PREDICTION = "pred"  # the target part of a key when the predicted class is explained
@@ -44,11 +44,6 @@ def cache_key(model_identity: str, content_hash: str, name: str, version: int,
     (an image or an image set), parameter fields and target part."""
     return "|".join([f"v{SCHEMA_VERSION}", f"{name}@{version}", model_identity, content_hash,
                      params_json(params), target])
-
-
-def image_hash(data: bytes) -> str:
-    """The content hash of one image file (or the demo's raw pixels)."""
-    return hashlib.blake2b(data, digest_size=12).hexdigest()
 
 
 def image_set_hash(ds: "Dataset", indices: list[int]) -> str:

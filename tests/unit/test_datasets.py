@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from core.data.datasets import demo_dataset, load_batch, load_dataset
+from core.data.builtin import demo_dataset
+from core.data.datasets import load_dataset
+from core.data.inputs import load_batch
 
 NAMES = ["cat", "dog", "Ankle boot"]
 

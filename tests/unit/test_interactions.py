@@ -10,7 +10,8 @@ import torch
 from core.analyses import INTERACTIONS
 from core.analyses.importance import METRICS, leave_one_out
 from core.analyses.interactions import InteractionParams, top_heads
-from core.data.datasets import demo_dataset, load_batch
+from core.data.builtin import demo_dataset
+from core.data.inputs import load_batch
 from core.model import capture
 from core.model._rerun import forward_from, states
 from testing.models import odd_vit, random_input, small_deit

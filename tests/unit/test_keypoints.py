@@ -13,7 +13,8 @@ from core import ANALYSES, load_dataset, run
 from core.analyses.faithfulness import METHOD_NAMES
 from core.analyses.keypoints import BINS, attention_against, has_keypoints, keypoint_bins
 from core.analyses.spurious import OBJECT_SOURCES, SpuriousParams, outside_share
-from core.data.datasets import demo_dataset, load_batch
+from core.data.builtin import demo_dataset
+from core.data.inputs import load_batch
 from core.data.keypoints import concentration, detect, upsampling
 from core.data.objects import image_objects
 from core.explain import explain

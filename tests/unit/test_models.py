@@ -6,7 +6,8 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from core.model.loading import ModelLoadError, from_module, load_model
+from core.model.errors import ModelLoadError
+from core.model.loading import from_module, load_model
 from testing.models import random_input
 
 
@@ -88,7 +89,7 @@ def test_missing_or_unsupported_checkpoint_file(tmp_path):
 
 
 def test_device_setting_overrides(monkeypatch):
-    from core.model.loading import pick_device
+    from core.model.device import pick_device
     monkeypatch.setenv("VIT_EXPLORER_DEVICE", "cpu")
     assert pick_device().type == "cpu"
     assert pick_device("meta").type == "meta"

@@ -10,7 +10,7 @@ import torch
 
 from core import ANALYSES, DATASET_STEPS, METHODS, explain, run
 from core.analyses.base import resolve_targets
-from core.data.datasets import demo_dataset
+from core.data.builtin import demo_dataset
 from core.storage.cache import ArrayCache
 from testing.models import random_input
 
