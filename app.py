@@ -14,7 +14,7 @@ if "torch" not in sys.modules:
     starting.info("Loading the engine (PyTorch and timm), a few seconds "
                   "after a server start...", icon=":material/hourglass_top:")
 
-from core.data.datasets import Dataset  # noqa: E402 (after the message)
+from core.data.records import Dataset  # noqa: E402 (after the message)
 from core.data.layout import IMAGE_SUFFIXES  # noqa: E402
 from core.data.uploads import save_uploads  # noqa: E402
 from core.model import LoadedModel  # noqa: E402

@@ -12,7 +12,7 @@ from core.analyses.faithfulness import METHOD_NAMES
 from core.analyses.keypoints import has_keypoints
 from core.analyses.objects import OBJECT_SOURCES
 from core.analyses.spurious import DEFAULT_METHOD
-from core.data.datasets import load_batch
+from core.data.inputs import load_batch
 from core.dataset import KEYPOINT_LIFT, SPURIOUS_RANKING
 from core.explain import METHODS
 from ui import downloads, resources

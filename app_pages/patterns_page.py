@@ -6,9 +6,9 @@ import streamlit as st
 from core.analyses import PATTERNS
 from core.analyses.pattern_labels import LABEL_NAMES, describe
 from core.analyses.patterns import DEFAULT_TOP_PERCENT
-from core.data.datasets import load_batch
+from core.data.inputs import load_batch
 from core.dataset import PATTERN_LAYOUTS
-from core.dataset.embedding import binned, sample_indices
+from core.display.density import binned, sample_indices
 from core.dataset.pattern_layouts import Overview
 from core.display.head_detail import (head_matrix, strong_pairs, token_names,
                                       top_percent_threshold, value_histogram)

@@ -34,7 +34,8 @@ from core.analyses.importance import leave_one_out
 from core.analyses.importance_estimate import signed_estimate
 from core.analyses.pattern_labels import decide
 from core.analyses.interactions import pair_effects, top_heads
-from core.data.datasets import demo_dataset, load_batch
+from core.data.builtin import demo_dataset
+from core.data.inputs import load_batch
 from core.dataset.class_views import CLASS_VIEWS, ClassViewParams
 from core.dataset.statistics import spearman
 from core.engine import run

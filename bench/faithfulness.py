@@ -18,7 +18,8 @@ import torch
 
 from bench.common import interleaved
 from core.analyses.faithfulness import METHOD_NAMES, distinct_inputs, evaluate, step_states
-from core.data.datasets import demo_dataset, load_batch
+from core.data.builtin import demo_dataset
+from core.data.inputs import load_batch
 from core.explain import explain
 from core.model import load_model, logits
 from core.model.targets import Explained

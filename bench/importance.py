@@ -37,12 +37,14 @@ from timm.layers import Mlp
 
 from bench.common import best_of, interleaved
 from core.analyses import ANALYSES, importance, partial_pruning
-from core.data.datasets import demo_dataset, load_batch
+from core.data.builtin import demo_dataset
+from core.data.inputs import load_batch
 from core.engine import run
 from core.model import LoadedModel, from_module, load_model
 from core.model._families import output_from_heads
 from core.model._final_rows import rows_read_by_head
-from core.model._kernels import KernelChoice, kernel_choice
+from core.model._kernels import kernel_choice
+from core.model.kernel_choice import KernelChoice
 from testing.reference import naive_leave_one_out
 
 

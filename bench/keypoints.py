@@ -20,7 +20,7 @@ from sklearn.metrics import roc_auc_score
 
 from core import ANALYSES, load_dataset, load_model, run
 from core.analyses.faithfulness import METHOD_NAMES, patch_pixels
-from core.data.datasets import load_batch
+from core.data.inputs import load_batch
 from core.data.paths import BUILTIN_DIRS
 from core.model import logits
 

@@ -19,12 +19,14 @@ import numpy as np
 from sklearn.manifold import TSNE as SklearnTSNE
 
 from core.analyses import ANALYSES
-from core.data.datasets import demo_dataset
+from core.data.builtin import demo_dataset
 from core.dataset import autoencoder, embedding as layout
+from core.dataset.idle_cores import idle_cores
 from core.dataset.pattern_layouts import gather
 from core.engine import run
 from core.model import load_model
 from core.storage.cache import ArrayCache
+from testing.layout_quality import knn_preservation, same_group_neighbours
 
 CLUSTERS = 144  # one per head of a 12 x 12 model
 DIM = 64
@@ -47,8 +49,8 @@ def timed(fn):
 
 
 def quality(points: np.ndarray, result: np.ndarray, group: np.ndarray) -> str:
-    return (f"kNN preservation (k=10) {layout.knn_preservation(points, result):.3f}, "
-            f"same-cluster neighbours {layout.same_group_neighbours(result, group):.3f}")
+    return (f"kNN preservation (k=10) {knn_preservation(points, result):.3f}, "
+            f"same-cluster neighbours {same_group_neighbours(result, group):.3f}")
 
 
 def demo_layouts() -> None:
@@ -71,7 +73,7 @@ def demo_layouts() -> None:
 
 def main() -> None:
     print(f"cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}, layout threads "
-          f"now {layout.idle_cores()} (timings measured under the machine's current load)")
+          f"now {idle_cores()} (timings measured under the machine's current load)")
     demo_layouts()
     codes, group = clustered_codes(144_000)
     result, big = timed(lambda: layout.tsne(codes))
@@ -84,7 +86,7 @@ def main() -> None:
     full, full_s = timed(lambda: layout.tsne(x, fit_size=len(x)))
     print(f"20k: openTSNE full fit (FFT) {full_s:.1f} s; {quality(x, full, g)}")
     sk, sk_s = timed(lambda: SklearnTSNE(perplexity=layout.PERPLEXITY, random_state=0,
-                                         n_jobs=layout.idle_cores()).fit_transform(x))
+                                         n_jobs=idle_cores()).fit_transform(x))
     print(f"20k: scikit-learn t-SNE (Barnes-Hut) {sk_s:.1f} s; {quality(x, sk, g)}")
     print(f"layout_144k_seconds: {big:.1f}")
     print(f"speedup_vs_sklearn_20k: {sk_s / chosen_s:.2f}")

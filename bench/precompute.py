@@ -16,7 +16,7 @@ import tempfile
 import time
 
 from core.analyses import ANALYSES
-from core.data.datasets import demo_dataset
+from core.data.builtin import demo_dataset
 from core.dataset import DATASET_STEPS
 from core.engine import run_step
 from core.model import load_model

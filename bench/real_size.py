@@ -91,8 +91,9 @@ def one_model(key: str) -> dict[str, float]:
 def estimate_speedup(name: str, work: Path) -> dict[str, float]:
     """Exact leave-one-out against its one-backward estimate on the image (one run)."""
     from core.analyses import IMPORTANCE, IMPORTANCE_ESTIMATE
+    from core.data.datasets import load_dataset
+    from core.data.inputs import load_batch
     from core.engine import compute_images
-    from core.data.datasets import load_batch, load_dataset
     from core.model import load_model
     lm = load_model(name, work / "model.safetensors", device="cpu")
     ds = load_dataset(str(work / "images"), lm.class_names)

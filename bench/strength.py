@@ -16,7 +16,8 @@ import torch
 from bench.common import best_of
 from core.analyses import ANALYSES
 from core.analyses.strength import strength
-from core.data.datasets import demo_dataset, load_batch
+from core.data.builtin import demo_dataset
+from core.data.inputs import load_batch
 from core.engine import run
 from core.model import capture, load_model
 from testing.reference import loop_strength

@@ -13,7 +13,9 @@ methods and their registry), ``dataset`` (dataset-level steps and their registry
 ``python -m core.precompute``; on Ray with ``ray_executor``), ``cli`` (demo training).
 """
 from core.analyses import ANALYSES, Analysis
-from core.data.datasets import Dataset, load_batch, load_dataset
+from core.data.datasets import load_dataset
+from core.data.inputs import load_batch
+from core.data.records import Dataset
 from core.dataset import DATASET_STEPS, DatasetStep
 from core.engine import RunResult, StepResult, run, run_step
 from core.explain import METHODS, explain

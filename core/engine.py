@@ -20,7 +20,8 @@ import torch
 from core.analyses import axes
 from core.analyses.base import Analysis, TargetChoice, resolve_targets
 from core.analyses.forward import FORWARD
-from core.data.datasets import Dataset, load_batch
+from core.data.inputs import load_batch
+from core.data.records import Dataset
 from core.data.objects import image_objects
 from core.dataset.base import DatasetStep, Stage, no_stage
 from core.model import LoadedModel
@@ -28,7 +29,7 @@ from core.model.targets import Reference, Target
 from core.failures import Failure
 from core.parameters import parameters
 from core.storage.cache import ArrayCache, Arrays
-from core.storage.keys import cache_key, image_hash, image_set_hash, params_json, target_part
+from core.storage.keys import cache_key, digest, image_set_hash, params_json, target_part
 
 Progress = Callable[[int, int], None]  # (images done, images total)
 
@@ -209,7 +210,7 @@ def _key(lm: LoadedModel, ds: Dataset, node: "_Node", i: int, content: str) -> s
         content += f"+mask:{ds.mask_hash(i)}"
     return cache_key(lm.identity, content, node.analysis.name, node.analysis.version,
                      node.params, target_part(node.targets[i], node.analysis.class_specific),
-                     reads=image_hash(signature(node.analysis, node.params, lm).encode()))
+                     reads=digest(signature(node.analysis, node.params, lm)))
 
 
 def entry_key(lm: LoadedModel, ds: Dataset, analysis: Analysis, index: int,
@@ -403,7 +404,7 @@ def step_key(lm: LoadedModel, ds: Dataset, step: DatasetStep, params: Any) -> st
                      + signature(a, parameters(a.params, p, a.name), lm)
                      for a, p in zip(step.reads, step.reads_params(params)))
     return cache_key(lm.identity, image_set_hash(ds, list(range(len(ds)))), step.name,
-                     step.version, params, reads=image_hash(reads.encode()))
+                     step.version, params, reads=digest(reads))
 
 
 def _restricted(result: RunResult, indices: list[int]) -> RunResult:

@@ -25,7 +25,8 @@ from typing import Callable
 from tqdm import tqdm
 
 from core.analyses import ANALYSES
-from core.data.datasets import Dataset, load_dataset
+from core.data.datasets import load_dataset
+from core.data.records import Dataset
 from core.dataset import DATASET_STEPS, DatasetStep
 from core.engine import (Executor, Progress, Request, RunResult, batch_groups, run_many,
                          run_step)

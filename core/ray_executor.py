@@ -25,7 +25,8 @@ import torch
 
 from core.engine import Batch
 from core.model import LoadedModel
-from core.model._kernels import KernelChoice, kernel_choice
+from core.model._kernels import kernel_choice
+from core.model.kernel_choice import KernelChoice
 from core.model.loading import from_state
 from core.storage.cache import Arrays
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from core.data.datasets import demo_dataset
+from core.data.builtin import demo_dataset
 
 CLASS_FOLDERS = (1, 5, 7)  # Trouser, Sandal, Sneaker: class names usable as folder names
 

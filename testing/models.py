@@ -10,7 +10,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from core.model import LoadedModel, from_module
-from core.model.loading import weights_hash
+from core.model.identity import weights_hash
 
 # name -> (timm name, keyword overrides, expected prefix tokens, expected grid)
 TIMM_CASES = {

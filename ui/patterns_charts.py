@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from core.dataset.embedding import Density
+from core.display.density import Density
 from core.display.head_detail import Pairs
 
 CLS_COLOUR, PATCH_COLOUR = "#1f77b4", "#ff7f0e"  # blue: CLS-related, orange: patch pairs

@@ -21,7 +21,8 @@ from core.analyses.spurious import DEFAULT_METHOD
 from core.analyses.importance import METRIC_AXES, METRIC_LABELS, METRICS, metric_names
 from core.analyses.pattern_labels import describe
 from core.analyses.patterns import DEFAULT_TOP_PERCENT
-from core.data.datasets import Dataset, load_batch
+from core.data.inputs import load_batch
+from core.data.records import Dataset
 from core.display.head_detail import head_matrix, top_percent_threshold
 from core.display.maps import heat_map
 from core.display.predictions import most_similar, top_k

@@ -10,7 +10,8 @@ import streamlit as st
 
 from core.analyses.base import Analysis, TargetChoice
 from core.analyses.cost import automatic
-from core.data.datasets import Dataset, load_dataset
+from core.data.datasets import load_dataset
+from core.data.records import Dataset
 from core.dataset.base import DatasetStep
 from core.engine import RunResult, reference, run, run_step
 from core.model import LoadedModel, ModelLoadError, load_model

@@ -12,7 +12,8 @@ import streamlit as st
 from core.analyses import FORWARD
 from core.analyses.base import Analysis
 from core.analyses.importance import METRIC_HELP, METRIC_LABELS, metric_names
-from core.data.datasets import Dataset, load_batch
+from core.data.inputs import load_batch
+from core.data.records import Dataset
 from core.display.maps import heat_map, patch_table
 from core.display.predictions import most_similar, top_k
 from core.model import LoadedModel

@@ -29,7 +29,7 @@ from typing import Any, Callable, Generic, Literal, Sequence, TypeVar
 
 import numpy as np
 
-from core.model.loading import LoadedModel
+from core.model.loaded import LoadedModel
 from core.model.targets import Reference, Target
 from core.storage.cache import Arrays
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import cv2
 import numpy as np
 import torch
 
-from core.model.loading import LoadedModel
+if TYPE_CHECKING:
+    from core.model.loaded import LoadedModel
 
 Weight = Literal["count", "response"]
 MIN_SIDE = 224  # the short side (pixels) an image is upsampled to before SIFT, by default

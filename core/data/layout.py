@@ -1,4 +1,4 @@
-"""The names an image folder is read by (``core.data.datasets``) and an upload is
+"""The names an image folder is read by (``core.data.folders``) and an upload is
 stored by (``core.data.uploads``): image file suffixes, the labels file, the masks
 folder."""
 from __future__ import annotations

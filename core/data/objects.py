@@ -7,15 +7,19 @@ the object when at least half of its pixels are.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
 import torch
 from PIL import Image
 
-from core.data.datasets import Dataset
 from core.data.decode import ImageDecodeError
 from core.data.keypoints import to_grey
-from core.model.loading import LoadedModel
+from core.data.records import Dataset
+
+if TYPE_CHECKING:
+    from core.model.loaded import LoadedModel
 
 THRESHOLD = 0  # a pixel above this grey level (0..255) is on the object (black background)
 
@@ -38,8 +42,7 @@ def to_patches(mask: torch.Tensor, patch_size: tuple[int, int]) -> torch.Tensor:
 def mask_at_input(lm: LoadedModel, mask: Image.Image) -> np.ndarray:
     """A 0/255 mask image through the model's own resize and crop: (H, W) bool at the
     model's input size (bilinear resize, then thresholded at half)."""
-    mode = "L" if lm.data_config["input_size"][0] == 1 else "RGB"
-    return lm.to_display(lm.transform(mask.convert(mode))).mean(-1) > 0.5
+    return lm.to_display(lm.transform(mask.convert(lm.image_mode))).mean(-1) > 0.5
 
 
 def image_objects(lm: LoadedModel, ds: Dataset, indices: list[int], images: torch.Tensor

@@ -3,7 +3,7 @@
 When ``VIT_EXPLORER_DATA_ROOTS`` is set (folders separated by ``:``, as in the
 Docker image's ``/data``), image folders and checkpoint files must resolve
 (symbolic links and ``..`` followed) to a place inside one of them, and so must
-every file and subfolder read from an image folder (``core.data.datasets``);
+every file and subfolder read from an image folder (``core.data.walk``);
 otherwise any path the user can read is allowed, as for a local tool.
 """
 from __future__ import annotations

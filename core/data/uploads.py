@@ -7,7 +7,7 @@ The files of one upload go into a folder named after their content, and the imag
 set is then named ``upload:<digest>`` (what the sidebar and a shared link carry;
 never a server path). The same files always give the same name, so a shared link
 opens the same set on this server for as long as the folder is kept. The folder is
-read like any image folder (``core.data.datasets``): a ``labels.csv`` among flat
+read like any image folder (``core.data.folders``): a ``labels.csv`` among flat
 files gives labels, and a file that cannot be decoded is skipped and listed.
 Names are made safe for one folder (last path part, no control characters, at
 most MAX_NAME_BYTES, repeats that differ only in case numbered), and the rows of an

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Generic, TypeVar
 
 from core.analyses.base import Analysis
-from core.data.datasets import Dataset
+from core.data.records import Dataset
 from core.model import LoadedModel
 from core.storage.cache import Arrays
 

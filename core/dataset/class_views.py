@@ -25,7 +25,7 @@ from core.analyses.base import NoParams
 from core.analyses.importance import metric_slot
 from core.analyses.pattern_labels import LABEL_NAMES, decide
 from core.analyses.patterns import PatternParams
-from core.data.datasets import Dataset
+from core.data.records import Dataset
 from core.dataset.base import DatasetStep, Reads, Stage
 from core.dataset.statistics import stack
 from core.model import LoadedModel

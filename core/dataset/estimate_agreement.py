@@ -17,7 +17,7 @@ import numpy as np
 from core.analyses.base import NoParams
 from core.analyses.importance import IMPORTANCE, METRICS
 from core.analyses.importance_estimate import IMPORTANCE_ESTIMATE, compared_with
-from core.data.datasets import Dataset
+from core.data.records import Dataset
 from core.dataset.base import DatasetStep, Reads, Stage
 from core.dataset.statistics import spearman, stack
 from core.model import LoadedModel

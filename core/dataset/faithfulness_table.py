@@ -20,7 +20,7 @@ import numpy as np
 
 from core.analyses.base import NoParams
 from core.analyses.faithfulness import FAITHFULNESS, LOCALISATION, METHOD_NAMES, METRICS
-from core.data.datasets import Dataset
+from core.data.records import Dataset
 from core.dataset.base import DatasetStep, Reads, Stage
 from core.explain import METHODS
 from core.model import LoadedModel

@@ -9,7 +9,7 @@ import numpy as np
 
 from core.analyses.base import NoParams
 from core.analyses.importance import IMPORTANCE, metric_slot
-from core.data.datasets import Dataset
+from core.data.records import Dataset
 from core.dataset.base import DatasetStep, Reads, Stage
 from core.dataset.embedding import tsne
 from core.dataset.statistics import stack

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.analyses.keypoints import KEYPOINTS, KeypointParams, has_keypoints
-from core.data.datasets import Dataset
+from core.data.records import Dataset
 from core.dataset.base import DatasetStep, Reads, Stage
 from core.dataset.statistics import mean_and_std
 from core.model import LoadedModel

@@ -14,7 +14,7 @@ import numpy as np
 
 from core.analyses.pattern_labels import LABEL_NAMES, LABELS, decide
 from core.analyses.patterns import DEFAULT_TOP_PERCENT, PATTERNS, PatternParams, unpack
-from core.data.datasets import Dataset
+from core.data.records import Dataset
 from core.dataset import autoencoder
 from core.dataset.base import DatasetStep, Reads, Stage
 from core.dataset.embedding import tsne

@@ -11,7 +11,7 @@ from core.analyses.faithfulness import METHOD_NAMES
 from core.analyses.objects import OBJECT_SOURCES
 from core.analyses.sift import SiftParams
 from core.analyses.spurious import DEFAULT_METHOD, SPURIOUS
-from core.data.datasets import Dataset
+from core.data.records import Dataset
 from core.dataset.base import DatasetStep, Reads, Stage
 from core.dataset.statistics import stack
 from core.explain import METHODS

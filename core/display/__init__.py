@@ -1,2 +1,3 @@
 """Numbers shaped for display (heat maps over the image, top-k predictions, a head's
-detail view), computed here so that pages and chart helpers only draw."""
+detail view, a layout's density), computed here so that pages and chart helpers only
+draw."""

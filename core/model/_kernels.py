@@ -25,7 +25,6 @@ from __future__ import annotations
 import copy
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import torch
@@ -34,32 +33,16 @@ from timm.layers import Mlp
 from torch import nn
 
 from core.model._families import block_kwargs
+from core.model.kernel_choice import KernelChoice
 
 if TYPE_CHECKING:
-    from core.model.loading import LoadedModel
+    from core.model.loaded import LoadedModel
 
 TOKENS_PER_FORWARD = 1 << 15  # tokens of one batched no-capture forward: bounds its memory;
 # on the CPU larger batches were slower, not faster (they leave the cache: demo model,
 # 2-core EPYC, 0.48 ms per image at 256 images per forward, 0.60 at 2,048, 0.86 at 4,096)
 ROUNDS = 3  # timings per kernel and size (the best is kept), after one warm-up call
 MAX_SECONDS = 0.05  # the sizes stop growing once one block call takes this long
-
-
-@dataclass(frozen=True)
-class KernelChoice:
-    """How a model's no-capture forwards run on this machine: oneDNN linear layers for
-    inputs of at least `onednn_from` tokens (None: never), and the measurements that
-    decided it (tokens per call -> best seconds of one block call, stock and oneDNN)."""
-
-    onednn_from: int | None
-    seconds: dict[int, tuple[float, float]]
-
-    def describe(self) -> str:
-        chosen = ("stock kernels only" if self.onednn_from is None else
-                  f"oneDNN from {self.onednn_from:,} tokens per forward")
-        sizes = "; ".join(f"{t:,} tokens: stock {s * 1e3:.2f} ms, oneDNN {o * 1e3:.2f} ms "
-                          f"({s / o:.2f}x)" for t, (s, o) in sorted(self.seconds.items()))
-        return f"{chosen} (one block, measured: {sizes or 'nothing, not on the CPU'})"
 
 
 def _onednn_op():

@@ -17,7 +17,7 @@ from core.model._families import block_kwargs, heads_module, positional_attentio
 from core.model._final_rows import final_block_rows, rows_read_by_head
 from core.model._kernels import fast_path
 from core.model.capture import _tapped
-from core.model.loading import LoadedModel
+from core.model.loaded import LoadedModel
 
 
 @dataclass

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from core.model._kernels import fast_path
-from core.model.loading import LoadedModel
+from core.model.loaded import LoadedModel
 
 # Pruning modes of SPEC "Head pruning": the regions each mode zeroes.
 REGIONS = ("cls_cls", "cls_patch", "patch_cls", "patch_patch")

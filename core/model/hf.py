@@ -41,8 +41,12 @@ from timm.models.deit import VisionTransformerDistilled
 from timm.models.vision_transformer import VisionTransformer
 
 from core.data.paths import allowed_path
-from core.model.loading import (ModelLoadError, check_budget, check_listed, check_reachable,
-                                check_vit, load_state, read_checkpoint)
+from core.model.architecture import check_vit
+from core.model.checkpoints import read_checkpoint
+from core.model.errors import ModelLoadError
+from core.model.limits import check_budget, check_listed
+from core.model.mismatch import load_state
+from core.model.probe import check_reachable
 
 HUB_PREFIX = "transformers:"
 CONFIG_FILES = ["config.json", "preprocessor_config.json"]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from core.model.targets import Reference, Target
 
 if TYPE_CHECKING:
-    from core.data.datasets import Dataset
+    from core.data.records import Dataset
 
 SCHEMA_VERSION = 3  # the layout of every key and entry; bump to drop all old entries
 PREDICTION = "pred"  # the target part of a key when the predicted class is explained
@@ -47,18 +47,18 @@ def cache_key(model_identity: str, content_hash: str, name: str, version: int,
                      params_json(params), target, reads])
 
 
-def image_hash(data: bytes) -> str:
-    """The content hash of one image file (or the demo's raw pixels)."""
-    return hashlib.blake2b(data, digest_size=12).hexdigest()
+def digest(text: str) -> str:
+    """A short hash of `text` (a key part that would be long: what an analysis reads)."""
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
 def image_set_hash(ds: "Dataset", indices: list[int]) -> str:
     """A hash of the content of images `indices` of `ds`, in order. An unreadable
     file counts by its id (the engine skips it and lists it)."""
-    digest = hashlib.blake2b(digest_size=12)
+    parts = []
     for i in indices:
         try:
-            digest.update(ds.content_hash(i).encode())
+            parts.append(ds.content_hash(i))
         except OSError:
-            digest.update(f"unreadable:{ds.records[i].id}".encode())
-    return digest.hexdigest()
+            parts.append(f"unreadable:{ds.records[i].id}")
+    return digest("\n".join(parts))

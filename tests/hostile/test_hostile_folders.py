@@ -119,7 +119,7 @@ def test_a_million_row_labels_csv_is_bounded_and_says_so(tmp_path):
     took = time.perf_counter() - begin
     assert ds.records[0].label == CLASSES.index("Coat")
     assert len(ds.skipped) < 1_000_000
-    from core.data.datasets import MAX_LABEL_ROWS
+    from core.data.labels_csv import MAX_LABEL_ROWS
     assert len(ds.skipped) <= MAX_LABEL_ROWS + 1
     assert any("only the first" in why for _, why in ds.skipped)
     assert took < 20, took  # generous bound: it read a bounded number of rows

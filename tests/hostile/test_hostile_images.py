@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from core.data.datasets import load_batch, load_dataset
+from core.data.datasets import load_dataset
+from core.data.inputs import load_batch
 from core.data.decode import ImageDecodeError, decode_image
 from testing.images import demo_flat_folder
 

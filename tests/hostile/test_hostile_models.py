@@ -14,7 +14,8 @@ import pytest
 import timm
 import torch
 
-from core.model.loading import ModelLoadError, load_model
+from core.model.errors import ModelLoadError
+from core.model.loading import load_model
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -38,7 +38,8 @@ from core import (ANALYSES, DATASET_STEPS, METHODS, ArrayCache, explain, load_ba
 from core.analyses.axes import problems as output_problems
 from core.analyses.importance import leave_one_out
 from core.analyses.partial_pruning import modes_of_head
-from core.data.datasets import Dataset, demo_dataset
+from core.data.builtin import demo_dataset
+from core.data.records import Dataset
 from core.dataset import autoencoder
 from core.explain.gradients import attention_and_gradients
 from core.model import LoadedModel, capture

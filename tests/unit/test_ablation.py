@@ -8,7 +8,8 @@ import copy
 import numpy as np
 import pytest
 
-from core.data.datasets import demo_dataset, load_batch
+from core.data.builtin import demo_dataset
+from core.data.inputs import load_batch
 from core.explain import AblationParams, explain
 from core.explain.ablation import group_side, patch_groups
 from testing.models import odd_vit, random_input, random_vit, small_deit

@@ -10,7 +10,8 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.data.datasets import demo_dataset, load_batch
+from core.data.builtin import demo_dataset
+from core.data.inputs import load_batch
 from core.model.loading import load_model
 from core.analyses.base import NoParams
 from core.analyses.strength import STRENGTH

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
 
-from core.data.datasets import demo_dataset
+from core.data.builtin import demo_dataset
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 MODEL = "vit_small_patch16_224.dino"

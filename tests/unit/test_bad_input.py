@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from core import precompute
-from core.data.datasets import load_batch, load_dataset
+from core.data.datasets import load_dataset
+from core.data.inputs import load_batch
 from core.data.decode import ImageDecodeError, decode_image
 from core.analyses.forward import FORWARD
 from core.engine import run

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from core.model import capture
-from core.model.loading import LoadedModel, load_model
+from core.model.loaded import LoadedModel
+from core.model.loading import load_model
 from testing.models import TIMM_CASES, random_input, random_vit
 from testing.reference import zero_head_by_hand
 

@@ -1,10 +1,15 @@
 """Image sets: the demo, ImageFolder, flat folders with labels.csv, broken files."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
 
-from core.data.datasets import demo_dataset, load_batch, load_dataset
+from core.data.builtin import demo_dataset
+from core.data.datasets import load_dataset
+from core.data.inputs import load_batch
 
 NAMES = ["cat", "dog", "Ankle boot"]
 
@@ -76,3 +81,47 @@ def test_missing_folder_message():
     import pytest
     with pytest.raises(ValueError, match="does not exist"):
         load_dataset("/no/such/folder", NAMES)
+
+
+def counting_reads(monkeypatch) -> list[Path]:
+    """Every file `Path.read_bytes` reads from now on, in order."""
+    reads: list[Path] = []
+    real = Path.read_bytes
+
+    def read_bytes(path: Path) -> bytes:
+        reads.append(path)
+        return real(path)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    return reads
+
+
+def test_content_and_mask_hashes_read_each_unchanged_file_once(tmp_path, monkeypatch):
+    write_image(tmp_path / "a.png")
+    write_image(tmp_path / "masks" / "a.png", mode="L")
+    ds = load_dataset(str(tmp_path), NAMES)
+    reads = counting_reads(monkeypatch)
+    first = ds.content_hash(0), ds.mask_hash(0)
+    assert len(reads) == 2
+    # a rerun (the same files in a freshly loaded set) reads nothing to hash them
+    again = load_dataset(str(tmp_path), NAMES)
+    del reads[:]
+    assert (again.content_hash(0), again.mask_hash(0)) == first and reads == []
+
+
+def test_a_changed_file_is_hashed_anew(tmp_path, monkeypatch):
+    write_image(tmp_path / "a.png")
+    write_image(tmp_path / "masks" / "a.png", mode="L")
+    ds = load_dataset(str(tmp_path), NAMES)
+    image, mask = ds.content_hash(0), ds.mask_hash(0)
+    path = tmp_path / "a.png"
+    data, stat = path.read_bytes(), path.stat()
+    reads = counting_reads(monkeypatch)
+    write_image(tmp_path / "masks" / "a.png", size=(24, 24), mode="L")  # another size
+    assert ds.mask_hash(0) != mask and len(reads) == 1
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched: read again
+    assert ds.content_hash(0) == image and len(reads) == 2
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # the same size, other bytes
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2 * 10**9))
+    assert path.stat().st_size == stat.st_size
+    assert ds.content_hash(0) != image and len(reads) == 3

@@ -11,7 +11,9 @@ import pytest
 from core.analyses import IMPORTANCE, IMPORTANCE_ESTIMATE
 from core.analyses.importance import METRICS
 from core.analyses.importance_estimate import compared_with, signed_estimate
-from core.data.datasets import demo_dataset, load_batch, load_dataset
+from core.data.builtin import demo_dataset
+from core.data.datasets import load_dataset
+from core.data.inputs import load_batch
 from core.dataset import ESTIMATE_AGREEMENT
 from core.dataset.statistics import spearman
 from core.engine import compute_images, run, run_step

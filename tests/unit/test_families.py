@@ -29,9 +29,12 @@ from core.model import capture
 from core.model import _kernels
 from core.model._families import block_kwargs, output_from_heads, positional_attention
 from core.model._final_rows import rows_read_by_head
-from core.model._kernels import KernelChoice
+from core.model.kernel_choice import KernelChoice
 from core.model._rerun import forward_from, states
-from core.model.loading import LoadedModel, ModelLoadError, check_allowed, from_module
+from core.model.architecture import check_allowed
+from core.model.errors import ModelLoadError
+from core.model.loaded import LoadedModel
+from core.model.loading import from_module
 from testing.models import FAMILY_CASES, model_state, random_family, random_input
 from testing.reference import (check_forward_from, naive_leave_one_out, naive_pairs,
                                naive_patch_ablation, naive_positional_ablation)

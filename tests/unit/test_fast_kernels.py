@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.model import _kernels as fast_kernels, capture, load_model
-from core.model._kernels import KernelChoice, first_onednn_size
+from core.model._kernels import first_onednn_size
+from core.model.kernel_choice import KernelChoice
 from testing.models import random_input
 
 

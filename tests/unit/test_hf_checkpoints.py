@@ -14,7 +14,8 @@ import transformers as tf
 from core.data.paths import PathNotAllowed
 from core.model import forward
 from core.model._rerun import forward_from, states
-from core.model.loading import ModelLoadError, load_model
+from core.model.errors import ModelLoadError
+from core.model.loading import load_model
 
 SMALL = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, patch_size=8,
              image_size=32, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)

@@ -21,8 +21,9 @@ from core.engine import run, run_step
 from core.model import capture
 from core.model._rerun import forward_from, states
 from core.storage.cache import ArrayCache
-from core.data.datasets import demo_dataset, load_batch
-from core.model.loading import LoadedModel
+from core.data.builtin import demo_dataset
+from core.data.inputs import load_batch
+from core.model.loaded import LoadedModel
 from testing.images import demo_class_folder
 from testing.models import odd_vit, random_input, random_vit, small_deit
 from testing.reference import check_forward_from, naive_leave_one_out

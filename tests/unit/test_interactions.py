@@ -11,7 +11,8 @@ from core.analyses import INTERACTIONS
 from core.analyses.axes import problems
 from core.analyses.importance import METRICS, leave_one_out
 from core.analyses.interactions import InteractionParams, top_heads
-from core.data.datasets import demo_dataset, load_batch
+from core.data.builtin import demo_dataset
+from core.data.inputs import load_batch
 from core.model import capture
 from core.model._rerun import forward_from, states
 from core.engine import compute_images

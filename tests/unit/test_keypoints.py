@@ -14,8 +14,9 @@ from core.analyses.faithfulness import METHOD_NAMES
 from core.analyses.keypoints import BINS, attention_against, has_keypoints, keypoint_bins
 from core.analyses.objects import OBJECT_SOURCES
 from core.analyses.spurious import outside_share
+from core.data.builtin import demo_dataset
+from core.data.inputs import load_batch
 from core.engine import compute_images
-from core.data.datasets import demo_dataset, load_batch
 from core.data.keypoints import concentration, detect, upsampling
 from core.data.objects import image_objects
 from core.explain import explain

@@ -1,12 +1,16 @@
 """Model loading: demo, timm names, local checkpoints, refusals."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import timm
 import torch
+from PIL import Image
 from safetensors.torch import save_file
 
-from core.model.loading import ModelLoadError, from_module, load_model
+from core.model.errors import ModelLoadError
+from core.model.loaded import unnormalise
+from core.model.loading import from_module, load_model
 from testing.models import random_input
 
 
@@ -16,6 +20,22 @@ def test_demo_model_shape_and_preprocessing(demo):
     assert demo.data_config["input_size"] == (1, 28, 28)
     assert tuple(demo.data_config["mean"]) == (0.2860,)  # from the shipped config, not hard-coded
     assert demo.identity.startswith("demo@")
+
+
+
+def test_unnormalise_gives_back_the_pixels_of_a_batch_and_of_one_image(demo, deit_tiny):
+    lm, _ = deit_tiny
+    colour = (40, 120, 250)  # one colour per channel: the same after any resize and crop
+    for model, mode in ((demo, "L"), (lm, "RGB")):
+        assert model.image_mode == mode
+        image = Image.new("RGB", (50, 40), colour).convert(mode)
+        x = model.transform(image)
+        expected = np.broadcast_to(np.asarray(image, np.float32)[:1, :1].reshape(1, 1, -1)
+                                   / 255, (*x.shape[1:], x.shape[0]))
+        batch = unnormalise(model, torch.stack([x, x]))
+        np.testing.assert_allclose(batch.permute(0, 2, 3, 1).numpy(), [expected] * 2,
+                                   atol=1e-5)
+        np.testing.assert_allclose(model.to_display(x), expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth", ".bin"])
@@ -88,7 +108,7 @@ def test_missing_or_unsupported_checkpoint_file(tmp_path):
 
 
 def test_device_setting_overrides(monkeypatch):
-    from core.model.loading import pick_device
+    from core.model.device import pick_device
     monkeypatch.setenv("VIT_EXPLORER_DEVICE", "cpu")
     assert pick_device().type == "cpu"
     assert pick_device("meta").type == "meta"

@@ -13,9 +13,12 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from core.dataset import autoencoder, embedding as layout
+from core.display.density import binned
 from core.model import capture
 from core.storage.cache import ArrayCache
-from core.data.datasets import demo_dataset, load_batch, load_dataset
+from core.data.builtin import demo_dataset
+from core.data.datasets import load_dataset
+from core.data.inputs import load_batch
 from core.analyses.pattern_labels import (LABELS, MIXED_MARGIN, OFFSETS, decide, describe,
                                           label_scores)
 from core.analyses.patterns import PATTERNS, PatternParams, binarise, kept_count, pack, unpack
@@ -23,6 +26,7 @@ from core.dataset.pattern_layouts import AE_SIDE, PATTERN_LAYOUTS, LayoutParams,
 from core.display.head_detail import head_matrix, strong_pairs, top_percent_threshold
 from core.engine import compute_images, run_step
 from testing.images import demo_flat_folder
+from testing.layout_quality import knn_preservation, same_group_neighbours
 from testing.models import random_input, random_vit
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -171,9 +175,9 @@ def test_layout_keeps_two_separated_clusters_apart(fit_size):
     groups = np.repeat([0, 1], 200)
     xy = layout.tsne(points, fit_size=fit_size, n_jobs=1)
     assert xy.shape == (400, 2) and np.isfinite(xy).all()
-    assert layout.same_group_neighbours(xy, groups, sample=400) == 1.0
-    assert layout.knn_preservation(points, xy, sample=200) > 0.2  # random would be ~0.02
-    counts = layout.binned(xy, bins=20).counts
+    assert same_group_neighbours(xy, groups, sample=400) == 1.0
+    assert knn_preservation(points, xy, sample=200) > 0.2  # random would be ~0.02
+    counts = binned(xy, bins=20).counts
     assert counts.shape == (20, 20) and counts.sum() == 400
 
 

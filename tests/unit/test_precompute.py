@@ -6,7 +6,8 @@ import numpy as np
 from core import precompute
 from core.model import capture
 from core.storage.cache import ArrayCache
-from core.data.datasets import demo_dataset, load_batch
+from core.data.builtin import demo_dataset
+from core.data.inputs import load_batch
 from core.engine import run
 from core.analyses.forward import FORWARD
 

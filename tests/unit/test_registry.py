@@ -13,9 +13,9 @@ from core import ANALYSES, DATASET_STEPS, METHODS, explain, run
 from core.analyses import explanations, faithfulness
 from core.analyses.axes import problems
 from core.analyses.base import resolve_targets
+from core.data.builtin import demo_dataset
 from core.engine import entry_key
 from core.explain.attention import random_map
-from core.data.datasets import demo_dataset
 from core.storage.cache import ArrayCache
 from testing.cases import CASES, STEP_CASES, STEP_VARIANTS, VARIANTS, Case
 from testing.images import demo_class_folder

@@ -7,7 +7,7 @@ import re
 
 from PIL import Image
 
-from core.data.datasets import demo_dataset
+from core.data.builtin import demo_dataset
 from ui.report import image_report
 
 

@@ -9,7 +9,8 @@ import torch
 from testing.reference import loop_strength
 from core.model import capture
 from core.storage.cache import ArrayCache
-from core.data.datasets import demo_dataset, load_batch
+from core.data.builtin import demo_dataset
+from core.data.inputs import load_batch
 from core.engine import compute_images, run
 from core.analyses import ANALYSES
 from core.analyses.base import NoParams

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from core.data import uploads
-from core.data.datasets import load_batch, load_dataset
+from core.data.datasets import load_dataset
+from core.data.inputs import load_batch
 
 
 def png(value: int) -> bytes:

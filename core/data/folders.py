@@ -1,0 +1,53 @@
+"""An image folder as a Dataset: a class-subfolder (ImageFolder) tree, or a flat folder
+with an optional ``labels.csv``, and its ``masks/``. Files that cannot be used are
+skipped and listed in ``Dataset.skipped`` with the reason; they never stop the rest."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.data.classes import label_index, not_model_classes
+from core.data.labels_csv import read_labels
+from core.data.layout import IMAGE_SUFFIXES, LABELS_FILE, MASKS_FOLDER
+from core.data.masks import find_masks
+from core.data.paths import data_roots
+from core.data.records import Dataset, ImageRecord
+from core.data.walk import display_name, entries
+
+
+def images_of(files: list[Path], root: Path, group: str | None,
+              class_names: list[str]) -> list[ImageRecord]:
+    """The image files among `files` of the set's class `group` (labelled with the
+    model's class of that name, if any)."""
+    label = None if group is None else label_index(group, class_names)
+    return [ImageRecord(id=display_name(p, root), path=p, label=label, group=group)
+            for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+
+
+def folder_dataset(root: Path, class_names: list[str], roots: list[Path] | None = None
+                   ) -> Dataset:
+    """ImageFolder layout when `root` has (non-hidden) subfolders, else flat. Every file
+    and subfolder must lie inside `roots` (default: ``VIT_EXPLORER_DATA_ROOTS``)."""
+    roots = data_roots() if roots is None else roots
+    skipped: list[tuple[str, str]] = []
+    files, subdirs = entries(root, root, roots, skipped)
+    subdirs = [d for d in subdirs if d.name != MASKS_FOLDER]
+    records: list[ImageRecord] = []
+    if subdirs:
+        for sub in subdirs:
+            records += images_of(entries(sub, root, roots, skipped)[0], root,
+                                 display_name(sub, root), class_names)
+        notes = not_model_classes([display_name(d, root) for d in subdirs], class_names,
+                                  "class folder(s)")
+    else:
+        labels_csv = [p for p in files if p.name == LABELS_FILE]
+        labels = read_labels(labels_csv[0], skipped) if labels_csv else {}
+        records = [record for p in files
+                   for record in images_of([p], root, labels.get(p.name), class_names)]
+        present = {p.name for p in files}
+        skipped += [(name, f"listed in {LABELS_FILE} but no such image file")
+                    for name in sorted(set(labels) - present)]
+        notes = not_model_classes(sorted(set(labels.values())), class_names,
+                                  f"label(s) in {LABELS_FILE}")
+    mask_files, mask_problems = find_masks(root, records, roots)
+    return Dataset(name=str(root), records=records, skipped=skipped, mask_files=mask_files,
+                   mask_problems=mask_problems, notes=notes)
