@@ -35,6 +35,7 @@ import torch
 
 from core.analyses.base import Analysis, Output
 from core.analyses.importance import METRICS, leave_one_out, metric_slot, metrics
+from core.display.heads import top_heads
 from core.model import TOKENS_PER_FORWARD, LoadedModel, head_mask
 from core.model._kernels import onednn
 from core.model._rerun import States, forward_from, states
@@ -52,14 +53,6 @@ class InteractionParams:
         if self.k < 2:
             raise ValueError(f"Head interactions need at least 2 heads, not k={self.k}.")
         metric_slot(self.rank_by)
-
-
-def top_heads(importance: np.ndarray, k: int) -> np.ndarray:
-    """The k largest entries of a layer x head array, largest first (ties: the earlier
-    head first): k x 2 (layer, head)."""
-    flat = importance.reshape(-1)
-    order = np.argsort(-flat, kind="stable")[:k]
-    return np.stack(np.divmod(order, importance.shape[1]), axis=1)
 
 
 def _pruning(lm: LoadedModel, heads: list[tuple[int, int]]) -> dict[int, torch.Tensor]:
