@@ -70,6 +70,6 @@ PAGES = (
 )
 
 
-def page(name: str) -> AppPage:
+def by_name(name: str) -> AppPage:
     """The page at URL path `name`."""
     return next(p for p in PAGES if p.name == name)
