@@ -106,7 +106,8 @@ def contrast(arrays: Arrays, first: int, second: int, metric: str) -> pd.DataFra
 
 def against_the_rest(arrays: Arrays, class_index: int, metric: str) -> np.ndarray | None:
     """Layer x head: the class's mean `metric` minus the mean over the other classes'
-    means (0 when it is the only class); None when the class has no images here."""
+    means (which count as 0 when it is the only class); None when the class has no
+    images here."""
     classes = arrays["classes"].tolist()
     if class_index not in classes:
         return None
