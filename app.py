@@ -7,6 +7,11 @@ from typing import Callable
 import streamlit as st
 
 st.set_page_config(page_title="ViT Attention Explorer", page_icon=":eye:", layout="wide")
+# A chart of a fixed size wider than a narrow screen (a large model's layer x head
+# heatmap, the layer-by-layer maps) scrolls within its box, as a table does, instead of
+# being cut at the edge of the page.
+st.html("<style>[data-testid='stElementContainer']:has([data-testid='stVegaLiteChart'])"
+        "{overflow-x:auto}</style>")
 # The first run after a server start imports PyTorch and timm (10 seconds or more on a
 # small machine): say so at once instead of leaving the page blank.
 starting = st.empty()
