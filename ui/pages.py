@@ -1,7 +1,8 @@
 """The one table of the app's pages, read by the navigation (app.py), the HTML report
 (ui/report.py), AppTest and the browser tests: each page's URL path, navigation title,
-module (its ``render`` draws it, its ``HEADING`` is its title, its ``report`` writes
-its section of the report), the per-image analyses and the dataset steps it reads."""
+module (its file, run by Streamlit, draws the page with ``render()``; ``HEADING`` is
+its title; ``report``, if any, writes its section of the report), the per-image
+analyses and the dataset steps it reads."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,10 +37,6 @@ class AppPage:
     @property
     def heading(self) -> str:
         return self.module.HEADING
-
-    @property
-    def render(self) -> Callable[[], None]:
-        return self.module.render
 
     @property
     def report(self) -> Callable[[Report], str] | None:

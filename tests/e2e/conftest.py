@@ -79,7 +79,7 @@ def prepared(tmp_path_factory, engine_model) -> Prepared:
     # (image set, images, analyses with the pages' default settings)
     plan = []
     demo = load_dataset("demo", lm.class_names)
-    read = list(dict.fromkeys(a for p in PAGES for a in p.reads))  # every page's
+    read = list({a.name: a for p in PAGES for a in p.reads}.values())  # every page's
     plan.append((demo, list(DEMO_IMAGES), read))
     clicks_dir = demo_class_folder(root / "clicks", lm.class_names, CLICKS_PER_CLASS,
                                    CLICK_CLASSES)
@@ -88,7 +88,7 @@ def prepared(tmp_path_factory, engine_model) -> Prepared:
     ask_dir = demo_class_folder(root / "ask", lm.class_names, ASK_PER_CLASS, ASK_CLASSES)
     ask = load_dataset(str(ask_dir), lm.class_names)
     plan.append((ask, [0], [FORWARD]))  # the first image shows; the set is not computed
-    steps = [(step, None) for step in dict.fromkeys(s for p in PAGES for s in p.steps)
+    steps = [(step, None) for step in {s.name: s for p in PAGES for s in p.steps}.values()
              if step is not FAITHFULNESS_TABLE]
     for ds, indices, analyses in plan:
         for analysis in analyses:
