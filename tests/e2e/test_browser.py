@@ -33,9 +33,16 @@ LAST_ON_DEMO = {"overview": "overview_compute", "importance": "png_importance_mo
                 "strength": "strength_compute", "patterns": "pattern_compute",
                 "rollout": "ro_checkpoint", "keypoints": "spurious_compute",
                 "classes": "classes_compute", "compare": "csv_compare_maps_right"}
+# on the clicks folder (its whole-set views cached), what each page draws last
+LAST_ON_CLICKS = {"overview": "csv_overview_tsne", "importance": "png_importance_mode_predictions",
+                  "strength": "csv_distance_by_layer", "patterns": "pattern_token",
+                  "rollout": "ro_checkpoint", "keypoints": "csv_spurious_relevance",
+                  "classes": "csv_classes_strength", "compare": "csv_compare_maps_right"}
 NARROW = {"width": 420, "height": 900}  # a phone held upright
-CHARTS_DRAWN_JS = """() => [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
-  .every(c => c.querySelector('canvas, svg.marks'))"""
+CHARTS_DRAWN_JS = """() => {
+  const charts = [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')];
+  return charts.length > 0 && charts.every(c => c.querySelector('canvas, svg.marks'));
+}"""
 # the page's width, and what sticks out past the window outside a box of its own that
 # scrolls (a table's, a wide chart's): cut off or making the page scroll sideways
 OVERFLOW_JS = """() => {
@@ -95,7 +102,7 @@ def test_nothing_sticks_out_of_a_narrow_window(page, app_url, prepared, entry):
     computed) keeps to the window: wide tables and charts scroll in their own box."""
     page.set_viewport_size(NARROW)
     open_app(page, url(app_url, entry.name, images=prepared.clicks),
-             page.locator("h1", has_text=entry.heading))
+             page.locator("h1", has_text=entry.heading), keyed(page, LAST_ON_CLICKS[entry.name]))
     page.wait_for_function(CHARTS_DRAWN_JS, polling=100, timeout=60_000)
     assert_no_exception(page)
     measured = page.evaluate(OVERFLOW_JS)
