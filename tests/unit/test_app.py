@@ -470,3 +470,25 @@ def test_folders_that_are_not_model_classes_colour_the_overview_and_skip_nothing
     page = open_page(by_name("importance").path, {"images": str(folder), "image": image})
     assert any("its class in the set, 'china', is not one of the model's classes" in c.value
                for c in page.caption)
+
+
+def test_a_rerun_decodes_no_image_and_runs_no_forward_again(monkeypatch):
+    """The selected image's decoding and the head matrix of the Patterns page are kept
+    across reruns (before, every rerun decoded the file and ran a forward)."""
+    from core.display import head_detail
+    from ui import resources
+    calls = []
+    decode, forward = resources.load_batch, head_detail.head_matrix
+    monkeypatch.setattr(resources, "load_batch",
+                        lambda *args: calls.append("decode") or decode(*args))
+    monkeypatch.setattr(head_detail, "head_matrix",
+                        lambda *args: calls.append("forward") or forward(*args))
+    resources._model_input.clear()
+    resources._head_matrix.clear()
+    at = open_page(by_name("patterns").path, {"image": demo_dataset().records[41].id,
+                                              "layer": "3", "head": "2"})
+    assert not at.exception and not at.error
+    assert set(calls) == {"decode", "forward"}
+    calls.clear()
+    at.run()
+    assert not at.exception and calls == []
