@@ -7,6 +7,11 @@ from typing import Callable
 import streamlit as st
 
 st.set_page_config(page_title="ViT Attention Explorer", page_icon=":eye:", layout="wide")
+# A chart of a fixed size wider than a narrow screen (a large model's layer x head
+# heatmap, the layer-by-layer maps) scrolls within its box, as a table does, instead of
+# being cut at the edge of the page.
+st.html("<style>[data-testid='stElementContainer']:has([data-testid='stVegaLiteChart'])"
+        "{overflow-x:auto}</style>")
 # The first run after a server start imports PyTorch and timm (10 seconds or more on a
 # small machine): say so at once instead of leaving the page blank.
 starting = st.empty()
@@ -21,25 +26,24 @@ from core.model import LoadedModel  # noqa: E402
 from ui import resources  # noqa: E402
 from ui.plain import plain  # noqa: E402
 from ui.downloads import safe_name  # noqa: E402
+from ui.pages import PAGES  # noqa: E402
 from ui.report import image_report  # noqa: E402
 from ui.state import bind, from_widget, select, selection, write_url  # noqa: E402
 
 starting.empty()
 
+
 # The page files are not in a folder named pages/: with one, Streamlit runs the first
 # session of a fresh server as an old-style pages/ app, and a shared link such as
 # /strength opens with a "Page not found" dialog. Their names differ from the URL paths
 # (AppTest would otherwise run a page without this script).
-PAGES = [
-    st.Page("app_pages/overview_page.py", title="Overview", url_path="overview", default=True),
-    st.Page("app_pages/importance_page.py", title="Importance", url_path="importance"),
-    st.Page("app_pages/strength_page.py", title="Strength", url_path="strength"),
-    st.Page("app_pages/patterns_page.py", title="Patterns", url_path="patterns"),
-    st.Page("app_pages/rollout_page.py", title="Rollout", url_path="rollout"),
-    st.Page("app_pages/keypoints_page.py", title="Keypoints", url_path="keypoints"),
-    st.Page("app_pages/classes_page.py", title="Classes", url_path="classes"),
-    st.Page("app_pages/compare_page.py", title="Compare", url_path="compare"),
-]
+def navigation_pages() -> list[st.Page]:
+    """The table's pages; the default one at / and, hidden from the menu, at its own
+    path too (Streamlit serves a default page at / only)."""
+    pages = [st.Page(p.path, title=p.title, url_path="" if p.default else p.name,
+                     default=p.default) for p in PAGES]
+    return pages + [st.Page(p.path, title=p.title, url_path=p.name, visibility="hidden")
+                    for p in PAGES if p.default]
 
 
 SHOWN_SKIPPED = 100  # skipped files listed in the sidebar; the rest are counted
@@ -182,6 +186,6 @@ def sidebar() -> None:
     write_url()
 
 
-navigation = st.navigation(PAGES)
+navigation = st.navigation(navigation_pages())
 sidebar()
 navigation.run()

@@ -21,75 +21,83 @@ from ui.importance_charts import heads_chart
 from ui.rollout_charts import map_row
 from ui.state import bound
 from ui.strength_charts import heads_scatter
-from ui.views import (display_image, intro, label_text, metric_picker, predictions,
-                      selected)
+from ui.views import (could_not_be_used, display_image, intro, label_text, metric_picker,
+                      predictions, selected)
 
-intro("Compare two images",
-      "This page puts two images side by side: what the model predicts for each, which "
-      "heads matter, how far the heads look and where the whole model looks.",
-      "The left image is the one selected in the sidebar; pick the right one below. Charts "
-      "share their axes' meaning, so differences between the columns are differences "
-      "between the images.")
-chosen = selected()
-lm, ds, layer, head = chosen.lm, chosen.ds, chosen.layer, chosen.head
-ids = [r.id for r in ds.records]
-first = chosen.index
-left, right = st.columns(2)
-with right:
-    other_id = bound("other", ids[min(1, len(ids) - 1)], st.selectbox, "Image on the right", ids,
-                     key="compare_other")
-with left:
-    metric, m = metric_picker(lm, "compare_metric")
-second = ds.index_of(other_id)
-_, even_distance = evenly_spread(lm.grid, lm.patch_size)
-results = resources.analyse(lm, ds, sorted({first, second}), FORWARD)
-for column, index, side in zip(st.columns(2), (first, second), ("left", "right")):
-    with column:
-        record = ds.records[index]
-        if index not in results.arrays:
-            st.error(f"Image {record.id} could not be used: "
-                     f"{dict(results.skipped).get(record.id, 'unreadable')}")
-            continue
-        true_name = None if record.label is None else lm.class_names[record.label]
-        st.subheader(record.id)
-        big = display_image(lm, ds, index)
-        st.image(overlay(big, heat_map(results.arrays[index]["cls_attention"][layer, head], lm,
-                                       big.shape[:2])),
-                 caption=f"Attention of CLS, layer {layer}, head {head}"
-                 + f"; {label_text(true_name, record.group)}")
-        predictions(lm, ds, index, results.arrays[index]["logits"], true_name,
-                    f"compare_predictions_{side}")
-        if exact_importance_automatic(lm):
-            values = resources.analyse(lm, ds, [index], IMPORTANCE).arrays[index]["importance"]
-            st.markdown(f"**Which heads matter** ({METRIC_LABELS[metric]})")
-            downloads.chart(heads_chart(values[m], None, METRIC_AXES[metric], (layer, head),
-                                        percent=metric == "prob"), f"compare_importance_{side}")
-        else:  # a large model: the one-backward estimate, as on the Importance page
-            estimate = resources.analyse(lm, ds, [index], IMPORTANCE_ESTIMATE).arrays[index]
-            st.markdown("**Which heads matter** (ESTIMATED from one backward pass, "
-                        "Michel et al. 2019; the Importance page prunes each head)")
-            downloads.chart(heads_chart(estimate[compared_with(metric)], None,
-                                        estimate_label_of(compared_with(metric), lm),
-                                        (layer, head)),
-                            f"compare_importance_{side}")
-        strength = resources.analyse(lm, ds, [index], STRENGTH).arrays[index]
-        st.markdown("**How far each head looks** (dashed: evenly spread attention)")
-        downloads.chart(heads_scatter(strength["mean_distance"], layer, head,
-                                      "Mean attention distance (px)", even_distance, ".1f"),
-                        f"compare_strength_{side}")
-        maps = resources.analyse(lm, ds, [index], EXPLANATIONS).arrays[index]
-        st.markdown(f"**Where the whole model looks** (explaining "
-                    f"{explained_name(lm.class_names, int(maps['class']))})")
-        for row in range(0, len(MAP_METHODS), 3):
-            map_row(big, [heat_map(values, lm, big.shape[:2])
-                          for values in drawn(maps)[row:row + 3]],
-                    [METHODS[method].label_for(lm) for method in MAP_METHODS[row:row + 3]])
-        downloads.csv(pd.DataFrame(drawn(maps).T, columns=list(MAP_METHODS)).rename_axis(
-            "patch"), f"compare_maps_{side}", "Download the maps (CSV, a row per patch)")
-        if resources.on_request(lm, "the patch ablation map", ablation_forwards(lm),
-                                f"compare_ablation_{side}"):
-            drop = resources.analyse(lm, ds, [index], ABLATION_MAP).arrays[index]["map"]
-            map_row(big, [heat_map(drop, lm, big.shape[:2])],
-                    [METHODS["ablation"].label_for(lm)], 3)
-        st.caption(f"Mean attention distance over all heads: "
-                   f"{float(np.nanmean(strength['mean_distance'])):.1f} px.")
+HEADING = "Compare two images"
+
+
+def render() -> None:
+    """Draw the page."""
+    intro(HEADING,
+          "This page puts two images side by side: what the model predicts for each, which "
+          "heads matter, how far the heads look and where the whole model looks.",
+          "The left image is the one selected in the sidebar; pick the right one below. Charts "
+          "share their axes' meaning, so differences between the columns are differences "
+          "between the images.")
+    chosen = selected()
+    lm, ds, layer, head = chosen.lm, chosen.ds, chosen.layer, chosen.head
+    ids = [r.id for r in ds.records]
+    first = chosen.index
+    left, right = st.columns(2)
+    with right:
+        other_id = bound("other", ids[min(1, len(ids) - 1)], st.selectbox, "Image on the right", ids,
+                         key="compare_other")
+    with left:
+        metric, m = metric_picker(lm, "compare_metric")
+    second = ds.index_of(other_id)
+    _, even_distance = evenly_spread(lm.grid, lm.patch_size)
+    results = resources.analyse(lm, ds, sorted({first, second}), FORWARD)
+    for column, index, side in zip(st.columns(2), (first, second), ("left", "right")):
+        with column:
+            record = ds.records[index]
+            if index not in results.arrays:
+                could_not_be_used(record.id, str(results.skipped.get(record.id, "unreadable")))
+                continue
+            true_name = None if record.label is None else lm.class_names[record.label]
+            st.subheader(record.id)
+            big = display_image(lm, ds, index)
+            st.image(overlay(big, heat_map(results.arrays[index]["cls_attention"][layer, head], lm,
+                                           big.shape[:2])),
+                     caption=f"Attention of CLS, layer {layer}, head {head}"
+                     + f"; {label_text(true_name, record.group)}")
+            predictions(lm, ds, index, results.arrays[index]["logits"], true_name,
+                        f"compare_predictions_{side}")
+            if exact_importance_automatic(lm):
+                values = resources.analyse(lm, ds, [index], IMPORTANCE).arrays[index]["importance"]
+                st.markdown(f"**Which heads matter** ({METRIC_LABELS[metric]})")
+                downloads.chart(heads_chart(values[m], None, METRIC_AXES[metric], (layer, head),
+                                            percent=metric == "prob"), f"compare_importance_{side}")
+            else:  # a large model: the one-backward estimate, as on the Importance page
+                estimate = resources.analyse(lm, ds, [index], IMPORTANCE_ESTIMATE).arrays[index]
+                st.markdown("**Which heads matter** (ESTIMATED from one backward pass, "
+                            "Michel et al. 2019; the Importance page prunes each head)")
+                downloads.chart(heads_chart(estimate[compared_with(metric)], None,
+                                            estimate_label_of(compared_with(metric), lm),
+                                            (layer, head)),
+                                f"compare_importance_{side}")
+            strength = resources.analyse(lm, ds, [index], STRENGTH).arrays[index]
+            st.markdown("**How far each head looks** (dashed: evenly spread attention)")
+            downloads.chart(heads_scatter(strength["mean_distance"], layer, head,
+                                          "Mean attention distance (px)", even_distance, ".1f"),
+                            f"compare_strength_{side}")
+            maps = resources.analyse(lm, ds, [index], EXPLANATIONS).arrays[index]
+            st.markdown(f"**Where the whole model looks** (explaining "
+                        f"{explained_name(lm.class_names, int(maps['class']))})")
+            for row in range(0, len(MAP_METHODS), 3):
+                map_row(big, [heat_map(values, lm, big.shape[:2])
+                              for values in drawn(maps)[row:row + 3]],
+                        [METHODS[method].label_for(lm) for method in MAP_METHODS[row:row + 3]])
+            downloads.csv(pd.DataFrame(drawn(maps).T, columns=list(MAP_METHODS)).rename_axis(
+                "patch"), f"compare_maps_{side}", "Download the maps (CSV, a row per patch)")
+            if resources.on_request(lm, "the patch ablation map", ablation_forwards(lm),
+                                    f"compare_ablation_{side}"):
+                drop = resources.analyse(lm, ds, [index], ABLATION_MAP).arrays[index]["map"]
+                map_row(big, [heat_map(drop, lm, big.shape[:2])],
+                        [METHODS["ablation"].label_for(lm)], 3)
+            st.caption(f"Mean attention distance over all heads: "
+                       f"{float(np.nanmean(strength['mean_distance'])):.1f} px.")
+
+
+if __name__ == "__main__":
+    render()

@@ -1,165 +1,203 @@
 """Keypoints page: attention against SIFT keypoints, and the images whose explanation
 lies outside the object; see SPEC "Keypoints and spurious correlations"."""
-import base64
-
-import numpy as np
 import pandas as pd
 import streamlit as st
-import torch
 
 from core.analyses import KEYPOINTS, OBJECTS, SIFT, SPURIOUS
 from core.analyses.faithfulness import METHOD_NAMES
 from core.analyses.keypoints import has_keypoints
 from core.analyses.objects import OBJECT_SOURCES
 from core.analyses.spurious import DEFAULT_METHOD
-from core.data.inputs import load_batch
 from core.dataset import KEYPOINT_LIFT, SPURIOUS_RANKING
 from core.explain import METHODS
+from core.model import LoadedModel
+from core.storage.cache import Arrays
 from ui import downloads, resources
-from ui.downloads import image_png
+from ui.downloads import chart_png, figure_png
 from ui.keypoints_charts import (interrelation_frame, keypoints_figure, layer_lift_chart,
                                  lift_heatmap)
-from ui.state import bound, new_chart_pick, new_pick, select
-from ui.views import enlarged, intro, selected_image
+from ui.report_html import NOT_COMPUTED, Report, figure_row, section
+from ui.state import bound, new_pick, select, select_clicked_head
+from ui.views import intro, selected_image, thumbnail
+
+HEADING = "Keypoints and shortcuts"
 
 RANKED_ROWS = 25  # images shown in the ranking (the CSV holds all)
 
-intro("Keypoints and shortcuts",
-      "This page compares where the attention heads look with the SIFT keypoints of the "
-      "image (corners and blobs, the places classic vision finds informative), and lists "
-      "the images whose explanation lies mostly outside the object, a sign that the model "
-      "uses a shortcut such as a watermark or the background.",
-      "A lift above 1 means a head gives the keypoint patches more attention than chance; "
-      "in the ranking, a high share outside the object together with a prediction that "
-      "changes when the outside is removed is a likely shortcut.")
-chosen = selected_image()
-lm, ds, index, layer, head = chosen.lm, chosen.ds, chosen.index, chosen.layer, chosen.head
-one, mine = chosen.arrays(KEYPOINTS), chosen.arrays(OBJECTS)  # (not the maps: costly)
-points = chosen.arrays(SIFT)["keypoints"]
-object_source = OBJECT_SOURCES[int(mine["object_source"])]
-if not ds.has_objects:
-    st.info("This image set has no object masks, so the patches holding keypoints stand in "
-            "for the object. Put binary PNG masks named like the images in a masks/ folder "
-            "beside them to give the objects.")
-if ds.mask_problems:
-    with st.expander(f"{len(ds.mask_problems)} image(s) without a usable mask"):
-        st.text("\n".join(f"{name}: {why}" for name, why in ds.mask_problems))
 
-left, right = st.columns([1, 1.3])
-with left:
-    st.subheader("Keypoints of this image")
-    batch, _, _ = load_batch(lm, ds, [index])
-    downloads.figure(keypoints_figure(lm.to_display(batch[0]), points, lm.grid,
-                                      lm.patch_size, mine["inside"]),
-                     f"keypoints_{ds.records[index].id}",
-                     pd.DataFrame(points, columns=["x_px", "y_px", "response",
-                                                             "size_px"]))
-    count = len(points)
-    object_text = {"mask": "its object mask", "keypoints": "the keypoint patches (no mask)",
-                   "none": "nothing: no mask and no keypoint"}[object_source]
-    st.caption(f"{count} SIFT keypoint(s) (red circles, the size SIFT gives them) on the "
-               f"{lm.grid[0]} x {lm.grid[1]} patch grid (blue lines); {100 * float(one['chance']):.0f}% "
-               f"of the patches hold one (chance level). Hatched patches are outside the "
-               f"object, which comes from {object_text}.")
-with right:
-    if not has_keypoints(one):
-        st.subheader("Attention on keypoint patches")
-        st.info("SIFT finds no keypoint in this image (it is flat or has no structure), so "
-                "there is no keypoint attention to measure.")
-    else:
-        st.subheader("Attention on keypoint patches, every head")
-        event = downloads.chart(
-            lift_heatmap(one["lift"], layer, head, "Lift over chance"), "keypoint_lift",
-            data=pd.DataFrame(one["lift"]).rename_axis("layer").rename(
-                columns=lambda h: f"head {h}"), on_select="rerun")
-        pick = new_chart_pick("keypoint_lift", event)
-        if pick and "layer" in pick and "head" in pick:
-            select(layer=int(pick["layer"]), head=int(pick["head"]))
-            st.rerun()
-        st.caption("Lift = the share of the CLS token's attention (over the patches) that "
-                   "lands on keypoint patches, divided by their share of the patches. 1 is "
-                   "chance; 2 means twice as much attention as chance. Click a cell to "
-                   "select that head.")
+def render() -> None:
+    """Draw the page."""
+    intro(HEADING,
+          "This page compares where the attention heads look with the SIFT keypoints of the "
+          "image (corners and blobs, the places classic vision finds informative), and lists "
+          "the images whose explanation lies mostly outside the object, a sign that the model "
+          "uses a shortcut such as a watermark or the background.",
+          "A lift above 1 means a head gives the keypoint patches more attention than chance; "
+          "in the ranking, a high share outside the object together with a prediction that "
+          "changes when the outside is removed is a likely shortcut.")
+    chosen = selected_image()
+    lm, ds, index, layer, head = chosen.lm, chosen.ds, chosen.index, chosen.layer, chosen.head
+    one, mine = chosen.arrays(KEYPOINTS), chosen.arrays(OBJECTS)  # (not the maps: costly)
+    points = chosen.arrays(SIFT)["keypoints"]
+    object_source = OBJECT_SOURCES[int(mine["object_source"])]
+    if not ds.has_objects:
+        st.info("This image set has no object masks, so the patches holding keypoints stand in "
+                "for the object. Put binary PNG masks named like the images in a masks/ folder "
+                "beside them to give the objects.")
+    if ds.mask_problems:
+        with st.expander(f"{len(ds.mask_problems)} image(s) without a usable mask"):
+            st.text("\n".join(f"{name}: {why}" for name, why in ds.mask_problems))
 
-if has_keypoints(one):
-    st.subheader(f"Layer {layer}, head {head}: where attention goes between patches")
-    downloads.table(interrelation_frame(one["interrelation"][layer, head], one["bin_share"]),
-                    "keypoint_interrelation", number_format="{:.1f}")
-    st.caption("Patches fall in three groups by their keypoint count: none, at or below the "
-               "median count, above it. Each row gives the percentage of a patch's attention "
-               "to other patches that goes to each group, averaged over the patches of the "
-               "row's group; the last row is each group's share of the patches, what "
-               "attention spread evenly would give.")
+    left, right = st.columns([1, 1.3])
+    with left:
+        st.subheader("Keypoints of this image")
+        image, _ = resources.model_input(lm, ds, index)  # readable: selected_image showed it
+        downloads.figure(keypoints_figure(lm.to_display(image), points, lm.grid,
+                                          lm.patch_size, mine["inside"]),
+                         f"keypoints_{ds.records[index].id}",
+                         pd.DataFrame(points, columns=["x_px", "y_px", "response",
+                                                                 "size_px"]))
+        count = len(points)
+        object_text = {"mask": "its object mask", "keypoints": "the keypoint patches (no mask)",
+                       "none": "nothing: no mask and no keypoint"}[object_source]
+        st.caption(f"{count} SIFT keypoint(s) (red circles, the size SIFT gives them) on the "
+                   f"{lm.grid[0]} x {lm.grid[1]} patch grid (blue lines); {100 * float(one['chance']):.0f}% "
+                   f"of the patches hold one (chance level). Hatched patches are outside the "
+                   f"object, which comes from {object_text}.")
+    with right:
+        if not has_keypoints(one):
+            st.subheader("Attention on keypoint patches")
+            st.info("SIFT finds no keypoint in this image (it is flat or has no structure), so "
+                    "there is no keypoint attention to measure.")
+        else:
+            st.subheader("Attention on keypoint patches, every head")
+            select_clicked_head("keypoint_lift", downloads.chart(
+                lift_heatmap(one["lift"], layer, head, "Lift over chance"), "keypoint_lift",
+                data=pd.DataFrame(one["lift"]).rename_axis("layer").rename(
+                    columns=lambda h: f"head {h}"), on_select="rerun"))
+            st.caption("Lift = the share of the CLS token's attention (over the patches) that "
+                       "lands on keypoint patches, divided by their share of the patches. 1 is "
+                       "chance; 2 means twice as much attention as chance. Click a cell to "
+                       "select that head.")
 
-st.subheader("Lift per layer over the image set")
-lift = resources.whole_set_step(lm, ds, KEYPOINT_LIFT, "The lift over all images",
-                                "keypoints_compute")
-if lift is not None:
-    downloads.chart(layer_lift_chart(lift["layer_mean"], lift["layer_std"]), "lift_by_layer",
-                    data=pd.DataFrame({"mean lift": lift["layer_mean"],
-                                       "std": lift["layer_std"]}).rename_axis("layer"))
-    st.caption(f"Per layer, the lift averaged over its heads: mean over "
-               f"{int(lift['images'])} images (line) and +-1 standard deviation (band)"
-               + (f"; {int(lift['without_keypoints'])} image(s) without keypoints are left "
-                  "out" if int(lift["without_keypoints"]) else "") + ".")
+    if has_keypoints(one):
+        st.subheader(f"Layer {layer}, head {head}: where attention goes between patches")
+        downloads.table(interrelation_frame(one["interrelation"][layer, head], one["bin_share"]),
+                        "keypoint_interrelation", number_format="{:.1f}")
+        st.caption("Patches fall in three groups by their keypoint count: none, at or below the "
+                   "median count, above it. Each row gives the percentage of a patch's attention "
+                   "to other patches that goes to each group, averaged over the patches of the "
+                   "row's group; the last row is each group's share of the patches, what "
+                   "attention spread evenly would give.")
 
-st.subheader("Images whose explanation lies outside the object")
-labels = {name: METHODS[name].label_for(lm) for name in METHOD_NAMES}
-method = bound("method", DEFAULT_METHOD, st.selectbox, "Explanation scored",
-               list(METHOD_NAMES), format_func=labels.get,
-               help="The map whose share outside the object orders the images.")
-ranked = resources.whole_set_step(lm, ds, SPURIOUS_RANKING, "The ranking over all images",
-                                  "spurious_compute")
-if ranked is not None:
-    m = METHOD_NAMES.index(method)
-    per_image = resources.analyse(lm, ds, [int(i) for i in ranked["order"][m]], SPURIOUS).arrays
-    order = [int(i) for i in ranked["order"][m] if int(i) in per_image]
+    st.subheader("Lift per layer over the image set")
+    lift = resources.whole_set_step(lm, ds, KEYPOINT_LIFT, "The lift over all images",
+                                    "keypoints_compute")
+    if lift is not None:
+        downloads.chart(layer_lift_chart(lift["layer_mean"], lift["layer_std"]), "lift_by_layer",
+                        data=pd.DataFrame({"mean lift": lift["layer_mean"],
+                                           "std": lift["layer_std"]}).rename_axis("layer"))
+        st.caption(f"Per layer, the lift averaged over its heads: mean over "
+                   f"{int(lift['images'])} images (line) and +-1 standard deviation (band)"
+                   + (f"; {int(lift['without_keypoints'])} image(s) without keypoints are left "
+                      "out" if int(lift["without_keypoints"]) else "") + ".")
 
-    def thumbnail(x: torch.Tensor) -> str:
-        small = (255 * enlarged(lm.to_display(x))[::4, ::4]).astype(np.uint8)
-        return "data:image/png;base64," + base64.b64encode(image_png(small)).decode()
+    st.subheader("Images whose explanation lies outside the object")
+    labels = {name: METHODS[name].label_for(lm) for name in METHOD_NAMES}
+    method = bound("method", DEFAULT_METHOD, st.selectbox, "Explanation scored",
+                   list(METHOD_NAMES), format_func=labels.get,
+                   help="The map whose share outside the object orders the images.")
+    ranked = resources.whole_set_step(lm, ds, SPURIOUS_RANKING, "The ranking over all images",
+                                      "spurious_compute")
+    if ranked is not None:
+        m = METHOD_NAMES.index(method)
+        per_image = resources.analyse(lm, ds, [int(i) for i in ranked["order"][m]], SPURIOUS).arrays
+        order = [int(i) for i in ranked["order"][m] if int(i) in per_image]
 
-    def row(i: int) -> dict:
-        a = per_image[i]
-        record = ds.records[i]
-        if not lm.has_classes:  # SPEC "Models without class scores": the score s
-            return {"image": record.id, "class in the set": record.group or "",
+        def row(i: int) -> dict:
+            a = per_image[i]
+            record = ds.records[i]
+            if not lm.has_classes:  # SPEC "Models without class scores": the score s
+                return {"image": record.id, "class in the set": record.group or "",
+                        "outside object (%)": 100 * float(a["score"][m]),
+                        "score before": float(a["probability_before"]),
+                        "score without outside": float(a["probability_after"]),
+                        "object from": OBJECT_SOURCES[int(a["object_source"])]}
+            return {"image": record.id,
+                    "true class": (lm.class_names[record.label]
+                                   if record.label is not None else ""),
+                    "predicted": lm.class_names[int(a["top_before"])],
                     "outside object (%)": 100 * float(a["score"][m]),
-                    "score before": float(a["probability_before"]),
-                    "score without outside": float(a["probability_after"]),
+                    "probability before (%)": 100 * float(a["probability_before"]),
+                    "probability without outside (%)": 100 * float(a["probability_after"]),
+                    "prediction without outside": lm.class_names[int(a["top_after"])],
+                    "changes": bool(a["top_after"] != a["top_before"]),
                     "object from": OBJECT_SOURCES[int(a["object_source"])]}
-        return {"image": record.id,
-                "true class": (lm.class_names[record.label]
-                               if record.label is not None else ""),
-                "predicted": lm.class_names[int(a["top_before"])],
-                "outside object (%)": 100 * float(a["score"][m]),
-                "probability before (%)": 100 * float(a["probability_before"]),
-                "probability without outside (%)": 100 * float(a["probability_after"]),
-                "prediction without outside": lm.class_names[int(a["top_after"])],
-                "changes": bool(a["top_after"] != a["top_before"]),
-                "object from": OBJECT_SOURCES[int(a["object_source"])]}
 
-    full = pd.DataFrame([row(i) for i in order])
-    shown = full.head(RANKED_ROWS).copy()
-    inputs, _, _ = load_batch(lm, ds, order[:RANKED_ROWS])  # scored, so all readable
-    shown.insert(0, "thumbnail", [thumbnail(x) for x in inputs])
-    event = st.dataframe(
-        shown, key="spurious_table", on_select="rerun", selection_mode="single-row",
-        hide_index=True, width="stretch",
-        column_config={"thumbnail": st.column_config.ImageColumn("thumbnail", width="small"),
-                       **{c: st.column_config.NumberColumn(c, format="%.1f") for c in full
-                          if c.endswith("(%)")}})
-    downloads.csv(full, f"spurious_{method}", "Download the whole ranking (CSV)")
-    rows = event.selection.rows if event else []
-    picked = new_pick("spurious_table", rows[0] if rows else None)
-    if picked is not None and picked < len(order):
-        select(image=ds.records[order[picked]].id)
-        st.rerun()
-    st.caption(f"The {min(RANKED_ROWS, len(order))} of {len(order)} images with the largest "
-               f"share of the {labels[method]} map outside the object (negative values "
-               "count as 0), with the prediction again after the patches outside the object "
-               "are set to the mean colour. Click a row to select that image. "
-               + (f"Over the set, removing the outside changes the prediction of "
-                  f"{100 * float(ranked['changed']):.1f}% of the images." if lm.has_classes else
-                  "Scores: s on the reference embedding, before and with the outside "
-                  "removed (1 = the reference itself)."))
+        full = pd.DataFrame([row(i) for i in order])
+        shown = full.head(RANKED_ROWS).copy()
+        shown.insert(0, "thumbnail", [thumbnail(lm, ds, i) for i in order[:RANKED_ROWS]])
+        event = st.dataframe(
+            shown, key="spurious_table", on_select="rerun", selection_mode="single-row",
+            hide_index=True, width="stretch",
+            column_config={"thumbnail": st.column_config.ImageColumn("thumbnail", width="small"),
+                           **{c: st.column_config.NumberColumn(c, format="%.1f") for c in full
+                              if c.endswith("(%)")}})
+        downloads.csv(full, f"spurious_{method}", "Download the whole ranking (CSV)")
+        rows = event.selection.rows if event else []
+        picked = new_pick("spurious_table", rows[0] if rows else None)
+        if picked is not None and picked < len(order):
+            select(image=ds.records[order[picked]].id)
+            st.rerun()
+        st.caption(f"The {min(RANKED_ROWS, len(order))} of {len(order)} images with the largest "
+                   f"share of the {labels[method]} map outside the object (negative values "
+                   "count as 0), with the prediction again after the patches outside the object "
+                   "are set to the mean colour. Click a row to select that image. "
+                   + (f"Over the set, removing the outside changes the prediction of "
+                      f"{100 * float(ranked['changed']):.1f}% of the images." if lm.has_classes else
+                      "Scores: s on the reference embedding, before and with the outside "
+                      "removed (1 = the reference itself)."))
+
+
+def report(r: Report) -> str:
+    """The image's keypoints and their lift per head; the share of the default map
+    outside the object and the prediction without it, when the cache holds them."""
+    lm = r.lm
+    keypoints, objects = r.arrays(KEYPOINTS), r.arrays(OBJECTS)
+    points = r.arrays(SIFT)["keypoints"]
+    figures = [(figure_png(keypoints_figure(lm.to_display(r.batch[0]), points,
+                                            lm.grid, lm.patch_size, objects["inside"])),
+                f"{len(points)} SIFT keypoints (red) on the patch grid; "
+                "hatched patches are outside the object")]
+    if has_keypoints(keypoints):
+        figures.append((chart_png(lift_heatmap(keypoints["lift"], r.layer, r.head,
+                                               "Lift over chance")),
+                        "Attention on keypoint patches per head (1 = chance)"))
+    return section("Keypoints and shortcuts", shortcut_text(lm, r.cached(SPURIOUS)),
+                   figure_row(figures))
+
+
+def shortcut_text(lm: LoadedModel, spurious: Arrays | None) -> str:
+    """What the spurious scores of an image say (`spurious`: its results, None when not
+    computed)."""
+    label = METHODS[DEFAULT_METHOD].label_for(lm)
+    if spurious is None:
+        return f"The share of the {label} map outside the object: {NOT_COMPUTED}."
+    m = METHOD_NAMES.index(DEFAULT_METHOD)
+    before, after = int(spurious["top_before"]), int(spurious["top_after"])
+    outside = (f"{100 * float(spurious['score'][m]):.1f}% of the {label} map lies outside the "
+               f"object (from {OBJECT_SOURCES[int(spurious['object_source'])]}). ")
+    if not lm.has_classes:
+        return (outside + "With the outside removed, the score s of the image on its own "
+                f"embedding goes from {float(spurious['probability_before']):.3f} to "
+                f"{float(spurious['probability_after']):.3f} (1 = unchanged).")
+    return (outside + f"With the outside removed, the probability of "
+            f"{lm.class_names[int(spurious['class'])]} goes from "
+            f"{100 * float(spurious['probability_before']):.1f}% to "
+            f"{100 * float(spurious['probability_after']):.1f}% and the prediction "
+            + ("stays " + lm.class_names[before] if before == after else
+               f"changes from {lm.class_names[before]} to {lm.class_names[after]}") + ".")
+
+
+if __name__ == "__main__":
+    render()

@@ -19,6 +19,15 @@ def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarr
     return (255 * ((1 - alpha) * rgb + alpha * colour)).clip(0, 255).astype(np.uint8)
 
 
+def head_frame(columns: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Layer x head arrays as one table, a row per head (layer by layer): columns layer,
+    head and one per array."""
+    layers, heads = np.shape(next(iter(columns.values())))
+    return pd.DataFrame({"layer": np.repeat(np.arange(layers), heads),
+                         "head": np.tile(np.arange(heads), layers),
+                         **{name: np.ravel(values) for name, values in columns.items()}})
+
+
 def short_name(class_name: str) -> str:
     """A class name up to its first comma (the first of ImageNet's synonyms)."""
     return class_name.split(",")[0].strip()

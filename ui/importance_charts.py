@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from core.model import MODE_NAMES
+from ui.charts import head_frame
 
 PICK = "pick"  # name of the click selection in these charts
 
@@ -15,14 +16,12 @@ def values_frame(values: np.ndarray, metrics: tuple[str, ...],
                  std: np.ndarray | None = None) -> pd.DataFrame:
     """metric x layer x head values (and standard deviations) as a table, a row per
     head, for the CSV download."""
-    _, layers, heads = values.shape
-    df = pd.DataFrame({"layer": np.repeat(np.arange(layers), heads),
-                       "head": np.tile(np.arange(heads), layers)})
+    columns: dict[str, np.ndarray] = {}
     for k, metric in enumerate(metrics):
-        df[metric] = values[k].ravel()
+        columns[metric] = values[k]
         if std is not None:
-            df[f"{metric}_std"] = std[k].ravel()
-    return df
+            columns[f"{metric}_std"] = std[k]
+    return head_frame(columns)
 
 
 def heads_chart(values: np.ndarray, std: np.ndarray | None, title: str,
@@ -36,12 +35,8 @@ def heads_chart(values: np.ndarray, std: np.ndarray | None, title: str,
     layers, heads = values.shape
     scale = 100.0 if percent else 1.0
     names = [f"L{layer} H{head}" for layer in range(layers) for head in range(heads)]
-    df = pd.DataFrame({
-        "head name": names,
-        "layer": np.repeat(np.arange(layers), heads),
-        "head": np.tile(np.arange(heads), layers),
-        "value": scale * values.ravel(),
-    })
+    df = head_frame({"value": scale * values})
+    df.insert(0, "head name", names)
     if std is not None:
         low = values - std
         df["low"] = scale * (np.maximum(low, 0.0) if non_negative else low).ravel()
@@ -181,11 +176,7 @@ def pattern_mix_chart(mix: pd.DataFrame) -> alt.Chart:
 def estimate_frame(estimate: dict[str, np.ndarray]) -> pd.DataFrame:
     """An image's estimates, a row per head: layer, head, estimate (Michel et al.'s
     magnitude), signed (first-order log-probability drop)."""
-    layers, heads = estimate["estimate"].shape
-    return pd.DataFrame({"layer": np.repeat(np.arange(layers), heads),
-                         "head": np.tile(np.arange(heads), layers),
-                         "estimate": estimate["estimate"].ravel(),
-                         "signed": estimate["signed"].ravel()})
+    return head_frame({"estimate": estimate["estimate"], "signed": estimate["signed"]})
 
 
 def agreement_frame(agreement: dict[str, np.ndarray], metrics: tuple[str, ...],

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle, Rectangle
 
 from core.analyses.keypoints import BINS
+from ui.charts import head_frame
 
 LIFT_PICK = "lift_pick"
 
@@ -47,9 +48,8 @@ def lift_heatmap(lift: np.ndarray, layer: int, head: int, title: str) -> alt.Lay
     """Layer x head lift (share over chance): 1 = chance (white), above it orange, below
     blue; the selected head outlined. Clicking a cell selects the head (selection
     ``lift_pick``, fields layer, head)."""
-    layers, heads = lift.shape
-    df = pd.DataFrame({"layer": np.repeat(np.arange(layers), heads),
-                       "head": np.tile(np.arange(heads), layers), "lift": lift.ravel()})
+    layers = lift.shape[0]
+    df = head_frame({"lift": lift})
     pick = alt.selection_point(name=LIFT_PICK, fields=["layer", "head"], on="click",
                                nearest=True)  # a click on a cell's number counts too
     top = max(2.0, float(np.nanmax(lift)) if lift.size else 2.0)

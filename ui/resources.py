@@ -1,18 +1,23 @@
-"""Engine objects for the app (one per process, shared by sessions) and the engine
+"""Engine objects for the app (one per process, shared by sessions), the engine
 calls of the pages, with progress bars and the question asked before any computation
-over the whole image set."""
+over the whole image set, and the decoded model inputs and head matrices, kept
+across reruns (a rerun decodes no image and runs no forward it ran before)."""
 from __future__ import annotations
 
 import logging
 from typing import Any
 
+import numpy as np
 import streamlit as st
+import torch
 
 from core.analyses.base import Analysis, TargetChoice
 from core.analyses.cost import automatic
 from core.data.datasets import load_dataset
+from core.data.inputs import load_batch
 from core.data.records import Dataset
 from core.dataset.base import DatasetStep
+from core.display import head_detail
 from core.engine import RunResult, reference, run, run_step
 from core.model import LoadedModel, ModelLoadError, load_model
 from core.storage.cache import ArrayCache, Arrays
@@ -64,6 +69,49 @@ def current() -> tuple[LoadedModel, Dataset]:
         raise Unavailable(f"The image set {sel['images']!r} holds no images "
                           "(.png, .jpg, .bmp, .gif, .webp, .tif).")
     return lm, ds
+
+
+def file_key(ds: Dataset, index: int) -> str:
+    """What identifies the content of image `index` without reading it: its file's path,
+    size and modification time (the demo's pixels: their hash). Raises OSError."""
+    record = ds.records[index]
+    if record.path is None:
+        return ds.content_hash(index)
+    stat = record.path.stat()
+    return f"{record.path}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _model_input(model_identity: str, key: str, _lm: LoadedModel, _ds: Dataset,
+                 _index: int) -> tuple[torch.Tensor | None, str]:
+    batch, _, failures = load_batch(_lm, _ds, [_index])
+    return (None, str(next(iter(failures.values())))) if batch is None else (batch[0], "")
+
+
+def model_input(lm: LoadedModel, ds: Dataset, index: int) -> tuple[torch.Tensor | None, str]:
+    """Image `index` decoded and preprocessed for `lm` (channel x height x width), once
+    per file version and model; or None and why it cannot be used."""
+    try:
+        key = file_key(ds, index)
+    except OSError as err:
+        return None, f"could not be opened: {err.strerror or err}"
+    return _model_input(lm.identity, key, lm, ds, index)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _head_matrix(model_identity: str, key: str, layer: int, head: int, _lm: LoadedModel,
+                 _image: torch.Tensor) -> np.ndarray:
+    return head_detail.head_matrix(_lm, _image, layer, head)
+
+
+def head_matrix(lm: LoadedModel, ds: Dataset, index: int, layer: int, head: int
+                ) -> tuple[np.ndarray | None, str]:
+    """One head's query x key attention matrix for image `index`, one forward per
+    file version, model and head; or None and why the image cannot be used."""
+    image, why = model_input(lm, ds, index)
+    if image is None:
+        return None, why
+    return _head_matrix(lm.identity, file_key(ds, index), layer, head, lm, image), ""
 
 
 def _bar(what: str, total: int):

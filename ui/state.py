@@ -115,6 +115,15 @@ def new_chart_pick(chart_key: str, event: Any) -> dict[str, Any] | None:
     return new_pick(chart_key, points[0] if points else None)
 
 
+def select_clicked_head(chart_key: str, event: Any) -> None:
+    """A click on a head in chart `chart_key` (a point with fields layer and head)
+    selects that head on every page; the page runs again."""
+    pick = new_chart_pick(chart_key, event)
+    if pick and "layer" in pick and "head" in pick:
+        select(layer=int(pick["layer"]), head=int(pick["head"]))
+        st.rerun()
+
+
 def new_pick(key: str, pick: Any) -> Any:
     """`pick` (a clicked point or table row of widget `key`) the first time it is seen,
     else None: a widget keeps its selection across reruns, and an old one must not

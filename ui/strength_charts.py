@@ -6,6 +6,8 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from ui.charts import head_frame
+
 LAYER_COLOURS = "viridis"
 PICK = "head_pick"
 
@@ -18,9 +20,7 @@ def heads_scatter(values: np.ndarray, layer: int, head: int, title: str,
     ringed. Clicking a point selects it (selection ``head_pick``: layer, head)."""
     pick = alt.selection_point(name=PICK, fields=["layer", "head"], on="click", nearest=True)
     layers, per_layer = values.shape
-    heads = pd.DataFrame({"layer": np.repeat(np.arange(layers), per_layer),
-                          "head": np.tile(np.arange(per_layer), layers),
-                          "value": values.ravel()})
+    heads = head_frame({"value": values})
     base = alt.Chart(heads).transform_calculate(  # heads side by side within their layer
         spread=f"datum.layer + (datum.head - {(per_layer - 1) / 2}) * {0.7 / per_layer}"
     ).encode(
@@ -43,6 +43,18 @@ def heads_scatter(values: np.ndarray, layer: int, head: int, title: str,
     text = reference.mark_text(align="left", dx=4, dy=-6, color="#555555").encode(
         x=alt.value(0), y="even:Q", text="what:N")
     return alt.layer(rule, text, points, chosen).properties(height=280)  # points on top: clickable
+
+
+def class_distance_chart(per_layer: pd.DataFrame) -> alt.Chart:
+    """Per class, the mean attention distance of each layer (a line per class; rows of
+    :func:`core.dataset.class_views.strength_per_layer`)."""
+    return alt.Chart(per_layer).mark_line(point=True).encode(
+        x=alt.X("layer:O", title="Layer"),
+        y=alt.Y("distance_px:Q", title="Mean attention distance (px)"),
+        color=alt.Color("class:N", title="Class",
+                        legend=alt.Legend(orient="bottom", labelLimit=0)),
+        tooltip=["class", "layer", alt.Tooltip("distance_px:Q", format=".2f"),
+                 alt.Tooltip("entropy:Q", format=".3f")])
 
 
 def strength_bars(s: np.ndarray) -> alt.Chart:

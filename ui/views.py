@@ -3,6 +3,7 @@ predictions (the most similar images for a model without classes) and the attent
 the selected layer and head."""
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,6 @@ import streamlit as st
 from core.analyses import FORWARD
 from core.analyses.base import Analysis
 from core.analyses.importance import METRIC_HELP, METRIC_LABELS, metric_names
-from core.data.inputs import load_batch
 from core.data.records import Dataset
 from core.display.maps import heat_map, patch_table
 from core.display.predictions import most_similar, top_k
@@ -52,8 +52,28 @@ def enlarged(image: np.ndarray) -> np.ndarray:
 def display_image(lm: LoadedModel, ds: Dataset, index: int) -> np.ndarray | None:
     """Image `index` as the model sees it (after its resize and crop), enlarged for
     display; None when it cannot be read."""
-    batch, _, _ = load_batch(lm, ds, [index])
-    return None if batch is None else enlarged(lm.to_display(batch[0]))
+    image, _ = resources.model_input(lm, ds, index)
+    return None if image is None else enlarged(lm.to_display(image))
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def _thumbnail(model_identity: str, key: str, _lm: LoadedModel, _ds: Dataset,
+               _index: int) -> str:
+    small = (255 * display_image(_lm, _ds, _index)[::4, ::4]).astype(np.uint8)
+    return "data:image/png;base64," + base64.b64encode(downloads.image_png(small)).decode()
+
+
+def thumbnail(lm: LoadedModel, ds: Dataset, index: int) -> str:
+    """A readable image `index`, a quarter of its display size, as a PNG data URL for a
+    table's image column (made once per file version and model)."""
+    return _thumbnail(lm.identity, resources.file_key(ds, index), lm, ds, index)
+
+
+def could_not_be_used(image_id: str, why: str, view: str = "") -> None:
+    """The error of a view (`view`: its name, when the page has several) whose image
+    cannot be used, with the reason."""
+    st.error(plain((f"{view}: image" if view else "Image")
+                   + f" {image_id} could not be used: {why}"))
 
 
 @dataclass
@@ -91,8 +111,7 @@ def selected_image() -> Selected:
     lm, ds, index, layer, head = chosen.lm, chosen.ds, chosen.index, chosen.layer, chosen.head
     result = resources.analyse(lm, ds, [index], FORWARD)
     if index not in result.arrays:
-        st.error(plain(f"Image {ds.records[index].id} could not be used: "
-                       f"{next(iter(result.skipped.values()))}"))
+        could_not_be_used(ds.records[index].id, str(next(iter(result.skipped.values()))))
         st.stop()
     arrays = result.arrays[index]
     big = display_image(lm, ds, index)

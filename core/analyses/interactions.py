@@ -42,6 +42,14 @@ from core.model.targets import Explained, Targets
 from core.storage.cache import Arrays
 
 
+def top_heads(values: np.ndarray, k: int) -> np.ndarray:
+    """The k largest entries of a layer x head array, largest first (ties: the earlier
+    head first): k x 2 (layer, head). The heads this analysis pairs, and the ones the
+    pages and the report name as the most important."""
+    order = np.argsort(-np.asarray(values).reshape(-1), kind="stable")[:k]
+    return np.stack(np.divmod(order, values.shape[1]), axis=1)
+
+
 @dataclass(frozen=True)
 class InteractionParams:
     k: int = 8  # heads: the k most important of each image (capped at the model's)
@@ -52,14 +60,6 @@ class InteractionParams:
         if self.k < 2:
             raise ValueError(f"Head interactions need at least 2 heads, not k={self.k}.")
         metric_slot(self.rank_by)
-
-
-def top_heads(importance: np.ndarray, k: int) -> np.ndarray:
-    """The k largest entries of a layer x head array, largest first (ties: the earlier
-    head first): k x 2 (layer, head)."""
-    flat = importance.reshape(-1)
-    order = np.argsort(-flat, kind="stable")[:k]
-    return np.stack(np.divmod(order, importance.shape[1]), axis=1)
 
 
 def _pruning(lm: LoadedModel, heads: list[tuple[int, int]]) -> dict[int, torch.Tensor]:

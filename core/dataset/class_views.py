@@ -104,6 +104,42 @@ def contrast(arrays: Arrays, first: int, second: int, metric: str) -> pd.DataFra
     return frame.sort_values("difference", ascending=False, kind="stable").reset_index(drop=True)
 
 
+def against_the_rest(arrays: Arrays, class_index: int, metric: str) -> np.ndarray | None:
+    """Layer x head: the class's mean `metric` minus the mean over the other classes'
+    means (which count as 0 when it is the only class); None when the class has no
+    images here."""
+    classes = arrays["classes"].tolist()
+    if class_index not in classes:
+        return None
+    row = classes.index(class_index)
+    values = arrays["importance_mean"][:, metric_slot(metric)]
+    others = np.delete(values, row, axis=0)
+    return values[row] - (others.mean(0) if len(others) else np.zeros_like(values[row]))
+
+
+def pattern_mix_frame(arrays: Arrays, names: list[str]) -> pd.DataFrame:
+    """Per class (named `names`, the class's image count in brackets) and pattern label,
+    its share of the class's image x head pairs. Columns: class, label, share."""
+    return pd.DataFrame([{"class": f"{names[c]} ({count})", "label": label,
+                          "share": float(arrays["pattern_mix"][row, k])}
+                         for row, (c, count) in enumerate(zip(arrays["classes"],
+                                                              arrays["counts"]))
+                         for k, label in enumerate(LABEL_NAMES)])
+
+
+def strength_per_layer(arrays: Arrays, names: list[str]) -> pd.DataFrame:
+    """Per class (named `names`) and layer, the mean over the layer's heads of the
+    class's mean entropy and mean attention distance (NaN heads left out). Columns:
+    class, layer, entropy, distance_px."""
+    entropy, distance = np.nanmean(arrays["entropy"], axis=2), np.nanmean(arrays["distance"],
+                                                                          axis=2)
+    return pd.DataFrame([{"class": names[c], "layer": layer,
+                          "entropy": float(entropy[row, layer]),
+                          "distance_px": float(distance[row, layer])}
+                         for row, c in enumerate(arrays["classes"])
+                         for layer in range(entropy.shape[1])])
+
+
 def describe(lm: LoadedModel, ds: Dataset, arrays: Arrays) -> str:
     return (f"class views: {len(arrays['classes'])} classes, "
             f"{int(arrays['counts'].sum())} images ({int(arrays['unlabeled'])} unlabeled "

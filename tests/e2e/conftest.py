@@ -4,13 +4,14 @@ Playwright. Screenshots go to test-artifacts/. The server is started as `make se
 and the Docker image start it (deploy/serve.sh, through testing.server).
 
 The prepared cache holds what the tests open, computed by the engine exactly as
-the pages ask for it (checked before the server starts):
+the pages ask for it (checked before the server starts), read from the page table
+(``ui.pages``):
 
-* demo images ``DEMO_IMAGES``: every per-image analysis with the pages' default
-  settings (the default view of each page, the shared link of image 123);
-* ``clicks``, a folder of 30 demo images (3 classes), for the chart-click tests: its
-  per-image analyses and the importance map, pattern layouts, keypoint lift and
-  spurious ranking of the whole set (seconds here; minutes for the 1,000 demo images);
+* demo images ``DEMO_IMAGES``: every per-image analysis a page reads, with the pages'
+  default settings (the default view of each page, the shared link of image 123);
+* ``clicks``, a folder of 30 demo images (3 classes), for the chart-click and narrow
+  window tests: the per-image analyses and whole-set views the pages read, but the
+  faithfulness tests (seconds here; minutes for the 1,000 demo images);
 * ``ask``, a folder of 9 other demo images with nothing of the whole set cached, for
   the tests of the "Compute now" question.
 """
@@ -55,15 +56,13 @@ def engine_model():
 
 @pytest.fixture(scope="session")
 def prepared(tmp_path_factory, engine_model) -> Prepared:
-    from core import ANALYSES, ArrayCache, load_dataset, run, run_step
-    from core.analyses import (FORWARD, IMPORTANCE, KEYPOINTS, PARTIAL_PRUNING, PATTERNS,
-                               SPURIOUS, STRENGTH)
+    from core import ArrayCache, load_dataset, run, run_step
+    from core.analyses import FAITHFULNESS, FORWARD, STRENGTH
     from core.analyses.faithfulness import METHOD_NAMES
-    from core.analyses.importance import METRICS
     from core.analyses.spurious import DEFAULT_METHOD
-    from core.dataset import IMPORTANCE_OVERVIEW, KEYPOINT_LIFT, PATTERN_LAYOUTS, SPURIOUS_RANKING
-    from core.dataset.importance_overview import OverviewParams
+    from core.dataset import FAITHFULNESS_TABLE, SPURIOUS_RANKING
     from testing.images import demo_class_folder
+    from ui.pages import PAGES
 
     lm = engine_model
     root = tmp_path_factory.mktemp("e2e")
@@ -72,17 +71,17 @@ def prepared(tmp_path_factory, engine_model) -> Prepared:
     # (image set, images, analyses with the pages' default settings)
     plan = []
     demo = load_dataset("demo", lm.class_names)
-    plan.append((demo, list(DEMO_IMAGES), list(ANALYSES.values())))
+    read = list({a.name: a for p in PAGES for a in p.reads}.values())  # every page's
+    plan.append((demo, list(DEMO_IMAGES), read))
     clicks_dir = demo_class_folder(root / "clicks", lm.class_names, CLICKS_PER_CLASS,
                                    CLICK_CLASSES)
     clicks = load_dataset(str(clicks_dir), lm.class_names)
-    plan.append((clicks, list(range(len(clicks))),
-                 [FORWARD, STRENGTH, PATTERNS, IMPORTANCE, PARTIAL_PRUNING, KEYPOINTS, SPURIOUS]))
+    plan.append((clicks, list(range(len(clicks))), [a for a in read if a is not FAITHFULNESS]))
     ask_dir = demo_class_folder(root / "ask", lm.class_names, ASK_PER_CLASS, ASK_CLASSES)
     ask = load_dataset(str(ask_dir), lm.class_names)
     plan.append((ask, [0], [FORWARD]))  # the first image shows; the set is not computed
-    steps = [(IMPORTANCE_OVERVIEW, OverviewParams(METRICS[0])), (PATTERN_LAYOUTS, None),
-             (KEYPOINT_LIFT, None), (SPURIOUS_RANKING, None)]
+    steps = [(step, None) for step in {s.name: s for p in PAGES for s in p.steps}.values()
+             if step is not FAITHFULNESS_TABLE]
     for ds, indices, analyses in plan:
         for analysis in analyses:
             run(lm, ds, indices, analysis, cache=cache)

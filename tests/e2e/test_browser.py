@@ -23,16 +23,44 @@ from tests.e2e.helpers import (assert_no_exception, chart, click_chart, download
                                open_app, open_page_from_sidebar, query_param, runs,
                                saw_page_not_found, wait_for_app)
 
-pytestmark = pytest.mark.e2e
+from ui.pages import PAGES, by_name
 
-# the default page (Overview) lives at the root URL
-PAGES = {"": "Overview", "importance": "Head importance",
-         "strength": "Attention strength", "patterns": "Attention patterns",
-         "rollout": "Attention rollout", "keypoints": "Keypoints and shortcuts"}
-# on the demo set, what each page draws last (the run has reached the end of the page)
-LAST_ON_DEMO = {"": "overview_compute", "importance": "png_importance_mode_predictions",
+pytestmark = pytest.mark.e2e
+DEFAULT = next(p for p in PAGES if p.default)
+
+# on the demo set, what each page of the table draws last (the run has reached its end)
+LAST_ON_DEMO = {"overview": "overview_compute", "importance": "png_importance_mode_predictions",
                 "strength": "strength_compute", "patterns": "pattern_compute",
-                "rollout": "ro_checkpoint", "keypoints": "spurious_compute"}
+                "rollout": "ro_checkpoint", "keypoints": "spurious_compute",
+                "classes": "classes_compute", "compare": "csv_compare_maps_right"}
+# on the clicks folder (its whole-set views cached), what each page draws last
+LAST_ON_CLICKS = {"overview": "csv_overview_tsne", "importance": "png_importance_mode_predictions",
+                  "strength": "csv_distance_by_layer", "patterns": "pattern_token",
+                  "rollout": "ro_checkpoint", "keypoints": "csv_spurious_relevance",
+                  "classes": "csv_classes_strength", "compare": "csv_compare_maps_right"}
+NARROW = {"width": 420, "height": 900}  # a phone held upright
+CHARTS_DRAWN_JS = """() => {
+  const charts = [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')];
+  return charts.length > 0 && charts.every(c => c.querySelector('canvas, svg.marks'));
+}"""
+# the page's width, and what sticks out past the window outside a box of its own that
+# scrolls (a table's, a wide chart's): cut off or making the page scroll sideways
+OVERFLOW_JS = """() => {
+  const width = window.innerWidth;
+  const main = document.querySelector('[data-testid="stMain"]');
+  const scrolls = (e) => ['auto', 'scroll'].includes(getComputedStyle(e).overflowX);
+  const out = [];
+  for (const el of main.querySelectorAll('*')) {
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 || r.height === 0 || r.right <= width + 1) continue;
+    let a = el.parentElement;
+    while (a && a !== main && !scrolls(a)) a = a.parentElement;
+    if (a && a !== main) continue;
+    const box = el.closest('[data-testid="stElementContainer"]');
+    out.push([el.tagName, box ? box.innerText.slice(0, 60) : '', Math.round(r.right)]);
+  }
+  return {scrollWidth: document.documentElement.scrollWidth, width, out: out.slice(0, 5)};
+}"""
 ASKS = re.compile(r"Compute now \(\d+ images\)")
 ROW_PX = 35  # Streamlit's dataframe row (and header) height
 URL_HAS_HEAD = "() => /[?&](layer|head)=/.test(window.location.search)"
@@ -49,12 +77,37 @@ def test_a_fresh_servers_first_session_opens_a_shared_link(first_visit):
     assert first_visit["saw_loading"]
 
 
-@pytest.mark.parametrize("path,title", list(PAGES.items()))
-def test_every_page_opens(page, app_url, path, title):
-    open_app(page, url(app_url, path), keyed(page, LAST_ON_DEMO[path]))
+@pytest.mark.parametrize("entry", PAGES, ids=[p.name for p in PAGES])
+def test_every_page_opens(page, app_url, entry):
+    open_app(page, url(app_url, entry.name), keyed(page, LAST_ON_DEMO[entry.name]))
     assert not saw_page_not_found(page)  # a direct link must not flash "Page not found"
-    expect(page.locator("h1").first).to_contain_text(title)
+    expect(page.locator("h1").first).to_contain_text(entry.heading)
     assert_no_exception(page)
+
+
+@pytest.mark.parametrize("path", ["", DEFAULT.name])
+def test_a_fresh_session_opens_the_default_page_at_the_root_and_at_its_path(
+        page, app_url, prepared, path):
+    image_id = prepared.demo_ids[123]
+    open_app(page, url(app_url, path, image=image_id), keyed(page, "overview_compute"),
+             page.get_by_text(f"Image {image_id}", exact=False))
+    assert not saw_page_not_found(page)
+    expect(page.locator("h1").first).to_have_text(DEFAULT.heading)
+    assert query_param(page, "image") == image_id
+
+
+@pytest.mark.parametrize("entry", PAGES, ids=[p.name for p in PAGES])
+def test_nothing_sticks_out_of_a_narrow_window(page, app_url, prepared, entry):
+    """At 420 px wide, every page of the table (on a set whose whole-set views are
+    computed) keeps to the window: wide tables and charts scroll in their own box."""
+    page.set_viewport_size(NARROW)
+    open_app(page, url(app_url, entry.name, images=prepared.clicks),
+             page.locator("h1", has_text=entry.heading), keyed(page, LAST_ON_CLICKS[entry.name]))
+    page.wait_for_function(CHARTS_DRAWN_JS, polling=100, timeout=60_000)
+    assert_no_exception(page)
+    measured = page.evaluate(OVERFLOW_JS)
+    assert measured["scrollWidth"] <= measured["width"], measured
+    assert not measured["out"], measured
 
 
 def test_the_pages_ask_before_computing_over_the_demo_set(page, app_url):
@@ -306,7 +359,7 @@ def test_four_sessions_computing_at_once_show_the_numbers_of_one_session_alone(
                  if kind == "importance" else
                  [keyed(pg, "csv_maps_selected_model"), keyed(pg, "csv_faithfulness_image"),
                   keyed(pg, "ro_checkpoint")])
-        wait_for_app(pg, pg.locator("h1", has_text=PAGES[kind]),
+        wait_for_app(pg, pg.locator("h1", has_text=by_name(kind).heading),
                      pg.get_by_text(f"Image {prepared.demo_ids[image]}", exact=False), *ready,
                      timeout_ms=300_000)
         assert_no_exception(pg)

@@ -2,6 +2,7 @@
 image shown with its predictions and the attention overlay."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +14,14 @@ from streamlit.testing.v1 import AppTest
 from core.data.builtin import demo_dataset
 from core.data.inputs import load_batch
 from core.model.loading import load_model
+from core.analyses import FORWARD
 from core.analyses.base import NoParams
 from core.analyses.strength import STRENGTH
 from core.engine import compute_images
 from testing.images import demo_class_folder
+from ui.pages import PAGES, by_name
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
-PAGES = ["app_pages/overview_page.py", "app_pages/importance_page.py",
-         "app_pages/strength_page.py", "app_pages/patterns_page.py",
-         "app_pages/rollout_page.py", "app_pages/keypoints_page.py"]
 
 
 # Dataset-level views ask before computing over all 1,000 demo images; the app's
@@ -38,17 +38,18 @@ def isolated_cache(tmp_path_factory):
     mp.undo()
 
 
-@pytest.mark.parametrize("page", PAGES)
-def test_page_shows_the_demo_image(page):
+@pytest.mark.parametrize("entry", PAGES, ids=[p.name for p in PAGES])
+def test_page_shows_the_demo_image(entry):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
-    at.switch_page(page).run()
+    at.switch_page(entry.path).run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
-    captions = [c for img in at.get("image") for c in img.captions]
-    assert any(c.startswith("Image test-") and "true label" in c for c in captions), captions
-    assert any("layer 0, head 0" in c for c in captions), captions
-    assert at.title[0].value  # the page's own title
+    assert at.title[0].value == entry.heading
+    if FORWARD in entry.reads:  # the image, with the selected head's attention
+        captions = [c for img in at.get("image") for c in img.captions]
+        assert any("true label" in c for c in captions), captions
+        assert any("layer 0, head 0" in c for c in captions), captions
 
 
 def test_sidebar_selection_reaches_the_page_and_the_url():
@@ -102,13 +103,13 @@ def test_strength_page_shows_the_selected_heads_strength():
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params.update({"layer": "2", "head": "3"})
     at.run()
-    at.switch_page("app_pages/strength_page.py").run()
+    at.switch_page(by_name("strength").path).run()
     assert not at.exception, at.exception
     assert [s.value for s in at.subheader][:3] == [
         "All heads of this image: how far each looks", "Layer 2, head 3: strength by hop",
         "Layer 2, head 3 over all images"]
-    # the whole set is not computed without asking
-    assert any(b.label == "Compute now (999 images)" for b in at.button)
+    # the whole set is not computed without asking (the pages opened before computed a few)
+    assert any(re.fullmatch(r"Compute now \(99\d images\)", b.label) for b in at.button)
     distance, scatter, bars = at.get("vega_lite_chart")[1:4]
     assert "head_pick" in scatter.proto.selection_mode  # clicking a head selects it
     lm = load_model("demo", device="cpu")
@@ -139,7 +140,7 @@ def test_evenly_spread_attention_by_hand():
 def rollout_page() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
-    at.switch_page("app_pages/rollout_page.py").run()
+    at.switch_page(by_name("rollout").path).run()
     return at
 
 
@@ -177,7 +178,7 @@ def test_importance_page_draws_the_heads_and_the_partial_pruning(demo):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params.update({"image": demo_dataset().records[3].id, "layer": "2", "head": "1"})
     at.run()
-    at.switch_page("app_pages/importance_page.py").run()
+    at.switch_page(by_name("importance").path).run()
     assert not at.exception and not at.error
     assert any("the effect of pruning each head" in s.value for s in at.subheader)
     assert any("Partial pruning of layer 2, head 1" in s.value for s in at.subheader)
@@ -201,7 +202,7 @@ def test_importance_mean_over_all_images_and_overview_map(demo, tmp_path):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params.update({"images": str(folder)})
     at.run()
-    at.switch_page("app_pages/overview_page.py").run()
+    at.switch_page(by_name("overview").path).run()
     assert not at.exception and not at.error
     assert at.button(key="overview_compute").label == "Compute now (12 images)"
     at.button(key="overview_compute").click().run()
@@ -212,7 +213,7 @@ def test_importance_mean_over_all_images_and_overview_map(demo, tmp_path):
     assert at.query_params["image"] == target
     at.text_input(key="overview_search").input("no-such-image").run()
     assert any("No image id contains" in w.value for w in at.warning)
-    at.switch_page("app_pages/importance_page.py").run()
+    at.switch_page(by_name("importance").path).run()
     at.toggle(key="importance_mean").set_value(True).run()
     assert not at.exception and not at.error  # computed for the overview: no question
     assert not [b for b in at.button if b.key == "importance_compute"]
@@ -232,8 +233,8 @@ def test_the_report_reuses_the_entries_the_pages_computed(demo):
     from core.engine import run
     from core.storage.cache import ArrayCache
     image_id = demo_dataset().records[9].id
-    for page in ("app_pages/importance_page.py", "app_pages/strength_page.py",
-                 "app_pages/patterns_page.py", "app_pages/rollout_page.py"):
+    for page in (by_name("importance").path, by_name("strength").path,
+                 by_name("patterns").path, by_name("rollout").path):
         at = AppTest.from_file(APP, default_timeout=TIMEOUT)
         at.query_params.update({"image": image_id})
         at.run()
@@ -251,7 +252,7 @@ def test_keypoints_page_lift_ranking_and_method_in_the_url(demo, tmp_path):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params.update({"images": str(folder), "layer": "4", "head": "1"})
     at.run()
-    at.switch_page("app_pages/keypoints_page.py").run()
+    at.switch_page(by_name("keypoints").path).run()
     assert not at.exception and not at.error
     assert any("no object masks" in i.value for i in at.info)  # keypoints stand in
     assert any("Layer 4, head 1: where attention goes" in s.value for s in at.subheader)
@@ -269,7 +270,7 @@ def test_keypoints_page_lift_ranking_and_method_in_the_url(demo, tmp_path):
     link = AppTest.from_file(APP, default_timeout=TIMEOUT)  # the link, opened anew
     link.query_params.update(dict(at.query_params))
     link.run()
-    link.switch_page("app_pages/keypoints_page.py").run()
+    link.switch_page(by_name("keypoints").path).run()
     assert link.selectbox(key="w_method").value == "rollout"
     assert link.dataframe[-1].value["image"].tolist() == at.dataframe[-1].value["image"].tolist()
 
@@ -278,7 +279,7 @@ def test_importance_page_interactions_estimate_and_k_in_the_url(demo):
     from core.analyses import INTERACTIONS
     from core.analyses.interactions import InteractionParams
     ds = demo_dataset()
-    at = open_page("app_pages/importance_page.py", {"image": ds.records[3].id})
+    at = open_page(by_name("importance").path, {"image": ds.records[3].id})
     assert not at.exception and not at.error
 
     def heatmap(test):
@@ -296,7 +297,7 @@ def test_importance_page_interactions_estimate_and_k_in_the_url(demo):
                for m in at.markdown)  # the estimate beside the exact values
     at.number_input(key="w_k").set_value(4).run()
     assert at.query_params["k"] == "4" and len(heatmap(at)) == 16
-    link = open_page("app_pages/importance_page.py", dict(at.query_params))
+    link = open_page(by_name("importance").path, dict(at.query_params))
     assert link.number_input(key="w_k").value == 4 and len(heatmap(link)) == 16
 
 
@@ -304,7 +305,7 @@ def test_importance_page_shows_the_estimate_until_exact_values_exist(demo, monke
     from core.analyses import IMPORTANCE_ESTIMATE
     monkeypatch.setenv("VIT_EXPLORER_AUTO_EXACT_TOKENS", "0")  # as for a large model
     ds = demo_dataset()
-    at = open_page("app_pages/importance_page.py", {"image": ds.records[17].id})
+    at = open_page(by_name("importance").path, {"image": ds.records[17].id})
     assert not at.exception and not at.error
     assert any("ESTIMATED effect of pruning" in s.value for s in at.subheader)
     assert any("not measured by pruning" in w.value for w in at.warning)
@@ -325,7 +326,7 @@ def test_classes_page_contrasts_two_classes_kept_in_the_url(demo, tmp_path):
     from core.dataset.class_views import contrast
     from core.engine import run_step
     folder = demo_class_folder(tmp_path, demo.class_names, per_class=3)
-    at = open_page("app_pages/classes_page.py", {"images": str(folder)})
+    at = open_page(by_name("classes").path, {"images": str(folder)})
     assert not at.exception and not at.error
     at.button(key="classes_compute").click().run()
     assert not at.exception and not at.error
@@ -341,7 +342,7 @@ def test_classes_page_contrasts_two_classes_kept_in_the_url(demo, tmp_path):
     shown = at.dataframe[0].value
     np.testing.assert_allclose(shown["difference"], expected["difference"][:len(shown)],
                                rtol=1e-5)
-    link = open_page("app_pages/classes_page.py", dict(at.query_params))
+    link = open_page(by_name("classes").path, dict(at.query_params))
     assert not link.exception and not link.error
     assert link.dataframe[0].value.equals(shown)
 
@@ -354,15 +355,15 @@ def load_dataset_for(folder, lm):
 # Every setting that changes a page's view, set away from its default: (widget kind,
 # widget key, value). Whole-set views are computed first (buttons) on a small folder.
 LINK_SETTINGS = {
-    "app_pages/overview_page.py": (["overview_compute"], [
+    by_name("overview").path: (["overview_compute"], [
         ("selectbox", "overview_metric", "cls_dist")]),
-    "app_pages/importance_page.py": (["importance_compute", "estimate_compute"], [
+    by_name("importance").path: (["importance_compute", "estimate_compute"], [
         ("selectbox", "importance_metric", "jsd"), ("radio", "importance_mode", 3),
         ("number_input", "w_k", 5), ("toggle", "importance_mean", True)]),
-    "app_pages/patterns_page.py": (["pattern_compute"], [
+    by_name("patterns").path: (["pattern_compute"], [
         ("radio", "pattern_layout_kind", "CLS attention"), ("radio", "pattern_view", "points"),
         ("number_input", "pattern_top", 5.0), ("selectbox", "pattern_token", 7)]),
-    "app_pages/rollout_page.py": ([], [
+    by_name("rollout").path: ([], [
         ("selectbox", "ro_fusion", "max"), ("slider", "ro_discard", 0.5),
         ("slider", "ro_start", 2), ("radio", "ro_class", "true label")]),
 }
@@ -398,20 +399,20 @@ def test_a_link_keeps_every_setting_of_the_page(demo, tmp_path, page):
 
 
 def test_the_second_model_is_kept_in_the_link(demo):
-    at = open_page("app_pages/rollout_page.py", {})
+    at = open_page(by_name("rollout").path, {})
     at.text_input(key="ro_model").input("demo")
     at.button[[b.label for b in at.button].index("Compare")].click().run()
     assert at.query_params["model2"] == "demo"
-    link = open_page("app_pages/rollout_page.py", dict(at.query_params))
+    link = open_page(by_name("rollout").path, dict(at.query_params))
     assert link.text_input(key="ro_model").value == "demo"
     captions = [c for img in link.get("image") for c in img.captions]
     assert sum(c == "Attention rollout" for c in captions) == 2  # selected, second
 
 
-@pytest.mark.parametrize("page", PAGES + ["app_pages/classes_page.py", "app_pages/compare_page.py"])
-def test_every_chart_offers_its_data_as_csv(demo, tmp_path, page):
+@pytest.mark.parametrize("entry", PAGES, ids=[p.name for p in PAGES])
+def test_every_chart_offers_its_data_as_csv(demo, tmp_path, entry):
     folder = demo_class_folder(tmp_path, demo.class_names, per_class=2)
-    at = open_page(page, {"images": str(folder)})
+    at = open_page(entry.path, {"images": str(folder)})
     for button in [b for b in at.button if b.key and b.key.endswith("_compute")]:
         at.button(key=button.key).click().run()  # whole-set charts too
     assert not at.exception and not at.error
@@ -431,7 +432,7 @@ def test_every_chart_offers_its_data_as_csv(demo, tmp_path, page):
 def test_compare_page_shows_two_images_side_by_side_and_keeps_them_in_the_link(demo):
     from core.analyses import importance
     ds = demo_dataset()
-    at = open_page("app_pages/compare_page.py", {"image": ds.records[2].id,
+    at = open_page(by_name("compare").path, {"image": ds.records[2].id,
                                                  "other": ds.records[5].id})
     assert not at.exception and not at.error
     assert [s.value for s in at.subheader][:2] == [ds.records[2].id, ds.records[5].id]
@@ -445,7 +446,7 @@ def test_compare_page_shows_two_images_side_by_side_and_keeps_them_in_the_link(d
     captions = [c for img in at.get("image") for c in img.captions]
     assert sum(c == "Patch ablation (probability drop)" for c in captions) == 2
     at.selectbox(key="compare_other").set_value(ds.records[7].id).run()
-    link = open_page("app_pages/compare_page.py", dict(at.query_params))
+    link = open_page(by_name("compare").path, dict(at.query_params))
     assert link.subheader[1].value == ds.records[7].id
 
 
@@ -455,7 +456,7 @@ def test_folders_that_are_not_model_classes_colour_the_overview_and_skip_nothing
     folder = demo_class_folder(tmp_path, demo.class_names, per_class=2)
     for old, new in (("Trouser", "china"), ("Sandal", "flower")):
         shutil.move(folder / old, folder / new)
-    at = open_page("app_pages/overview_page.py", {"images": str(folder)})
+    at = open_page(by_name("overview").path, {"images": str(folder)})
     at.button(key="overview_compute").click().run()
     assert not at.exception and not at.error
     assert not [e for e in at.sidebar.get("expander") if "skipped" in e.proto.label]
@@ -468,6 +469,28 @@ def test_folders_that_are_not_model_classes_colour_the_overview_and_skip_nothing
     assert classes == {"china", "flower", "Sneaker"}  # coloured by the set's own classes
     image = next(r for r in sorted(p.relative_to(folder).as_posix()
                                    for p in folder.rglob("*.png")) if r.startswith("china"))
-    page = open_page("app_pages/importance_page.py", {"images": str(folder), "image": image})
+    page = open_page(by_name("importance").path, {"images": str(folder), "image": image})
     assert any("its class in the set, 'china', is not one of the model's classes" in c.value
                for c in page.caption)
+
+
+def test_a_rerun_decodes_no_image_and_runs_no_forward_again(monkeypatch):
+    """The selected image's decoding and the head matrix of the Patterns page are kept
+    across reruns (before, every rerun decoded the file and ran a forward)."""
+    from core.display import head_detail
+    from ui import resources
+    calls = []
+    decode, forward = resources.load_batch, head_detail.head_matrix
+    monkeypatch.setattr(resources, "load_batch",
+                        lambda *args: calls.append("decode") or decode(*args))
+    monkeypatch.setattr(head_detail, "head_matrix",
+                        lambda *args: calls.append("forward") or forward(*args))
+    resources._model_input.clear()
+    resources._head_matrix.clear()
+    at = open_page(by_name("patterns").path, {"image": demo_dataset().records[41].id,
+                                              "layer": "3", "head": "2"})
+    assert not at.exception and not at.error
+    assert set(calls) == {"decode", "forward"}
+    calls.clear()
+    at.run()
+    assert not at.exception and calls == []

@@ -14,13 +14,10 @@ from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
 
 from core.data.builtin import demo_dataset
+from ui.pages import PAGES, by_name
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 MODEL = "vit_small_patch16_224.dino"
-PAGES = ["app_pages/overview_page.py", "app_pages/importance_page.py",
-         "app_pages/strength_page.py", "app_pages/patterns_page.py",
-         "app_pages/rollout_page.py", "app_pages/keypoints_page.py",
-         "app_pages/classes_page.py", "app_pages/compare_page.py"]
 NO_CLASSES = "No classes: explained by similarity to a reference embedding"
 FORBIDDEN = re.compile(r"probabilit|predicted class|top-5|prediction without", re.I)
 
@@ -48,7 +45,7 @@ def texts(at: AppTest) -> list[str]:
     return [str(t) for t in found]
 
 
-@pytest.mark.parametrize("page", PAGES)
+@pytest.mark.parametrize("page", [p.path for p in PAGES], ids=[p.name for p in PAGES])
 def test_every_page_says_no_classes_and_names_none(link, page):
     at = AppTest.from_file(APP, default_timeout=600)
     at.query_params.update(link)
@@ -67,7 +64,7 @@ def test_the_reference_image_goes_into_the_link_and_the_maps(link):
     at = AppTest.from_file(APP, default_timeout=600)
     at.query_params.update(link)
     at.run()
-    at.switch_page("app_pages/overview_page.py").run()
+    at.switch_page(by_name("overview").path).run()
     assert any("Most similar images" in t for t in texts(at))
     at.selectbox(key="w_reference").set_value(other).run()
     assert at.query_params["reference"] == other

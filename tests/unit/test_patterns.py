@@ -28,6 +28,7 @@ from core.engine import compute_images, run_step
 from testing.images import demo_flat_folder
 from testing.layout_quality import knn_preservation, same_group_neighbours
 from testing.models import random_input, random_vit
+from ui.pages import by_name
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
@@ -220,7 +221,7 @@ def test_page_shows_the_layout_and_the_head_detail(tmp_path, monkeypatch):
     at.query_params.update({"images": str(demo_flat_folder(tmp_path)), "image": "img0.png",
                             "layer": "1", "head": "2"})
     at.run()
-    at.switch_page("app_pages/patterns_page.py").run()
+    at.switch_page(by_name("patterns").path).run()
     assert not at.exception, at.exception
     at.button(key="pattern_compute").click().run()
     assert not at.exception, at.exception

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import io
 import re
 
@@ -26,9 +27,30 @@ def test_report_is_self_contained_with_every_view(demo, tmp_path):
     assert not re.search(r'(src|href)="(https?:)?//', page)  # nothing fetched from outside
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert len(images) >= 12
-    assert re.search(r"\d+\.\d% of the Gradient-weighted relevance map lies outside", page)
     for data in images:
         Image.open(io.BytesIO(base64.b64decode(data))).verify()
+
+
+def test_report_shows_what_its_pages_ask_for_only_once_computed(demo, tmp_path, monkeypatch):
+    """The pages ask before exact importance on a large model and before the spurious
+    scores (they need the whole set's ranking): the report says so and computes
+    neither, until the cache holds them."""
+    from core.analyses import IMPORTANCE, INTERACTIONS, SPURIOUS
+    from core.engine import run
+    from core.storage.cache import ArrayCache
+    from ui.report_html import NOT_COMPUTED
+    monkeypatch.setenv("VIT_EXPLORER_AUTO_EXACT_TOKENS", "1")  # exact importance is costly
+    ds, cache = demo_dataset(), ArrayCache(tmp_path)
+    page = image_report(demo, ds, 7, layer=3, head=1, cache=cache)
+    assert page.count(html.escape(NOT_COMPUTED)) == 3  # importance, spurious, class views
+    for analysis in (IMPORTANCE, INTERACTIONS, SPURIOUS):
+        assert run(demo, ds, [7], analysis, cache=cache, compute=False).missing == [7]
+    run(demo, ds, [7], IMPORTANCE, cache=cache)
+    run(demo, ds, [7], SPURIOUS, cache=cache)
+    page = image_report(demo, ds, 7, layer=3, head=1, cache=cache)
+    assert "Most important here: layer" in page
+    assert re.search(r"\d+\.\d% of the Gradient-weighted relevance map lies outside", page)
+    assert page.count(html.escape(NOT_COMPUTED)) == 2  # interactions, class views
 
 
 def test_report_has_interactions_the_estimate_and_the_class_when_cached(demo, tmp_path):
