@@ -16,7 +16,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup browser run serve test check-image precompute fashion-mnist demo-model demo-watermark-model clean
+.PHONY: setup browser run serve test check check-image precompute fashion-mnist demo-model demo-watermark-model clean
 
 setup: $(STAMP)
 
@@ -47,6 +47,10 @@ browser:
 
 test: $(TEST_STAMP) browser
 	$(BIN)/python -m pytest -q
+
+# The inner loop: the unit tests not marked slow, on every core (make test runs them all).
+check: $(TEST_STAMP)
+	$(BIN)/python -m pytest -q -x -n auto -m "not slow and not e2e" tests/unit
 
 precompute: setup
 	$(BIN)/python -m core.precompute --model demo --images demo

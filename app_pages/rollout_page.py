@@ -8,7 +8,7 @@ from core.analyses.cost import ablation_forwards, automatic, faithfulness_forwar
 from core.analyses.explanations import MAP_METHODS, drawn
 from core.analyses.faithfulness import METHOD_NAMES, METRICS, curve_x, deletion_counts
 from core.dataset import FAITHFULNESS_TABLE
-from core.dataset.faithfulness_table import shown_metrics
+from core.dataset.faithfulness_table import TableParams, shown_metrics
 from core.display.maps import heat_map
 from core.display.predictions import explained_name
 from core.explain import METHODS, RolloutParams
@@ -119,8 +119,13 @@ def render() -> None:
         downloads.table(faithfulness_frame({m: mine[m] for m in shown_metrics(mine)}, labels,
                                            METRICS), "faithfulness_image", number_format="{:.3f}",
                         width="stretch")
+    sample = bound("sample", TableParams().sample, st.number_input,
+                   "Images scored for the set's table (0 = every image)", key="ro_sample",
+                   valid=lambda v: isinstance(v, int) and v >= 0, min_value=0, step=50,
+                   help="A sample with the same share of each class as the set; its 95% "
+                        "intervals say how far the whole set's means may lie.")
     table = resources.whole_set_step(lm, ds, FAITHFULNESS_TABLE, "The table over the image set",
-                                     "faithfulness_compute")
+                                     "faithfulness_compute", TableParams(int(sample)))
     if table is not None:
         st.markdown(f"**Image set** (a sample of {int(table['images'])} of {len(ds)} images, "
                     "the same share of each class; each image explains its predicted class "

@@ -22,6 +22,7 @@ from core.engine import RunResult, reference, run, run_step
 from core.model import LoadedModel, ModelLoadError, load_model
 from core.storage.cache import ArrayCache, Arrays
 from core.failures import Failure
+from core.parameters import parameters
 from ui.plain import plain
 
 log = logging.getLogger(__name__)
@@ -161,15 +162,17 @@ def cached(lm: LoadedModel, ds: Dataset, index: int, analysis: Analysis,
                target=chosen_target(lm, ds, None)).arrays.get(index)
 
 
-def _ask(what: str, missing: int, total: int, key: str) -> bool:
-    """Ask before a computation over the whole image set: True once the user chose to
-    compute it now (the question is then cleared); otherwise the page says how to
-    precompute it instead."""
-    needs = (f"{missing} of the {total} images have no results in the cache yet"
+def _ask(what: str, missing: int, total: int, key: str, reads: int | None = None) -> bool:
+    """Ask before a computation over the whole image set (or `reads` of its images, a
+    sample): True once the user chose to compute it now (the question is then
+    cleared); otherwise the page says how to precompute it instead."""
+    needs = (f"{missing} of the {reads or total} images have no results in the cache yet"
              if missing else "it is not computed yet")
+    which = ("every image of the set" if reads is None or reads >= total else
+             f"a sample of {reads} of the set's {total} images")
     question = st.empty()
     with question.container():
-        st.info(f"{what} needs every image of the set, and {needs}. Compute it now (a "
+        st.info(f"{what} needs {which}, and {needs}. Compute it now (a "
                 "progress bar shows how far it is), or for the whole set beforehand with "
                 "`python -m core.precompute --model MODEL --images IMAGES`.")
         clicked = st.button("Compute now" + (f" ({missing} images)" if missing else ""),
@@ -222,7 +225,9 @@ def whole_set_step(lm: LoadedModel, ds: Dataset, step: DatasetStep, what: str, k
     found = run_step(lm, ds, step, params, cache=cache(), compute=False)
     if found.arrays is not None:
         return found.arrays
-    if not _ask(what, found.missing, len(ds), key):
+    reads = len(step.images(ds, parameters(step.params, params, step.name))
+                ) if step.images is not None else None
+    if not _ask(what, found.missing, len(ds), key, reads):
         return None
     bar, report = _bar(", ".join(a.name for a in step.reads), len(ds))
     try:

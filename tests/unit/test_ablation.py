@@ -31,6 +31,7 @@ def test_groups_cover_the_grid_once_and_the_automatic_side_bounds_their_number()
         AblationParams(-1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 @pytest.mark.parametrize("group", [0, 3])
 def test_ablation_equals_a_patch_by_patch_loop_on_the_untouched_model(name, group):

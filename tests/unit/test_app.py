@@ -21,6 +21,8 @@ from core.engine import compute_images
 from testing.images import demo_class_folder
 from ui.pages import PAGES, by_name
 
+pytestmark = pytest.mark.slow  # left out of `make check` (the inner loop)
+
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
 

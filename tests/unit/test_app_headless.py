@@ -16,6 +16,8 @@ from streamlit.testing.v1 import AppTest
 from core.data.builtin import demo_dataset
 from ui.pages import PAGES, by_name
 
+pytestmark = pytest.mark.slow  # left out of `make check` (the inner loop)
+
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 MODEL = "vit_small_patch16_224.dino"
 NO_CLASSES = "No classes: explained by similarity to a reference embedding"

@@ -159,6 +159,7 @@ def test_files_that_are_not_images_are_listed_again_not_counted_as_missing_work(
     assert {"empty.png", "truncated.png", "text.jpg", "locked.png"} == set(dict(known.skipped))
 
 
+@pytest.mark.slow
 def test_batch_command_goes_on_and_summarises_what_it_skipped(messy_folder, tmp_path,
                                                               monkeypatch, capsys):
     deny_locked_file(monkeypatch)

@@ -49,6 +49,7 @@ def test_prefix_tokens_and_grid_read_from_model(case_name):
     assert lm.num_tokens == prefix + grid[0] * grid[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layer,head", [(0, 0), (1, 1), (-1, -1)])
 def test_whole_head_mask_equals_zeroing_the_head_by_hand(case, layer, head):
     lm, untouched = case

@@ -20,7 +20,7 @@ from testing.requirements import closure, top_level
 from testing.server import SERVE, fake_venv
 
 ROOT = Path(__file__).resolve().parents[2]
-TEST_PACKAGES = {"pytest", "playwright", "transformers"}
+TEST_PACKAGES = {"pytest", "pytest-xdist", "playwright", "transformers"}
 
 
 def instructions() -> list[tuple[str, str]]:

@@ -39,6 +39,8 @@ from testing.models import FAMILY_CASES, model_state, random_family, random_inpu
 from testing.reference import (check_forward_from, naive_leave_one_out, naive_pairs,
                                naive_patch_ablation, naive_positional_ablation)
 
+pytestmark = pytest.mark.slow  # left out of `make check` (the inner loop)
+
 ATTENTION = {"vit": "Attention", "beit": "Attention", "beit_shared_bias": "Attention",
              "eva02": "EvaAttention", "eva02_sub_ln": "EvaAttention",
              "rope_mixed": "AttentionRope"}

@@ -32,6 +32,8 @@ from testing.models import HEADLESS_CASES, headless_vit, random_input
 from testing.reference import zero_head_by_hand
 from ui.report import image_report
 
+pytestmark = pytest.mark.slow  # left out of `make check` (the inner loop)
+
 @pytest.fixture(scope="module", params=list(HEADLESS_CASES))
 def case(request):
     return headless_vit(request.param)

@@ -17,6 +17,8 @@ from core.model._rerun import forward_from, states
 from core.model.errors import ModelLoadError
 from core.model.loading import load_model
 
+pytestmark = pytest.mark.slow  # left out of `make check` (the inner loop)
+
 SMALL = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, patch_size=8,
              image_size=32, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 VIT = dict(SMALL, intermediate_size=128)

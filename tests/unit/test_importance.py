@@ -48,6 +48,7 @@ def case(request) -> tuple[LoadedModel, torch.nn.Module]:
     return CASES[request.param]()
 
 
+@pytest.mark.slow
 def test_forward_from_any_layer_equals_the_untouched_model(case):
     lm, untouched = case
     check_forward_from(lm, untouched, random_input(lm))
@@ -65,6 +66,7 @@ def test_forward_from_with_a_mask_equals_a_masked_full_forward(case):
         assert not torch.allclose(logits, base.logits, rtol=0, atol=1e-7)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["deit_tiny", "odd"])
 def test_leave_one_out_equals_the_naive_loop(name):
     lm, _ = CASES[name]()

@@ -27,6 +27,7 @@ def test_top_heads_are_the_largest_first_ties_by_position():
     np.testing.assert_array_equal(top_heads(values, 3), [[0, 1], [1, 0], [2, 0]])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_forward_from_with_masks_on_two_layers_keeps_each_layers_output(name):
     lm, _ = CASES[name]()
@@ -61,6 +62,7 @@ def check_against_naive(lm, x, targets, k):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_interactions_equal_a_naive_loop_of_masked_forwards(name):
     lm, _ = CASES[name]()

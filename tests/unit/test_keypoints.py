@@ -126,6 +126,7 @@ def test_lift_and_interrelation_against_a_naive_loop():
     assert len(BINS) == 3
 
 
+@pytest.mark.slow
 def test_spurious_score_and_counterfactual_against_a_hand_masked_forward(demo):
     ds = demo_dataset()
     x, _, _ = load_batch(demo, ds, [0, 105])
@@ -187,6 +188,7 @@ def write_masks(folder, names, broken: str | None = None) -> None:
         (masks / broken).write_bytes(b"not a png")
 
 
+@pytest.mark.slow
 def test_mask_folder_missing_and_broken_masks_are_listed(demo, tmp_path):
     folder = demo_flat_folder(tmp_path, count=3, broken=False)
     write_masks(folder, ["img0.png"], broken="img1.png")

@@ -38,6 +38,7 @@ def test_unnormalise_gives_back_the_pixels_of_a_batch_and_of_one_image(demo, dei
         np.testing.assert_allclose(model.to_display(x), expected, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth", ".bin"])
 def test_timm_name_with_local_checkpoint(tmp_path, suffix):
     torch.manual_seed(0)

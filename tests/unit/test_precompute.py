@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from core import precompute
 from core.model import capture
@@ -10,6 +11,8 @@ from core.data.builtin import demo_dataset
 from core.data.inputs import load_batch
 from core.engine import run
 from core.analyses.forward import FORWARD
+
+pytestmark = pytest.mark.slow  # left out of `make check` (the inner loop)
 
 
 def test_forward_analysis_matches_a_direct_capture(demo, tmp_path):

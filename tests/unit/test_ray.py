@@ -22,6 +22,8 @@ from core.storage.cache import ArrayCache
 from testing.images import demo_class_folder, demo_flat_folder
 
 import ray  # in requirements.txt
+
+pytestmark = pytest.mark.slow  # left out of `make check` (the inner loop)
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -22,6 +22,8 @@ from testing.images import demo_class_folder
 from testing.models import random_input
 
 IMAGES = [0, 105, 230]  # three classes of the demo set
+CASE_PARAMS = [pytest.param(c, id=c.id, marks=() if c.params is None and c.target is None
+                            else pytest.mark.slow) for c in CASES]  # `make check`: defaults
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +51,7 @@ def test_the_table_gives_every_analysis_and_step_with_parameters_a_variant():
             assert name in STEP_VARIANTS and STEP_VARIANTS[name] != step.params(), name
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+@pytest.mark.parametrize("case", CASE_PARAMS)
 def test_outputs_are_the_declared_ones(demo, ds, case):
     analysis = ANALYSES[case.analysis]
     assert dataclasses.is_dataclass(analysis.params)
@@ -60,7 +62,7 @@ def test_outputs_are_the_declared_ones(demo, ds, case):
         assert set(result.arrays[i]) == set(analysis.outputs)
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+@pytest.mark.parametrize("case", CASE_PARAMS)
 def test_batched_equals_one_image_at_a_time(demo, ds, case):
     together = run_case(demo, ds, case, IMAGES).arrays[IMAGES[1]]
     alone = run_case(demo, ds, case, IMAGES[1:2]).arrays[IMAGES[1]]
@@ -69,7 +71,7 @@ def test_batched_equals_one_image_at_a_time(demo, ds, case):
                                    value.astype(np.float64), atol=2e-4, err_msg=key)
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+@pytest.mark.parametrize("case", CASE_PARAMS)
 def test_cache_round_trip_and_stale_entries(demo, ds, case, tmp_path):
     analysis = ANALYSES[case.analysis]
     cache = ArrayCache(tmp_path)

@@ -7,9 +7,12 @@ import signal
 import time
 
 import diskcache
+import pytest
 
 from core.storage.cache import ArrayCache, decode
 from testing.server import Session, start_server
+
+pytestmark = pytest.mark.slow  # left out of `make check` (the inner loop)
 
 
 def entries(folder) -> dict[str, bytes]:
