@@ -70,8 +70,7 @@ class Batch:
         everything = job.positions is None or len(job.positions) == len(self.indices)
         positions = list(range(len(self.indices))) if job.positions is None else job.positions
         images = self.images if everything else self.images[positions]
-        objects = (self.objects or [None] * len(self.indices)) if everything else [
-            (self.objects or [None] * len(self.indices))[p] for p in positions]
+        objects = [self.objects[p] if self.objects else None for p in positions]
         extra: dict[str, Any] = {}
         if job.analysis.reads_objects:
             extra["objects"] = objects
@@ -184,6 +183,8 @@ class _Node:
     params: Any
     choice: TargetChoice | None
     targets: dict[int, Target]
+    reads: str = ""  # the key part of what it reads (digest of its signature)
+    masks: bool = False  # whether it or what it reads takes the object masks
     keys: dict[int, str] = field(default_factory=dict)  # image index -> cache key
     wanted: list[int] = field(default_factory=list)
     given: dict[str, RunResult] = field(default_factory=dict)  # its stored reads' results
@@ -204,24 +205,32 @@ def _reads_masks(analysis: Analysis) -> bool:
     return analysis.reads_objects or any(_reads_masks(r.analysis) for r in analysis.reads)
 
 
+def _node(lm: LoadedModel, ds: Dataset, request: Request, indices: list[int]) -> "_Node":
+    """`request` resolved on images `indices`: its parameters, each image's target and
+    the parts of its keys that do not depend on the image."""
+    analysis = request.analysis
+    params = parameters(analysis.params, request.params, analysis.name)
+    choice = request.target if request.target is not None else analysis.target
+    targets = (resolve_targets(choice, [ds.records[i].label for i in indices], lm)
+               if analysis.class_specific else [None] * len(indices))
+    return _Node(analysis, params, choice, dict(zip(indices, targets)),
+                 digest(signature(analysis, params, lm)), _reads_masks(analysis))
+
+
 def _key(lm: LoadedModel, ds: Dataset, node: "_Node", i: int, content: str) -> str:
     """The cache key of `node`'s result on image `i` (content hash `content`)."""
-    if _reads_masks(node.analysis):
+    if node.masks:
         content += f"+mask:{ds.mask_hash(i)}"
     return cache_key(lm.identity, content, node.analysis.name, node.analysis.version,
                      node.params, target_part(node.targets[i], node.analysis.class_specific),
-                     reads=digest(signature(node.analysis, node.params, lm)))
+                     reads=node.reads)
 
 
 def entry_key(lm: LoadedModel, ds: Dataset, analysis: Analysis, index: int,
               params: Any = None, target: TargetChoice | None = None) -> str:
     """The cache key under which :func:`run` stores `analysis` on image `index`."""
-    params = parameters(analysis.params, params, analysis.name)
-    choice = target if target is not None else analysis.target
-    (t,) = (resolve_targets(choice, [ds.records[index].label], lm) if analysis.class_specific
-            else [None])
-    return _key(lm, ds, _Node(analysis, params, choice, {index: t}), index,
-                ds.content_hash(index))
+    node = _node(lm, ds, Request(analysis, params, target), [index])
+    return _key(lm, ds, node, index, ds.content_hash(index))
 
 
 def run_many(lm: LoadedModel, ds: Dataset, indices: list[int], requests: list[Request], *,
@@ -242,12 +251,7 @@ def run_many(lm: LoadedModel, ds: Dataset, indices: list[int], requests: list[Re
     usable = [i for i in indices if i in contents]
     nodes = []
     for request, result in zip(requests, results):
-        params = parameters(request.analysis.params, request.params, request.analysis.name)
-        choice = request.target if request.target is not None else request.analysis.target
-        labels = [ds.records[i].label for i in usable]
-        targets = (resolve_targets(choice, labels, lm) if request.analysis.class_specific
-                   else [None] * len(usable))
-        node = _Node(request.analysis, params, choice, dict(zip(usable, targets)))
+        node = _node(lm, ds, request, usable)
         result.skipped.update(unreadable)
         for i in usable:
             node.keys[i] = _key(lm, ds, node, i, contents[i])
@@ -327,9 +331,10 @@ def _compute_group(lm: LoadedModel, ds: Dataset, group: list[tuple[_Node, RunRes
     wants = [set(n.wanted) for n, _ in group]
     size = min(n.analysis.images_per_batch(lm) for n, _ in group)
     objects = any(n.analysis.reads_objects for n, _ in group)
-    undecoded = [0]  # images met that could not be decoded, not yet reported
+    undecoded = 0  # images met that could not be decoded, not yet reported
 
     def batches() -> Iterator[Batch]:
+        nonlocal undecoded
         for start in range(0, len(todo), size):
             chunk = todo[start:start + size]
             images, kept, failures = load_batch(lm, ds, chunk)
@@ -340,7 +345,7 @@ def _compute_group(lm: LoadedModel, ds: Dataset, group: list[tuple[_Node, RunRes
             for (node, result), want in zip(group, wants):
                 result.skipped.update({ds.records[i].id: f for i, f in failures.items()
                                        if i in want})
-            undecoded[0] += len(failures)
+            undecoded += len(failures)
             if images is not None:
                 jobs = []
                 for (n, _), want in zip(group, wants):
@@ -361,9 +366,9 @@ def _compute_group(lm: LoadedModel, ds: Dataset, group: list[tuple[_Node, RunRes
                 result.arrays[i] = arrays
                 if cache is not None:
                     cache.set(node.keys[i], arrays)
-        yield len(batch.indices) + undecoded[0]
-        undecoded[0] = 0
-    yield undecoded[0]
+        settled, undecoded = len(batch.indices) + undecoded, 0
+        yield settled
+    yield undecoded
 
 
 def _per_job(computed: list[list[Arrays]] | str, jobs: int) -> list[list[Arrays] | str]:
@@ -430,7 +435,7 @@ def run_step(lm: LoadedModel, ds: Dataset, step: DatasetStep, params: Any = None
     found = cache.get(key) if cache is not None else None
     if found is not None:
         return StepResult(found)
-    chosen = step.images(ds, params) if step.images is not None else list(range(len(ds)))
+    chosen = step.indices(ds, params)
     given = {name: _restricted(r, chosen) for name, r in (per_image or {}).items()}
     asked = [(a, p) for a, p in zip(step.reads, step.reads_params(params))
              if a.name not in given]

@@ -163,8 +163,8 @@ def cached(lm: LoadedModel, ds: Dataset, index: int, analysis: Analysis,
 
 
 def _ask(what: str, missing: int, total: int, key: str, reads: int | None = None) -> bool:
-    """Ask before a computation over the whole image set (or `reads` of its images, a
-    sample): True once the user chose to compute it now (the question is then
+    """Ask before a computation over the whole image set (or `reads` of its `total`
+    images, a sample): True once the user chose to compute it now (the question is then
     cleared); otherwise the page says how to precompute it instead."""
     needs = (f"{missing} of the {reads or total} images have no results in the cache yet"
              if missing else "it is not computed yet")
@@ -225,8 +225,7 @@ def whole_set_step(lm: LoadedModel, ds: Dataset, step: DatasetStep, what: str, k
     found = run_step(lm, ds, step, params, cache=cache(), compute=False)
     if found.arrays is not None:
         return found.arrays
-    reads = len(step.images(ds, parameters(step.params, params, step.name))
-                ) if step.images is not None else None
+    reads = len(step.indices(ds, parameters(step.params, params, step.name)))
     if not _ask(what, found.missing, len(ds), key, reads):
         return None
     bar, report = _bar(", ".join(a.name for a in step.reads), len(ds))

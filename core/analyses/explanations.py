@@ -12,6 +12,7 @@ import torch
 
 import numpy as np
 
+from core.analyses.ablation_map import ABLATION_MAP
 from core.analyses.base import Analysis, Output, per_image
 from core.explain import METHODS, GradientRolloutParams, RolloutParams, explain
 from core.explain.attention import layer_maps
@@ -70,3 +71,10 @@ def every_map(explained: Arrays, ablation: Arrays) -> np.ndarray:
     rows = {name: row for name, row in zip(CHEAP_METHODS, explained["maps"])}
     rows["ablation"] = ablation["map"]
     return np.stack([rows[name] for name in METHODS])
+
+
+def read_maps(reads: dict, device: torch.device) -> torch.Tensor:
+    """(image, method, patch) in METHODS order from what a reader of ``explanations`` and
+    ``ablation_map`` is given (``reads``), on `device`."""
+    return torch.from_numpy(np.stack([every_map(e, a) for e, a in zip(
+        reads[EXPLANATIONS.name], reads[ABLATION_MAP.name])])).to(device)

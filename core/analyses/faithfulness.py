@@ -55,7 +55,7 @@ from torchvision.transforms.functional import gaussian_blur
 
 from core.analyses.ablation_map import ABLATION_MAP
 from core.analyses.base import Analysis, NoParams, Output, Read, per_image
-from core.analyses.explanations import EXPLANATIONS, every_map
+from core.analyses.explanations import EXPLANATIONS, read_maps
 from core.analyses.objects import MASK, OBJECTS
 from core.explain import METHODS
 from core.model import TOKENS_PER_FORWARD, LoadedModel, logits
@@ -221,8 +221,7 @@ def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets, params: NoP
     without classes)."""
     x = images.to(lm.device)
     explained = Explained.of(logits(lm, x), targets, lm.has_classes)
-    maps = torch.from_numpy(np.stack([every_map(e, a) for e, a in zip(
-        reads[EXPLANATIONS.name], reads[ABLATION_MAP.name])])).to(lm.device)
+    maps = read_maps(reads, lm.device)
     objects = reads[OBJECTS.name]
     on_object = torch.from_numpy(np.stack([o["inside"] for o in objects])).to(lm.device)
     results = evaluate(lm, x, maps, explained)

@@ -22,7 +22,7 @@ import torch
 
 from core.analyses.ablation_map import ABLATION_MAP
 from core.analyses.base import Analysis, Output, Read, per_image
-from core.analyses.explanations import EXPLANATIONS, every_map
+from core.analyses.explanations import EXPLANATIONS, read_maps
 from core.analyses.faithfulness import patch_pixels
 from core.analyses.objects import OBJECTS
 from core.analyses.sift import SiftParams
@@ -53,8 +53,7 @@ def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets, params: Sif
     inside_t = torch.from_numpy(np.stack([o["inside"] for o in objects])).to(lm.device)
     before = logits(lm, x)
     explained = Explained.of(before, targets, lm.has_classes)
-    maps = torch.from_numpy(np.stack([every_map(e, a) for e, a in zip(
-        reads[EXPLANATIONS.name], reads[ABLATION_MAP.name])])).to(lm.device)
+    maps = read_maps(reads, lm.device)
     removed = patch_pixels(lm, ~inside_t).to(x.dtype)
     after = logits(lm, x * (1 - removed))
 

@@ -41,3 +41,7 @@ class DatasetStep(Generic[P]):
     version: int = 1
     images: Callable[[Dataset, P], list[int]] | None = None  # the images it reads (a
     # sample, in the order of the set); None: every image
+
+    def indices(self, ds: Dataset, params: P) -> list[int]:
+        """The images of `ds` this step reads with `params`."""
+        return self.images(ds, params) if self.images is not None else list(range(len(ds)))
