@@ -45,8 +45,10 @@ browser:
 	@[ -x $(CHROMIUM) ] || { echo "Installing Debian's chromium with apt"; \
 		$(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 
+# Every test, the files shared out over the cores (pytest-xdist; a file's tests stay in
+# one process, so its fixtures are built once; each process takes its share of the cores).
 test: $(TEST_STAMP) browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 # The inner loop: the unit tests not marked slow, on every core (make test runs them all).
 check: $(TEST_STAMP)

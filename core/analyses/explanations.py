@@ -1,7 +1,8 @@
 """The per-image analysis ``explanations`` (SPEC "Attention aggregation"): the shared
-maps. It holds the map of every method of ``core.explain.METHODS`` that costs one
-forward and one backward, the random baseline included, with the Rollout page's
-settings, and the per-layer maps. The costly patch ablation is
+maps. It holds the map of every method of ``core.explain.METHODS`` read from one shared
+forward and backward (``core.explain.one_pass``: the attention of every layer and its
+gradient), the random baseline included, with the Rollout page's settings, and the
+per-layer maps from the same attention. The costly patch ablation is
 ``core.analyses.ablation_map``; :func:`every_map` joins the two in METHODS order.
 The faithfulness tests, the spurious score, the Rollout and Compare pages and the
 report all read these maps rather than computing their own.
@@ -14,14 +15,14 @@ import numpy as np
 
 from core.analyses.ablation_map import ABLATION_MAP
 from core.analyses.base import Analysis, Output, per_image
-from core.explain import METHODS, GradientRolloutParams, RolloutParams, explain
-from core.explain.attention import layer_maps
-from core.model import LoadedModel, logits
-from core.model.targets import Explained, Targets
+from core.explain import METHODS, GradientRolloutParams, RolloutParams, one_pass
+from core.explain.attention import cls_map, score_map
+from core.model import LoadedModel
+from core.model.targets import Targets
 from core.storage.cache import Arrays
 
 CHEAP_METHODS = tuple(name for name, m in METHODS.items() if not m.costly)  # the rows of
-# ``maps``: one forward and one backward each (patch ablation: ``core.analyses.ablation_map``)
+# ``maps``: read from one shared pass (patch ablation: ``core.analyses.ablation_map``)
 MAP_METHODS = tuple(name for name in CHEAP_METHODS if name != "random")  # drawn side by side
 
 
@@ -39,20 +40,20 @@ def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets,
     """Per image: ``maps`` (cheap_method patch) in CHEAP_METHODS order, ``layer_cls`` and
     ``layer_score`` (layer patch) and ``class`` (the class explained; -1 for a model
     without classes)."""
-    x = images.to(lm.device)
-    explained = Explained.of(logits(lm, x), targets, lm.has_classes)
-    maps = torch.stack([explain(lm, x, m, explained.resolved(targets), method_params(m, params))
+    shared = one_pass(lm, images.to(lm.device), targets)
+    maps = torch.stack([METHODS[m].from_pass(lm, shared, method_params(m, params))
                         for m in CHEAP_METHODS], dim=1)
-    layers = layer_maps(lm, x)
-    return per_image({"maps": maps.cpu().numpy(),
-                      "layer_cls": layers["cls"].float().cpu().numpy(),
-                      "layer_score": layers["score"].float().cpu().numpy(),
-                      "class": explained.stored()}, len(x))
+    p = lm.num_prefix_tokens
+    return per_image({"maps": maps.float().cpu().numpy(),
+                      "layer_cls": cls_map(shared.attention, p).float().cpu().numpy(),
+                      "layer_score": score_map(shared.attention, p).float().cpu().numpy(),
+                      "class": shared.explained.stored()}, len(shared.x))
 
 
 EXPLANATIONS = Analysis(
     name="explanations", params=RolloutParams, compute=compute, target="prediction",
-    version=4,  # 4: the random baseline's map joined
+    version=4,  # 4: the random baseline's map joined (the shared pass, later, gives the
+    # same values as one forward per method: the entries stay)
     outputs={"maps": Output("float32", "cheap_method patch"),
              "layer_cls": Output("float32", "layer patch"),
              "layer_score": Output("float32", "layer patch"),

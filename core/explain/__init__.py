@@ -15,10 +15,12 @@ from typing import Any, Callable
 import torch
 
 from core.explain.ablation import AblationParams, patch_ablation
-from core.explain.attention import random_map, raw_attention
-from core.explain.relevance import relevance
+from core.explain.attention import (random_map, random_of_pass, raw_attention,
+                                    raw_attention_of_pass)
+from core.explain.gradients import Pass, one_pass
+from core.explain.relevance import relevance, relevance_of_pass
 from core.explain.rollout import (GradientRolloutParams, RolloutParams, attention_rollout,
-                                  gradient_rollout)
+                                  gradient_rollout, gradient_rollout_of_pass, rollout_of_pass)
 from core.model import LoadedModel
 from core.model.targets import Targets
 from core.parameters import parameters
@@ -27,7 +29,8 @@ from core.parameters import parameters
 @dataclass(frozen=True)
 class Method:
     """An explanation method: its display name, the call, its parameters' dataclass
-    (None: it has no parameters) and whether the map depends on the class explained."""
+    (None: it has no parameters), whether the map depends on the class explained, and
+    the map from one shared forward and backward (:class:`Pass`)."""
 
     label: str
     explain: Callable[[LoadedModel, torch.Tensor, Targets | None, Any], torch.Tensor]
@@ -35,7 +38,12 @@ class Method:
     class_specific: bool
     label_without_classes: str = ""  # the label for a model without classes, where the
     # label names a probability ("": the same label)
-    costly: bool = False  # many forwards per image (drawn on request for large models)
+    from_pass: Callable[[LoadedModel, Pass, Any], torch.Tensor] | None = None  # None: the
+    # method needs forwards of its own, many per image (drawn on request for large models)
+
+    @property
+    def costly(self) -> bool:
+        return self.from_pass is None
 
     def label_for(self, lm: LoadedModel) -> str:
         """The display name for model `lm`."""
@@ -43,14 +51,18 @@ class Method:
 
 
 METHODS: dict[str, Method] = {
-    "rollout": Method("Attention rollout", attention_rollout, RolloutParams, False),
+    "rollout": Method("Attention rollout", attention_rollout, RolloutParams, False,
+                      from_pass=rollout_of_pass),
     "gradient_rollout": Method("Gradient rollout", gradient_rollout, GradientRolloutParams,
-                               True),
-    "relevance": Method("Gradient-weighted relevance", relevance, None, True),
-    "raw_attention": Method("Last-layer raw attention", raw_attention, None, False),
+                               True, from_pass=gradient_rollout_of_pass),
+    "relevance": Method("Gradient-weighted relevance", relevance, None, True,
+                        from_pass=relevance_of_pass),
+    "raw_attention": Method("Last-layer raw attention", raw_attention, None, False,
+                            from_pass=raw_attention_of_pass),
     "ablation": Method("Patch ablation (probability drop)", patch_ablation, AblationParams,
-                       True, "Patch ablation (score drop)", costly=True),
-    "random": Method("Random map (baseline)", random_map, None, False),
+                       True, "Patch ablation (score drop)"),
+    "random": Method("Random map (baseline)", random_map, None, False,
+                     from_pass=random_of_pass),
 }
 
 
@@ -68,4 +80,5 @@ def explain(lm: LoadedModel, x: torch.Tensor, method: str, targets: Targets | No
     return chosen.explain(lm, x, targets, params).detach().float()
 
 
-__all__ = ["AblationParams", "GradientRolloutParams", "METHODS", "Method", "RolloutParams", "explain"]
+__all__ = ["AblationParams", "GradientRolloutParams", "METHODS", "Method", "Pass",
+           "RolloutParams", "explain", "one_pass"]

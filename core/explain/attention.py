@@ -17,6 +17,7 @@ import hashlib
 
 import torch
 
+from core.explain.gradients import Pass
 from core.model import LoadedModel, capture
 from core.model.capture import cls_attention
 from core.model.targets import Targets
@@ -34,19 +35,17 @@ def score_map(attention: torch.Tensor, num_prefix_tokens: int) -> torch.Tensor:
     return attention[..., p:, p:].amax(dim=-2).mean(dim=-2)
 
 
-def layer_maps(lm: LoadedModel, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """``{"cls": ..., "score": ...}``, each batch x layer x patch, for a batch `x`."""
-    attention = capture.forward(lm, x).attention
-    return {"cls": cls_map(attention, lm.num_prefix_tokens),
-            "score": score_map(attention, lm.num_prefix_tokens)}
-
-
 def raw_attention(lm: LoadedModel, x: torch.Tensor, targets: Targets | None,
                   params: None = None) -> torch.Tensor:
     """batch x patch: the last layer's CLS -> patches attention, mean over heads
     (class-agnostic: `targets` are ignored)."""
     last = lm.num_layers - 1
     return cls_map(capture.forward(lm, x, layers=(last,)).attention[:, 0], lm.num_prefix_tokens)
+
+
+def raw_attention_of_pass(lm: LoadedModel, shared: Pass, params: None = None) -> torch.Tensor:
+    """:func:`raw_attention` from a shared pass."""
+    return cls_map(shared.attention[:, -1], lm.num_prefix_tokens)
 
 
 def random_map(lm: LoadedModel, x: torch.Tensor, targets: Targets | None,
@@ -59,3 +58,8 @@ def random_map(lm: LoadedModel, x: torch.Tensor, targets: Targets | None,
         generator = torch.Generator().manual_seed(seed % 2**63)
         maps.append(torch.rand(lm.grid[0] * lm.grid[1], generator=generator))
     return torch.stack(maps).to(lm.device)
+
+
+def random_of_pass(lm: LoadedModel, shared: Pass, params: None = None) -> torch.Tensor:
+    """:func:`random_map` of a shared pass's images."""
+    return random_map(lm, shared.x, None)

@@ -12,6 +12,7 @@ backward run under the model's lock.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -34,6 +35,24 @@ def attention_and_gradients(lm: LoadedModel, x: torch.Tensor, targets: Targets |
         scores = explained.logit(out.logits) if of == "logit" else explained.loss(out.logits)
         grads = list(torch.autograd.grad(scores.sum(), out.per_layer))
     return consumed(out.per_layer), consumed(grads), explained
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One instrumented forward and backward of a batch, read by every one-pass method
+    of ``core.explain.METHODS`` (SPEC "Attention aggregation")."""
+
+    x: torch.Tensor  # batch x channel x height x width
+    attention: torch.Tensor  # batch x layer x head x query x key
+    grads: torch.Tensor  # dY/dA, the same shape
+    explained: Explained
+
+
+def one_pass(lm: LoadedModel, x: torch.Tensor, targets: Targets | None = None) -> Pass:
+    """The :class:`Pass` of batch `x`, Y the logit of each image's target (None: the
+    prediction; the score s for a model without classes)."""
+    attention, grads, explained = attention_and_gradients(lm, x, targets)
+    return Pass(x, attention, grads, explained)
 
 
 def consumed(per_layer: list[torch.Tensor]) -> torch.Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from core.explain.gradients import attention_and_gradients
+from core.explain.gradients import Pass, one_pass
 from core.model import LoadedModel
 from core.model.capture import cls_attention
 from core.model.targets import Targets
@@ -28,8 +28,12 @@ def relevance_map(attention: torch.Tensor, grads: torch.Tensor, num_prefix_token
     return cls_attention(result, num_prefix_tokens)
 
 
+def relevance_of_pass(lm: LoadedModel, shared: Pass, params: None = None) -> torch.Tensor:
+    """batch x patch relevance from a shared pass."""
+    return relevance_map(shared.attention, shared.grads, lm.num_prefix_tokens)
+
+
 def relevance(lm: LoadedModel, x: torch.Tensor, targets: Targets | None,
               params: None = None) -> torch.Tensor:
     """batch x patch relevance for the images' targets (None: the prediction)."""
-    attention, grads, _ = attention_and_gradients(lm, x, targets)
-    return relevance_map(attention, grads, lm.num_prefix_tokens)
+    return relevance_of_pass(lm, one_pass(lm, x, targets))

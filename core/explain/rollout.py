@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from core.explain.gradients import attention_and_gradients
+from core.explain.gradients import Pass, one_pass
 from core.model import LoadedModel, capture
 from core.model.capture import cls_attention
 from core.model.targets import Targets
@@ -97,11 +97,22 @@ def rollout_map(fused: torch.Tensor, num_prefix_tokens: int, discard_ratio: floa
                          num_prefix_tokens)
 
 
+def rollout_of(lm: LoadedModel, attention: torch.Tensor, params: RolloutParams
+               ) -> torch.Tensor:
+    """batch x patch attention rollout of `attention` (batch x layer x head x query x key)."""
+    return rollout_map(fuse_heads(attention, params.fusion), lm.num_prefix_tokens,
+                       params.discard_ratio, params.start_layer)
+
+
 def attention_rollout(lm: LoadedModel, x: torch.Tensor, targets: Targets | None,
                       params: RolloutParams) -> torch.Tensor:
     """batch x patch attention rollout (class-agnostic: `targets` are ignored)."""
-    fused = fuse_heads(capture.forward(lm, x).attention, params.fusion)
-    return rollout_map(fused, lm.num_prefix_tokens, params.discard_ratio, params.start_layer)
+    return rollout_of(lm, capture.forward(lm, x).attention, params)
+
+
+def rollout_of_pass(lm: LoadedModel, shared: Pass, params: RolloutParams) -> torch.Tensor:
+    """:func:`attention_rollout` from a shared pass."""
+    return rollout_of(lm, shared.attention, params)
 
 
 def gradient_fused(attention: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
@@ -111,9 +122,14 @@ def gradient_fused(attention: torch.Tensor, grads: torch.Tensor) -> torch.Tensor
                         for a, g in zip(attention.unbind(1), grads.unbind(1))], dim=1)
 
 
+def gradient_rollout_of_pass(lm: LoadedModel, shared: Pass, params: GradientRolloutParams
+                             ) -> torch.Tensor:
+    """batch x patch gradient rollout from a shared pass."""
+    return rollout_map(gradient_fused(shared.attention, shared.grads), lm.num_prefix_tokens,
+                       params.discard_ratio, params.start_layer)
+
+
 def gradient_rollout(lm: LoadedModel, x: torch.Tensor, targets: Targets | None,
                      params: GradientRolloutParams) -> torch.Tensor:
     """batch x patch gradient rollout for the images' targets (None: the prediction)."""
-    attention, grads, _ = attention_and_gradients(lm, x, targets)
-    return rollout_map(gradient_fused(attention, grads), lm.num_prefix_tokens,
-                       params.discard_ratio, params.start_layer)
+    return gradient_rollout_of_pass(lm, one_pass(lm, x, targets), params)

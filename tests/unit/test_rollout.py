@@ -8,7 +8,10 @@ import torch
 from core.model import capture
 from core.explain.gradients import attention_and_gradients
 from core.explain import METHODS, GradientRolloutParams, RolloutParams, explain
-from core.explain.attention import cls_map, layer_maps, score_map
+from core.analyses import EXPLANATIONS
+from core.analyses.explanations import CHEAP_METHODS, method_params
+from core.engine import compute_images
+from core.explain.attention import cls_map, score_map
 from core.explain.relevance import relevance_map
 from core.explain.rollout import discard_lowest, fuse_heads, gradient_fused, rollout_map
 from testing.models import random_input, random_vit
@@ -159,6 +162,22 @@ def test_true_label_target_changes_gradient_maps(demo):
         assert not torch.allclose(mixed[1], default[1])
 
 
+def test_the_shared_pass_gives_each_methods_own_map(demo):
+    """The ``explanations`` analysis reads every one-pass method from one forward and
+    backward; each row equals the method's own call (its own forwards), with
+    non-default settings and a class other than the prediction for one image."""
+    x = random_input(demo, batch=3)
+    params = RolloutParams(fusion="max", discard_ratio=0.3, start_layer=1)
+    other = int((capture.forward(demo, x[1:2]).logits.argmax(-1) + 1) % 10)
+    targets = [None, other, None]
+    arrays = compute_images(demo, x, EXPLANATIONS, targets, params)
+    for row, method in enumerate(CHEAP_METHODS):
+        own = explain(demo, x, method, targets, method_params(method, params))
+        shared = torch.stack([torch.as_tensor(a["maps"][row]) for a in arrays])
+        torch.testing.assert_close(shared, own, rtol=1e-4, atol=1e-6, msg=method)
+    assert [int(a["class"]) for a in arrays][1] == other
+
+
 @pytest.mark.parametrize("method", list(METHODS))
 def test_batched_equals_one_image_at_a_time(demo, method):
     x = random_input(demo, batch=3)
@@ -173,7 +192,9 @@ def test_batched_equals_one_image_at_a_time(demo, method):
 
 def test_layer_maps_of_a_model_match_the_captured_attention(demo):
     x = random_input(demo, batch=2)
-    maps = layer_maps(demo, x)
+    arrays = compute_images(demo, x, EXPLANATIONS)
+    maps = {name: torch.stack([torch.as_tensor(a[f"layer_{name}"]) for a in arrays])
+            for name in ("cls", "score")}
     attention = capture.forward(demo, x).attention
     assert maps["cls"].shape == maps["score"].shape == (2, 6, 49)
     b, layer = 1, 4
