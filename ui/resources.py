@@ -5,6 +5,7 @@ across reruns (a rerun decodes no image and runs no forward it ran before)."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ from core.dataset.base import DatasetStep
 from core.display import head_detail
 from core.engine import RunResult, reference, run, run_step
 from core.model import LoadedModel, ModelLoadError, load_model
-from core.storage.cache import ArrayCache, Arrays
+from core.storage.cache import ArrayCache, Arrays, cache_folder
 from core.failures import Failure
 from core.parameters import parameters
 from ui.plain import plain
@@ -48,9 +49,14 @@ def dataset(spec: str, model_identity: str, class_names: tuple[str, ...]) -> Dat
     return load_dataset(spec, list(class_names))
 
 
-@st.cache_resource
 def cache() -> ArrayCache:
-    return ArrayCache()
+    """The server's cache, one per folder (the folder read again on every call)."""
+    return _cache_at(cache_folder())
+
+
+@st.cache_resource
+def _cache_at(folder: Path) -> ArrayCache:
+    return ArrayCache(folder)
 
 
 class Unavailable(Exception):

@@ -56,11 +56,16 @@ def decode(blob: bytes) -> Arrays:
         return {k: data[k] for k in data.files}
 
 
+def cache_folder() -> Path:
+    """The server's cache folder: ``VIT_EXPLORER_CACHE``, else ``cache/`` in the checkout."""
+    return Path(os.environ.get("VIT_EXPLORER_CACHE") or DEFAULT_DIR)
+
+
 class ArrayCache:
     """Arrays by key on disk; `enabled` is False (with `warning`) when unusable."""
 
     def __init__(self, directory: str | Path | None = None) -> None:
-        self.directory = Path(directory or os.environ.get("VIT_EXPLORER_CACHE") or DEFAULT_DIR)
+        self.directory = Path(directory) if directory else cache_folder()
         self.warning: str | None = None
         self.failed_writes = 0
         try:

@@ -6,7 +6,6 @@ import subprocess
 import tomllib
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from testing.images import demo_flat_folder
@@ -15,16 +14,6 @@ from testing.server import fake_venv
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
 BEACON = "![b](http://127.0.0.1:8699/beacon.png)"
-
-
-@pytest.fixture(autouse=True)
-def own_app_cache():
-    """The app keeps one ArrayCache per process (st.cache_resource): these tests point it
-    at their own folder and leave none behind for the next tests."""
-    import ui.resources
-    ui.resources.cache.clear()
-    yield
-    ui.resources.cache.clear()
 
 
 def markdown_bodies(at: AppTest) -> list[str]:
