@@ -37,7 +37,7 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory, demo):
-    return demo_class_folder(tmp_path_factory.mktemp("ray"), demo.class_names, per_class=5)
+    return demo_class_folder(tmp_path_factory.mktemp("ray"), demo.class_names, per_class=3)
 
 
 def test_every_analysis_gives_the_local_engines_numbers(cluster, demo, folder):
@@ -123,7 +123,7 @@ def precompute_command(folder: Path, cache: Path) -> list[str]:
 
 
 def test_a_killed_run_started_again_computes_only_what_is_missing(demo, tmp_path):
-    folder = demo_class_folder(tmp_path, demo.class_names, per_class=20)
+    folder = demo_class_folder(tmp_path, demo.class_names, per_class=10)
     cache_dir = tmp_path / "cache"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     first = subprocess.Popen(precompute_command(folder, cache_dir), cwd=ROOT, env=env,
