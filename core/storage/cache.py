@@ -5,7 +5,8 @@ strings (built by :mod:`core.storage.keys`). The disk class refuses pickled keys
 in the cache is ever unpickled (diskcache 5.6.3, CVE-2025-69872). A corrupt
 entry is dropped and recomputed; a cache folder that cannot be opened, or whose
 database turns out corrupt while in use, turns the cache off with a message instead
-of failing; writes that fail are counted (``failed_writes``) for the batch command.
+of failing; writes that fail, or are dropped once the cache is off, are counted
+(``failed_writes``) for the batch command.
 """
 from __future__ import annotations
 
@@ -100,7 +101,8 @@ class ArrayCache:
             return None
 
     def set(self, key: str, arrays: Arrays) -> None:
-        if self._store is None:
+        if self._store is None:  # turned off: nothing is stored, and the count says so
+            self.failed_writes += 1
             return
         try:
             self._store.set(key, encode(arrays))
