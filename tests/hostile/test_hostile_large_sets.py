@@ -1,6 +1,8 @@
 """Large image sets: a page of a 20,000-image set renders in under 3 s (the sidebar's
 image list was O(N^2): 41 s at this size). The set is synthetic (ids, labels and
-28 x 28 pixels in memory), so the test costs no files."""
+28 x 28 pixels in memory), so the test costs no files. The bound is on the CPU time the
+rerun costs this process (on an idle machine its wall time; 1.5-1.8 s here), so that
+other work on a shared machine does not decide the outcome."""
 from __future__ import annotations
 
 import time
@@ -31,11 +33,11 @@ def test_a_page_of_a_20000_image_set_renders_in_under_3_s(tmp_path, monkeypatch)
     at.query_params.update({"images": f"synthetic-{SIZE}", "image": "img19999.png"})
     at.run()  # the first run loads the model and the set
     assert not at.exception, at.exception
-    begin = time.perf_counter()
+    begin, cpu = time.perf_counter(), time.process_time()
     at.selectbox(key="w_image").set_value("img10000.png").run()
-    took = time.perf_counter() - begin
+    took, wall = time.process_time() - cpu, time.perf_counter() - begin
     assert not at.exception, at.exception
     assert f"{SIZE} images" in " ".join(c.value for c in at.sidebar.caption)
     assert at.query_params["image"] in ("img10000.png", ["img10000.png"])
-    print(f"a page of {SIZE:,} images: {took:.2f} s")
-    assert took < LIMIT_S, f"{took:.1f} s"
+    print(f"a page of {SIZE:,} images: {took:.2f} s of CPU, {wall:.2f} s wall")
+    assert took < LIMIT_S, f"{took:.1f} s of CPU"
