@@ -12,7 +12,9 @@ With ``--engine ray`` the per-image analyses run on a Ray cluster
 local one with ``--workers`` CPUs); the dataset steps run here afterwards, and every
 result goes into this machine's cache. Ends with a one-line summary: images done,
 skipped (with reasons above it), time. Exits 1 when results could not be stored
-in the cache (a full disk...), 2 when the model or image set is refused.
+in the cache (a folder that cannot be opened, a full disk, from the start or midway),
+2 when the model or image set is refused. File names and reasons are printed with
+control characters escaped.
 """
 from __future__ import annotations
 
@@ -60,17 +62,18 @@ def main(argv: list[str] | None = None) -> int:
             ray_executor.start(args.address, args.workers)
             executor = ray_executor.RayExecutor(lm)
     except (ModelLoadError, ValueError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {printable(err)}", file=sys.stderr)
         return 2
     cache = ArrayCache(args.cache)
-    if cache.warning:
-        print(f"warning: {cache.warning}", file=sys.stderr)
+    if not cache.enabled:
+        print(f"error: nothing can be stored: {cache.warning}", file=sys.stderr)
+        return 1
     summary = precompute(lm, ds, cache, executor)
     done, skipped = summary.done, summary.skipped
     for name, reason in skipped.items():
-        print(f"skipped {name}: {reason}")
+        print(f"skipped {printable(name)}: {printable(reason)}")
     for note in ds.notes:
-        print(f"note: {note}")
+        print(f"note: {printable(note)}")
     print(f"precompute: {len(done)} images done, {len(skipped)} skipped, "
           f"{time.perf_counter() - start:.1f} s ({lm.name} on {lm.device}, "
           f"cache {cache.directory if cache.enabled else 'off'})")
@@ -80,6 +83,14 @@ def main(argv: list[str] | None = None) -> int:
               "again (what is stored is kept).", file=sys.stderr)
         return 1
     return 0
+
+
+def printable(text: object) -> str:
+    """`text` on one line without terminal controls: line breaks, escape sequences and
+    other control characters written as escapes (``\\n``, ``\\x1b``), so that a file
+    name cannot forge the summary line or drive the terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode()
+                   for c in str(text))
 
 
 @dataclass
@@ -138,10 +149,11 @@ def run_dataset_step(lm: LoadedModel, ds: Dataset, step: DatasetStep,
                        stage=lambda text, fraction: print(f"{step.name}: {text}",
                                                           file=sys.stderr))
     except ValueError as err:
-        print(f"{step.name}: not computed ({err})")
+        print(f"{step.name}: not computed ({printable(err)})")
         return
     summary.seconds[step.name] = time.perf_counter() - begin
-    print(f"{step.describe(lm, ds, out.arrays)} ({summary.seconds[step.name]:.1f} s)")
+    line = step.describe(lm, ds, out.arrays)
+    print(f"{printable(line)} ({summary.seconds[step.name]:.1f} s)")
 
 
 def with_bar(name: str, total: int, work: Callable[[Progress], list[RunResult]]

@@ -5,6 +5,7 @@ across reruns (a rerun decodes no image and runs no forward it ran before)."""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from core.analyses.base import Analysis, TargetChoice
 from core.analyses.cost import automatic
 from core.data.datasets import load_dataset
 from core.data.inputs import load_batch
+from core.data.paths import allowed_path
 from core.data.records import Dataset
 from core.dataset.base import DatasetStep
 from core.display import head_detail
@@ -29,9 +31,22 @@ from ui.plain import plain
 log = logging.getLogger(__name__)
 
 
-@st.cache_resource(show_spinner="Loading the model...")
+DEFAULT_MAX_MODELS = 2  # $VIT_EXPLORER_MAX_MODELS: models held in memory at once
+
+
 def model(spec: str, checkpoint: str) -> LoadedModel:
-    """The loaded model; a failure that is not a refusal is logged here with its
+    """The loaded model, held once per normalised name (spaces around it dropped) and
+    resolved checkpoint path (``./x`` and ``a/../x`` are one file), at most
+    ``$VIT_EXPLORER_MAX_MODELS`` at once, the least recently used unloaded first."""
+    path = str(allowed_path(checkpoint.strip())) if checkpoint.strip() else ""
+    return _model(spec.strip(), path)
+
+
+@st.cache_resource(show_spinner="Loading the model...",
+                   max_entries=int(os.environ.get("VIT_EXPLORER_MAX_MODELS")
+                                   or DEFAULT_MAX_MODELS))
+def _model(spec: str, checkpoint: str) -> LoadedModel:
+    """`model`, loaded; a failure that is not a refusal is logged here with its
     traceback and raised as a short ModelLoadError (no server details on the page)."""
     try:
         return load_model(spec, checkpoint or None)

@@ -25,19 +25,27 @@ def images_of(files: list[Path], root: Path, group: str | None,
 
 def folder_dataset(root: Path, class_names: list[str], roots: list[Path] | None = None
                    ) -> Dataset:
-    """ImageFolder layout when `root` has (non-hidden) subfolders, else flat. Every file
-    and subfolder must lie inside `roots` (default: ``VIT_EXPLORER_DATA_ROOTS``)."""
+    """ImageFolder layout when `root` has (non-hidden) subfolders that hold images,
+    else flat; a subfolder without images is listed, and so is an image beside class
+    folders. Every file and subfolder must lie inside `roots` (default:
+    ``VIT_EXPLORER_DATA_ROOTS``)."""
     roots = data_roots() if roots is None else roots
     skipped: list[tuple[str, str]] = []
     files, subdirs = entries(root, root, roots, skipped)
-    subdirs = [d for d in subdirs if d.name != MASKS_FOLDER]
+    classes: dict[str, list[ImageRecord]] = {}
+    for sub in [d for d in subdirs if d.name != MASKS_FOLDER]:
+        shown, before = display_name(sub, root), len(skipped)
+        found = images_of(entries(sub, root, roots, skipped)[0], root, shown, class_names)
+        if found:
+            classes[shown] = found
+        elif f"{shown}/" not in dict(skipped[before:]):  # read, and empty
+            skipped.append((f"{shown}/", "a subfolder without images; left out"))
     records: list[ImageRecord] = []
-    if subdirs:
-        for sub in subdirs:
-            records += images_of(entries(sub, root, roots, skipped)[0], root,
-                                 display_name(sub, root), class_names)
-        notes = not_model_classes([display_name(d, root) for d in subdirs], class_names,
-                                  "class folder(s)")
+    if classes:
+        records = [record for found in classes.values() for record in found]
+        skipped += [(r.id, "an image beside class folders belongs to no class: put it in "
+                     "a class folder") for r in images_of(files, root, None, class_names)]
+        notes = not_model_classes(list(classes), class_names, "class folder(s)")
     else:
         labels_csv = [p for p in files if p.name == LABELS_FILE]
         labels = read_labels(labels_csv[0], skipped) if labels_csv else {}

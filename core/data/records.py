@@ -37,6 +37,8 @@ class Dataset:
     mask_files: dict[int, Path] = field(default_factory=dict)  # image index -> its mask
     mask_problems: list[tuple[str, str]] = field(default_factory=list)  # (image id, reason)
     notes: list[str] = field(default_factory=list)  # facts about the set that lose nothing
+    _index: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _indexed: int = field(default=-1, init=False, repr=False, compare=False)  # records in _index
 
     @property
     def classes(self) -> list[str]:
@@ -48,7 +50,12 @@ class Dataset:
         return len(self.records)
 
     def index_of(self, image_id: str) -> int | None:
-        return next((i for i, r in enumerate(self.records) if r.id == image_id), None)
+        """The index of the image with id `image_id` (None if none), in constant time:
+        the map is built once, on the first call, and rebuilt if the records change."""
+        if self._indexed != len(self.records):
+            self._index = {r.id: i for i, r in reversed(list(enumerate(self.records)))}
+            self._indexed = len(self.records)
+        return self._index.get(image_id)
 
     def content_hash(self, i: int) -> str:
         """Hash of the image's content (cache key part; a file is read once while it

@@ -11,11 +11,12 @@ read like any image folder (``core.data.folders``): a ``labels.csv`` among flat
 files gives labels, and a file that cannot be decoded is skipped and listed.
 Names are made safe for one folder (last path part, no control characters, at
 most MAX_NAME_BYTES, repeats that differ only in case numbered), and the rows of an
-uploaded ``labels.csv`` follow a file that had to be renamed. What is read from an
-archive is bounded (MAX_FILES entries, MAX_FILE_BYTES each, MAX_UNPACKED_BYTES in
-all; regular files only); every entry left out is listed with the reason.
-Folders live in ``uploads/`` beside ``app.py``, or in ``$VIT_EXPLORER_UPLOADS``;
-nothing removes them.
+uploaded ``labels.csv`` follow a file that had to be renamed. What one upload
+stores is bounded (MAX_FILES files and archive entries, MAX_FILE_BYTES each unpacked,
+MAX_UNPACKED_BYTES in all, across every archive; regular files only), and so is what
+all uploads on the server hold (``$VIT_EXPLORER_UPLOADS_MAX_BYTES``: past it new files
+are refused); every file or entry left out is listed with the reason. Folders live in
+``uploads/`` beside ``app.py``, or in ``$VIT_EXPLORER_UPLOADS``; nothing removes them.
 """
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ _DIGEST = re.compile(r"[0-9a-f]{16}")
 MAX_NAME_BYTES = 200  # below the 255 bytes of common file systems, room for "-2"
 MAX_FILES = 20_000  # files kept from one upload (archive entries included)
 MAX_FILE_BYTES = 64 * 2**20  # one archive entry, unpacked
-MAX_UNPACKED_BYTES = 2**30  # all archive entries of one upload, unpacked
+MAX_UNPACKED_BYTES = 2**30  # all files and archive entries of one upload, unpacked
+DEFAULT_SERVER_BYTES = 20 * 2**30  # $VIT_EXPLORER_UPLOADS_MAX_BYTES: all uploads stored
 
 
 @dataclass
@@ -53,6 +55,17 @@ class Upload:
 
 def uploads_root() -> Path:
     return Path(os.environ.get("VIT_EXPLORER_UPLOADS") or DEFAULT_DIR)
+
+
+def server_bound() -> int:
+    """How many bytes all uploads on this server may hold ($VIT_EXPLORER_UPLOADS_MAX_BYTES,
+    default 20 GiB)."""
+    return int(os.environ.get("VIT_EXPLORER_UPLOADS_MAX_BYTES") or DEFAULT_SERVER_BYTES)
+
+
+def stored_bytes(root: Path) -> int:
+    """The bytes of every file below `root` (the uploads stored, and those arriving)."""
+    return sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
 
 
 def safe_file_names(names: Sequence[str]) -> list[str]:
@@ -92,11 +105,20 @@ def renamed_labels(data: bytes, renames: dict[str, str]) -> bytes:
 Read = Callable[[], "bytes | None"]  # an entry's content, None once refused
 
 
-def archive_entries(name: str, data: bytes, refused: list[tuple[str, str]]
+Take = Callable[[int], bool]  # counts `size` bytes against the upload's bound; False: past it
+
+
+def past_unpacked() -> str:
+    return (f"past the {MAX_UNPACKED_BYTES // 2**20} MB that one upload may hold unpacked; "
+            "upload the rest separately")
+
+
+def archive_entries(name: str, data: bytes, refused: list[tuple[str, str]], take: Take
                     ) -> Iterator[tuple[list[str], Read]]:
     """The regular files of zip archive `name` as ``(path parts, read)``, one leading
     folder that holds everything dropped; the checks that need no content are made
-    here, the rest when an entry is read. Entries left out go to `refused`."""
+    here (stated sizes counted by `take`), the rest when an entry is read. Entries left
+    out go to `refused`."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = [info for info in archive.infolist() if not info.is_dir()]
@@ -107,8 +129,7 @@ def archive_entries(name: str, data: bytes, refused: list[tuple[str, str]]
              for info in infos]
     while paths and all(len(p) > 1 and p[0] == paths[0][0] for p in paths):
         paths = [p[1:] for p in paths]
-    unpacked = 0  # stated sizes; read() holds every entry to its stated size
-    for info, parts in zip(infos, paths):
+    for info, parts in zip(infos, paths):  # read() holds each entry to its stated size
         where = f"{name}: {info.filename}"
         kind = stat.S_IFMT(info.external_attr >> 16)
         if kind and kind != stat.S_IFREG:
@@ -120,11 +141,9 @@ def archive_entries(name: str, data: bytes, refused: list[tuple[str, str]]
                                    "with a dot, or __MACOSX)"))
         elif info.file_size > MAX_FILE_BYTES:
             refused.append((where, f"larger than {MAX_FILE_BYTES // 2**20} MB unpacked"))
-        elif unpacked + info.file_size > MAX_UNPACKED_BYTES:
-            refused.append((where, f"past the {MAX_UNPACKED_BYTES // 2**20} MB that one "
-                                   "upload may unpack to; upload the rest separately"))
+        elif not take(info.file_size):
+            refused.append((where, past_unpacked()))
         else:
-            unpacked += info.file_size
             yield parts, lambda info=info, where=where: read_entry(archive, info, where, refused)
 
 
@@ -149,12 +168,24 @@ def read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str,
 def upload_entries(files: Sequence[tuple[str, bytes]], refused: list[tuple[str, str]]
                    ) -> Iterator[tuple[list[str], Read]]:
     """Every uploaded file and archive entry as ``(path parts, read)``; a file's parts
-    are its name alone."""
+    are its name alone. Files and entries of all archives together hold at most
+    MAX_UNPACKED_BYTES."""
+    unpacked = 0
+
+    def take(size: int) -> bool:
+        nonlocal unpacked
+        if unpacked + size > MAX_UNPACKED_BYTES:
+            return False
+        unpacked += size
+        return True
+
     for name, data in files:
         if name.lower().endswith(".zip"):
-            yield from archive_entries(name, data, refused)
-        else:
+            yield from archive_entries(name, data, refused, take)
+        elif take(len(data)):
             yield [name], lambda data=data: data
+        else:
+            refused.append((name, past_unpacked()))
 
 
 def placed(entries: Iterator[tuple[list[str], Read]], refused: list[tuple[str, str]]
@@ -205,6 +236,7 @@ def save_uploads(files: Sequence[tuple[str, bytes]]) -> Upload:
     refused: list[tuple[str, str]] = []
     root = uploads_root()
     root.mkdir(parents=True, exist_ok=True)
+    room = server_bound() - stored_bytes(root)
     staging = Path(tempfile.mkdtemp(dir=root, prefix=".incoming-"))
     try:
         hashes = []
@@ -212,6 +244,12 @@ def save_uploads(files: Sequence[tuple[str, bytes]]) -> Upload:
             data = read()
             if data is None:
                 continue
+            if len(data) > room:
+                refused.append((path, f"the server's upload storage is full (it holds at "
+                                f"most {server_bound() // 2**20:,} MB); ask the administrator "
+                                "to free space or raise VIT_EXPLORER_UPLOADS_MAX_BYTES"))
+                continue
+            room -= len(data)
             (staging / path).parent.mkdir(exist_ok=True)
             (staging / path).write_bytes(data)
             hashes.append((path, hashlib.sha256(data).digest()))

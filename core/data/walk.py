@@ -18,21 +18,42 @@ def display_name(path: Path, root: Path) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
+def listing(folder: Path, root: Path, skipped: list[tuple[str, str]]) -> list[Path]:
+    """The entries of `folder`, sorted; a subfolder that cannot be read is listed with
+    the reason and read as empty (the set's own folder raises ValueError)."""
+    try:
+        return sorted(folder.iterdir())
+    except OSError as err:
+        if folder == root:
+            raise ValueError(f"Image folder {root} could not be read ({err.strerror or err}); "
+                             "check its permissions.") from None
+        skipped.append((display_name(folder, root) + "/", f"could not be read "
+                        f"({err.strerror or err}); its images were left out"))
+        return []
+
+
 def entries(folder: Path, root: Path, roots: list[Path], skipped: list[tuple[str, str]]
             ) -> tuple[list[Path], list[Path]]:
     """The usable regular files and subfolders of `folder`, sorted. Hidden folders and
     files are left out (hidden images listed); an image or labels.csv that is not a
-    regular file (a pipe, a device, a broken link) or whose link leaves `roots` is
-    listed with the reason and never opened."""
+    regular file (a pipe, a device, a broken link), a link loop, or a link that leaves
+    `roots` is listed with the reason and never opened."""
     files: list[Path] = []
     folders: list[Path] = []
-    for path in sorted(folder.iterdir()):
+    for path in listing(folder, root, skipped):
         wanted = is_image_name(path.name) or path.name == LABELS_FILE
+        try:
+            within = inside(path, roots)
+        except (OSError, RuntimeError):  # a link loop (RuntimeError before Python 3.13)
+            if wanted:
+                skipped.append((display_name(path, root), "a symbolic link that leads back "
+                                "to itself (a loop); it was not read"))
+            continue
         if path.name.startswith("."):
             if wanted and not path.is_dir():
                 skipped.append((display_name(path, root), "a hidden file (its name starts "
                                 "with a dot); rename it to use it"))
-        elif not inside(path, roots):
+        elif not within:
             if wanted or path.is_dir():
                 skipped.append((display_name(path, root) + ("/" if path.is_dir() else ""),
                                 OUTSIDE))
@@ -42,5 +63,5 @@ def entries(folder: Path, root: Path, roots: list[Path], skipped: list[tuple[str
             files.append(path)
         elif wanted:
             skipped.append((display_name(path, root), "not a regular file (a pipe, a device "
-                            "or a broken link); it was not read"))
+                            "or a link to nothing); it was not read"))
     return files, folders

@@ -26,7 +26,7 @@ from timm.data import create_transform, resolve_data_config
 from core.data.paths import BUILTIN_DIRS, allowed_path
 from core.model import hf
 from core.model.architecture import architecture, build, check_allowed, check_vit
-from core.model.checkpoints import check_file, read_checkpoint
+from core.model.checkpoints import check_file, check_values, read_checkpoint
 from core.model.classes import headless, imagenet_names
 from core.model.device import pick_device
 from core.model.errors import ModelLoadError
@@ -60,6 +60,7 @@ def create(name: str, checkpoint: Path | None) -> tuple[torch.nn.Module, list[st
         state = read_checkpoint(checkpoint or BUILTIN_DIRS[name] / "model.safetensors")
         model, class_names = build(name)
         load_state(model, state, name)
+        check_values(state, model.state_dict(), name)
         return model, class_names
     try:
         check_reachable(skeleton.pretrained_cfg)

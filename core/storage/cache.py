@@ -1,11 +1,14 @@
 """On-disk cache of analysis results (diskcache), arrays only.
 
-Values are ``.npz`` bytes loaded with ``allow_pickle=False``; keys are plain
-strings (built by :mod:`core.storage.keys`). The disk class refuses pickled keys and values outright, so nothing
-in the cache is ever unpickled (diskcache 5.6.3, CVE-2025-69872). A corrupt
-entry is dropped and recomputed; a cache folder that cannot be opened, or whose
-database turns out corrupt while in use, turns the cache off with a message instead
-of failing; writes that fail are counted (``failed_writes``) for the batch command.
+Values are ``.npz`` bytes loaded with ``allow_pickle=False``; keys are plain strings
+(built by :mod:`core.storage.keys`). The disk class refuses pickled keys and values
+outright, so nothing in the cache is ever unpickled (diskcache 5.6.3, CVE-2025-69872).
+The cache holds at most ``$VIT_EXPLORER_CACHE_MAX_BYTES`` (default 8 GiB); past it the
+least recently *used* entries are evicted (diskcache's default would evict the least
+recently stored: a precomputed set first). A corrupt entry is dropped and recomputed; a
+cache folder that cannot be opened, or whose database turns out corrupt while in use,
+turns the cache off with a message instead of failing; writes that fail, or are
+dropped once the cache is off, are counted (``failed_writes``) for the batch command.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import diskcache
 import numpy as np
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "cache"
+DEFAULT_MAX_BYTES = 8 * 2**30  # $VIT_EXPLORER_CACHE_MAX_BYTES
 Arrays = dict[str, np.ndarray]
 
 
@@ -61,6 +65,11 @@ def cache_folder() -> Path:
     return Path(os.environ.get("VIT_EXPLORER_CACHE") or DEFAULT_DIR)
 
 
+def max_bytes() -> int:
+    """The cache's size bound ($VIT_EXPLORER_CACHE_MAX_BYTES, default 8 GiB)."""
+    return int(os.environ.get("VIT_EXPLORER_CACHE_MAX_BYTES") or DEFAULT_MAX_BYTES)
+
+
 class ArrayCache:
     """Arrays by key on disk; `enabled` is False (with `warning`) when unusable."""
 
@@ -70,7 +79,8 @@ class ArrayCache:
         self.failed_writes = 0
         try:
             self._store: diskcache.Cache | None = diskcache.Cache(
-                str(self.directory), disk=_NoPickleDisk, size_limit=8 * 2**30)
+                str(self.directory), disk=_NoPickleDisk, size_limit=max_bytes(),
+                eviction_policy="least-recently-used")
         except Exception as err:  # unwritable folder, read-only disk...
             self._store = None
             self.warning = (f"Cache folder {self.directory} is not usable ({err}); running "
@@ -105,7 +115,8 @@ class ArrayCache:
             return None
 
     def set(self, key: str, arrays: Arrays) -> None:
-        if self._store is None:
+        if self._store is None:  # turned off: nothing is stored, and the count says so
+            self.failed_writes += 1
             return
         try:
             self._store.set(key, encode(arrays))

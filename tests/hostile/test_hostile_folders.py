@@ -132,3 +132,76 @@ def test_exif_orientation_is_applied(tmp_path):
     path = tmp_path / "photo.jpg"
     wide.save(path, exif=exif.tobytes())
     assert decode_image(path.read_bytes(), "L").size == (10, 20)
+
+
+def test_a_link_loop_is_listed_and_the_good_images_kept(tmp_path):
+    folder = flat(tmp_path)
+    os.symlink(folder / "loop_b.png", folder / "loop_a.png")
+    os.symlink(folder / "loop_a.png", folder / "loop_b.png")
+    ds = load_dataset(str(folder), CLASSES)
+    assert [r.id for r in ds.records] == ["img0.png", "img1.png"]
+    assert all("loop" in dict(ds.skipped)[name] for name in ("loop_a.png", "loop_b.png"))
+
+
+def test_a_dangling_link_is_listed_and_the_good_images_kept(tmp_path):
+    folder = flat(tmp_path)
+    os.symlink(tmp_path / "gone.png", folder / "dangling.png")
+    ds = load_dataset(str(folder), CLASSES)
+    assert [r.id for r in ds.records] == ["img0.png", "img1.png"]
+    assert "link to nothing" in dict(ds.skipped)["dangling.png"]
+
+
+def test_an_unreadable_class_folder_is_listed_and_the_others_kept(tmp_path, monkeypatch):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for name in ("Bag", "Coat"):
+        flat(tmp_path / name).rename(folder / name)
+    original = Path.iterdir
+
+    def iterdir(self):
+        if self.name == "Coat":  # as a folder without read permission (tests run as root)
+            raise PermissionError(13, "Permission denied", str(self))
+        return original(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    ds = load_dataset(str(folder), CLASSES)
+    assert [r.id for r in ds.records] == ["Bag/img0.png", "Bag/img1.png"]
+    assert "Permission denied" in dict(ds.skipped)["Coat/"]
+
+
+def test_an_empty_subfolder_does_not_hide_the_flat_images(tmp_path):
+    folder = flat(tmp_path)
+    (folder / "empty").mkdir()
+    ds = load_dataset(str(folder), CLASSES)
+    assert [r.id for r in ds.records] == ["img0.png", "img1.png"]
+    assert "without images" in dict(ds.skipped)["empty/"]
+
+
+def test_an_image_beside_class_folders_is_listed(tmp_path):
+    folder = flat(tmp_path)
+    (folder / "Bag").mkdir()
+    (folder / "img0.png").rename(folder / "Bag" / "img0.png")
+    ds = load_dataset(str(folder), CLASSES)
+    assert [r.id for r in ds.records] == ["Bag/img0.png"]
+    assert "belongs to no class" in dict(ds.skipped)["img1.png"]
+
+
+def test_the_batch_command_and_the_page_list_a_link_loop(tmp_path, monkeypatch, capsys):
+    from streamlit.testing.v1 import AppTest
+
+    from core import precompute
+    from core.analyses.forward import FORWARD
+    folder = flat(tmp_path)
+    os.symlink(folder / "loop_b.png", folder / "loop_a.png")
+    os.symlink(folder / "loop_a.png", folder / "loop_b.png")
+    monkeypatch.setattr(precompute, "ANALYSES", {"forward": FORWARD})
+    monkeypatch.setattr(precompute, "DATASET_STEPS", {})
+    monkeypatch.setenv("VIT_EXPLORER_CACHE", str(tmp_path / "cache"))
+    assert precompute.main(["--model", "demo", "--images", str(folder), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped loop_a.png: a symbolic link" in out and "precompute: 2 images done" in out
+    at = AppTest.from_file(str(Path(__file__).parents[2] / "app.py"), default_timeout=300)
+    at.query_params.update({"images": str(folder)})
+    at.run()
+    assert not at.exception, at.exception
+    assert "2 file(s) skipped" in [e.label for e in at.sidebar.expander]

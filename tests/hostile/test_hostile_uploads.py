@@ -112,3 +112,34 @@ def test_an_image_beside_class_folders_is_listed_not_dropped(demo):
         [("Bag/a.png", png(1)), ("stray.png", png(2))]))])
     assert "belongs to no class" in reasons(upload)["stray.png"]
     assert [r.id for r in load_dataset(upload.images, demo.class_names).records] == ["Bag/a.png"]
+
+
+def bomb_pair(entry_bytes: int) -> list[tuple[str, bytes]]:
+    """Two zips of 16 entries of `entry_bytes` zeros each (the probe's case, scaled)."""
+    zeros = bytes(entry_bytes)
+    return [(f"z{k}.zip", archive([(f"p{i}.png", zeros) for i in range(16)]))
+            for k in range(2)]
+
+
+def stored_mb(root) -> float:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) / 2**20
+
+
+def test_the_unpacked_bound_counts_every_archive_of_an_upload(monkeypatch, uploads_root):
+    # the probe: 2 x 16 x 64 MiB against 1 GiB stored 2 GiB; here 1/64 of each figure
+    monkeypatch.setattr(uploads, "MAX_FILE_BYTES", 2**20)
+    monkeypatch.setattr(uploads, "MAX_UNPACKED_BYTES", 16 * 2**20)
+    upload = uploads.save_uploads(bomb_pair(2**20))
+    assert upload.files == 16
+    assert sum("past the 16 MB" in r for r in reasons(upload).values()) == 16
+    assert stored_mb(uploads_root) <= 16
+
+
+def test_uploads_past_the_server_bound_are_refused_with_a_message(monkeypatch, uploads_root):
+    monkeypatch.setenv("VIT_EXPLORER_UPLOADS_MAX_BYTES", str(5 * 2**20))
+    files = [(f"{k}.png", bytes([k]) * 2**20) for k in range(3)]  # 3 MB, not images
+    assert uploads.save_uploads(files).files == 3
+    second = uploads.save_uploads([(f"b{k}.png", bytes([k + 9]) * 2**20) for k in range(3)])
+    assert second.files == 2
+    assert "upload storage is full" in reasons(second)["b2.png"]
+    assert stored_mb(uploads_root) <= 5

@@ -174,7 +174,8 @@ def test_batch_command_goes_on_and_summarises_what_it_skipped(messy_folder, tmp_
     assert "note: 1 label(s) in labels.csv not among the model's classes ('spaceship')" in skipped
 
 
-def test_unwritable_cache_runs_without_cache_and_says_so(tmp_path, capsys, monkeypatch):
+def test_unwritable_cache_makes_the_batch_command_exit_1_and_say_so(tmp_path, capsys,
+                                                                    monkeypatch):
     monkeypatch.setattr(precompute, "ANALYSES", {"forward": FORWARD})  # 1,000 images: the fast analysis
     monkeypatch.setattr(precompute, "DATASET_STEPS", {})
     blocker = tmp_path / "file"
@@ -182,9 +183,9 @@ def test_unwritable_cache_runs_without_cache_and_says_so(tmp_path, capsys, monke
     code = precompute.main(["--model", "demo", "--images", "demo", "--cache",
                             str(blocker / "cache"), "--device", "cpu"])
     captured = capsys.readouterr()
-    assert code == 0
-    assert "running without a cache" in captured.err
-    assert "1000 images done" in captured.out and "cache off" in captured.out
+    assert code == 1  # README: exit 1 when results cannot be stored
+    assert "nothing can be stored" in captured.err and str(blocker) in captured.err
+    assert "images done" not in captured.out  # nothing computed for nothing
 
 
 @pytest.mark.parametrize("image_id", ["empty.png", "truncated.png", "text.jpg", "good.png"])
