@@ -40,8 +40,7 @@ def render() -> None:
     st.subheader("All heads of all images")
     arrays = resources.whole_set_step(
         lm, ds, PATTERN_LAYOUTS, f"The layouts of all heads ({lm.num_layers * lm.num_heads} per "
-        "image: an autoencoder of the binarised patch attention and two t-SNE layouts, a few "
-        "minutes on a CPU for 1,000 images)", "pattern_compute")
+        "image: an autoencoder of the binarised patch attention and two t-SNE layouts)", "pattern_compute")
     overview = None if arrays is None else Overview.from_arrays(arrays)
     if overview is not None:
         left, right = st.columns(2)

@@ -11,6 +11,7 @@ again without being counted as missing work.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
@@ -30,6 +31,7 @@ from core.failures import Failure
 from core.parameters import parameters
 from core.storage.cache import ArrayCache, Arrays
 from core.storage.keys import cache_key, digest, image_set_hash, params_json, target_part
+from core.timing import COSTS
 
 Progress = Callable[[int, int], None]  # (images done, images total)
 
@@ -272,7 +274,7 @@ def run_many(lm: LoadedModel, ds: Dataset, indices: list[int], requests: list[Re
             result.missing = node.wanted
         return results
     for node, result in zip(nodes, results):
-        _read_first(lm, ds, node, result, cache, executor)
+        _read_first(lm, ds, node, result, cache, executor, progress)
     todo = sorted(set().union(*(n.wanted for n in nodes)))
     done = len(indices) - len(todo)
     if progress:
@@ -288,15 +290,16 @@ def run_many(lm: LoadedModel, ds: Dataset, indices: list[int], requests: list[Re
 
 
 def _read_first(lm: LoadedModel, ds: Dataset, node: _Node, result: RunResult,
-                cache: ArrayCache | None, executor: Executor | None) -> None:
-    """Run the stored analyses `node` reads on the images it lacks; an image one of them
-    cannot use is skipped by the reader too."""
+                cache: ArrayCache | None, executor: Executor | None,
+                progress: Progress | None) -> None:
+    """Run the stored analyses `node` reads on the images it lacks (each reporting its
+    own progress); an image one of them cannot use is skipped by the reader too."""
     for read in node.analysis.reads:
         if not read.analysis.stored or not node.wanted:
             continue
         choice = node.choice if read.analysis.class_specific else None
         got = run(lm, ds, node.wanted, read.analysis, read.params_for(node.params),
-                  target=choice, cache=cache, executor=executor)
+                  target=choice, cache=cache, executor=executor, progress=progress)
         node.given[read.analysis.name] = got
         result.skipped.update({ds.records[i].id: got.skipped[ds.records[i].id]
                                for i in node.wanted if i not in got.arrays
@@ -356,7 +359,13 @@ def _compute_group(lm: LoadedModel, ds: Dataset, group: list[tuple[_Node, RunRes
                 yield Batch(kept, images, jobs,
                             image_objects(lm, ds, kept, images) if objects else None)
 
+    started = time.perf_counter()
     for batch, computed in (executor or LocalExecutor(lm)).map(batches()):
+        now = time.perf_counter()
+        for node, _ in group:  # the batch's time shared by the group's analyses
+            COSTS.record(lm.identity, node.analysis.name, (now - started) / len(group),
+                         len(batch.indices), cache)
+        started = now
         for (node, result), want, got in zip(group, wants, _per_job(computed, len(group))):
             if isinstance(got, str):  # the batch failed where it ran
                 result.skipped.update({ds.records[i].id: Failure("not_computed", got)
@@ -450,7 +459,9 @@ def run_step(lm: LoadedModel, ds: Dataset, step: DatasetStep, params: Any = None
     if not usable:
         raise ValueError("none of the images could be read; see the skipped list")
     reads = {name: {i: r.arrays[i] for i in sorted(usable)} for name, r in results.items()}
+    started = time.perf_counter()
     arrays = step.build(lm, ds, reads, params, stage or no_stage)
+    COSTS.record(lm.identity, step.name, time.perf_counter() - started, len(usable), cache)
     if cache is not None:
         cache.set(key, arrays)
     return StepResult(arrays, skipped)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from core.model import LoadedModel, ModelLoadError, load_model
 from core.storage.cache import ArrayCache, Arrays, cache_folder
 from core.failures import Failure
 from core.parameters import parameters
+from core.waiting import Estimate, analysis_estimate, duration, step_estimate
 from ui.plain import plain
 
 log = logging.getLogger(__name__)
@@ -137,11 +139,20 @@ def head_matrix(lm: LoadedModel, ds: Dataset, index: int, layer: int, head: int
 
 
 def _bar(what: str, total: int):
-    """A progress bar and its callback ``(done, total)``."""
+    """A progress bar and its callback ``(done, total)``: images done, and the time
+    left at the pace of the images computed so far."""
     bar = st.progress(0.0, text=f"Computing {what}...")
+    first: list[tuple[int, int, float]] = []  # (images done, of, time) at the first
+    # report of this part (what an analysis reads reports first, as a part of its own)
 
     def report(done: int, count: int) -> None:
-        bar.progress(done / max(count, 1), text=f"{what}: {done}/{count} images")
+        now = time.monotonic()
+        if not first or first[0][1] != count or done < first[0][0]:
+            first[:] = [(done, count, now)]
+        settled, seconds = done - first[0][0], now - first[0][2]
+        left = (f", about {duration(seconds / settled * (count - done))} left"
+                if settled > 0 and done < count else "")
+        bar.progress(done / max(count, 1), text=f"{what}: {done:,} of {count:,} images{left}")
 
     return bar, report
 
@@ -183,18 +194,21 @@ def cached(lm: LoadedModel, ds: Dataset, index: int, analysis: Analysis,
                target=chosen_target(lm, ds, None)).arrays.get(index)
 
 
-def _ask(what: str, missing: int, total: int, key: str, reads: int | None = None) -> bool:
+def _ask(what: str, missing: int, total: int, key: str, estimate: Estimate,
+         reads: int | None = None) -> bool:
     """Ask before a computation over the whole image set (or `reads` of its `total`
-    images, a sample): True once the user chose to compute it now (the question is then
-    cleared); otherwise the page says how to precompute it instead."""
+    images, a sample), saying how long it will take: True once the user chose to compute
+    it now (the question is then cleared); otherwise the page says how to precompute it
+    instead."""
     needs = (f"{missing} of the {reads or total} images have no results in the cache yet"
              if missing else "it is not computed yet")
     which = ("every image of the set" if reads is None or reads >= total else
              f"a sample of {reads} of the set's {total} images")
     question = st.empty()
     with question.container():
-        st.info(f"{what} needs {which}, and {needs}. Compute it now (a "
-                "progress bar shows how far it is), or for the whole set beforehand with "
+        st.info(f"{what} needs {which}, and {needs}. Computing it now takes "
+                f"{estimate.words()}; a progress bar shows how far it is and the time "
+                "left. Or compute it for the whole set beforehand with "
                 "`python -m core.precompute --model MODEL --images IMAGES`.")
         clicked = st.button("Compute now" + (f" ({missing} images)" if missing else ""),
                             key=key)
@@ -230,7 +244,8 @@ def whole_set(lm: LoadedModel, ds: Dataset, analysis: Analysis, what: str, key: 
     found = run(lm, ds, everything, analysis, params, cache=cache(), compute=False)
     if not found.missing:
         return found
-    if not _ask(what, len(found.missing), len(ds), key):
+    estimate = analysis_estimate(lm, ds, found.missing, analysis, params, cache=cache())
+    if not _ask(what, len(found.missing), len(ds), key, estimate):
         return None
     bar, report = _bar(analysis.name, len(ds))
     result = run(lm, ds, everything, analysis, params, cache=cache(), progress=report)
@@ -247,7 +262,8 @@ def whole_set_step(lm: LoadedModel, ds: Dataset, step: DatasetStep, what: str, k
     if found.arrays is not None:
         return found.arrays
     reads = len(step.indices(ds, parameters(step.params, params, step.name)))
-    if not _ask(what, found.missing, len(ds), key, reads):
+    estimate = step_estimate(lm, ds, step, params, cache())
+    if not _ask(what, found.missing, len(ds), key, estimate, reads):
         return None
     bar, report = _bar(", ".join(a.name for a in step.reads), len(ds))
     try:

@@ -9,9 +9,15 @@ import torch
 
 from core.analyses.base import Analysis, Output, per_image
 from core.explain import AblationParams, explain
+from core.explain.ablation import group_side, patch_groups
 from core.model import LoadedModel, logits
 from core.model.targets import Explained, Targets
 from core.storage.cache import Arrays
+
+
+def ablation_forwards(lm: LoadedModel, params: AblationParams = AblationParams()) -> int:
+    """Patch ablation of one image: a forward without each group of patches."""
+    return len(patch_groups(lm.grid, group_side(lm.grid, params.group)))
 
 
 def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets,
@@ -27,5 +33,5 @@ def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets,
 ABLATION_MAP = Analysis(
     name="ablation_map", params=AblationParams, compute=compute, target="prediction",
     outputs={"map": Output("float32", "patch"), "class": Output("int64")},
-    batch_size=16, precompute=False)  # the faithfulness analysis computes it in the
+    forwards=ablation_forwards, batch_size=16, precompute=False)  # the faithfulness analysis computes it in the
     # precompute (its maps hold every method's)

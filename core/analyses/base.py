@@ -85,6 +85,8 @@ class Analysis(Generic[P]):
     reads_objects: bool = False  # compute takes the images' object masks (``objects``)
     reads: tuple[Read, ...] = ()  # the analyses whose results compute takes (``reads``)
     stored: bool = True  # False: computed per batch for its readers, never cached
+    forwards: Callable[[LoadedModel, Any], float] | None = None  # forward passes of the
+    # model one image costs (None: one), for the estimate before this server measured it
 
     @property
     def class_specific(self) -> bool:

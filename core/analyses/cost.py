@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 
-from core.analyses.faithfulness import METHOD_NAMES, deletion_counts, perturbation_counts
-from core.explain.ablation import AblationParams, group_side, patch_groups
+from core.analyses.ablation_map import ablation_forwards
+from core.analyses.faithfulness import curve_forwards
 from core.model import LoadedModel
 
 AUTO_FLOPS = 5e11  # computed at once up to this many operations (about 7 s on a 2-core
@@ -23,17 +23,10 @@ AUTO_EXACT_TOKENS = 20_000  # exact leave-one-out at once up to this many tokens
 # image ($VIT_EXPLORER_AUTO_EXACT_TOKENS overrides; ViT-B/16 needs 28,368)
 
 
-def ablation_forwards(lm: LoadedModel, params: AblationParams = AblationParams()) -> int:
-    """Patch ablation of one image: a forward without each group of patches."""
-    return len(patch_groups(lm.grid, group_side(lm.grid, params.group)))
-
-
 def faithfulness_forwards(lm: LoadedModel) -> int:
     """The faithfulness tests of one image: patch ablation's map and every step of
     every method's curves."""
-    g = lm.grid[0] * lm.grid[1]
-    steps = 2 * len(deletion_counts(g)) + len(perturbation_counts(g))
-    return ablation_forwards(lm) + len(METHOD_NAMES) * steps
+    return ablation_forwards(lm) + curve_forwards(lm)
 
 
 def automatic(lm: LoadedModel, forwards: int) -> bool:

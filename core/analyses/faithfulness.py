@@ -86,6 +86,14 @@ def perturbation_counts(num_patches: int) -> list[int]:
     return [round(f * num_patches) for f in PERTURBATION_FRACTIONS]
 
 
+def curve_forwards(lm: LoadedModel, params: object = None) -> int:
+    """Forwards of one image's curves: every step of every method's deletion,
+    insertion and perturbation curves (before the shared steps are merged: an upper
+    bound)."""
+    g = lm.grid[0] * lm.grid[1]
+    return len(METHOD_NAMES) * (2 * len(deletion_counts(g)) + len(perturbation_counts(g)))
+
+
 def curve_x(counts: list[int], num_patches: int) -> np.ndarray:
     return np.asarray(counts, dtype=np.float64) / num_patches
 
@@ -236,7 +244,7 @@ def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets, params: NoP
 
 FAITHFULNESS = Analysis(
     name="faithfulness", params=NoParams, compute=compute, target="prediction",
-    reads=(Read(EXPLANATIONS), Read(ABLATION_MAP), Read(OBJECTS)),
+    reads=(Read(EXPLANATIONS), Read(ABLATION_MAP), Read(OBJECTS)), forwards=curve_forwards,
     version=3,  # 3: the shared maps, the one object definition
     precompute=False,  # the set's table reads a sample of the images (faithfulness_table)
     outputs={**{f"{m}_curve": Output("float32", "method step") for m in CURVES},

@@ -207,6 +207,10 @@ def test_importance_mean_over_all_images_and_overview_map(demo, tmp_path):
     at.switch_page(by_name("overview").path).run()
     assert not at.exception and not at.error
     assert at.button(key="overview_compute").label == "Compute now (12 images)"
+    # the question says how long it takes (measured, or in forward passes before that)
+    assert any(re.search(r"Computing it now takes about \d+ (s|min) \((measured on this "
+                         r"server|importance not measured)", i.value) for i in at.info), \
+        [i.value for i in at.info]
     at.button(key="overview_compute").click().run()
     assert not at.exception and not at.error
     assert any(c.value.startswith("12 images; each point") for c in at.caption)

@@ -28,7 +28,7 @@ def test_forward_analysis_matches_a_direct_capture(demo, tmp_path):
     assert again.from_cache == 2
 
 
-def test_precompute_fills_the_cache_for_the_demo_set(tmp_path, capsys, monkeypatch):
+def test_precompute_fills_the_cache_for_the_demo_set(demo, tmp_path, capsys, monkeypatch):
     # the forward analysis only: the slower analyses and the dataset steps are run by
     # the precompute on small folders in their own tests (test_faithfulness, test_patterns)
     monkeypatch.setattr(precompute, "ANALYSES", {"forward": FORWARD})
@@ -37,7 +37,8 @@ def test_precompute_fills_the_cache_for_the_demo_set(tmp_path, capsys, monkeypat
                             "--device", "cpu"]) == 0
     summary = capsys.readouterr().out.strip().splitlines()[-1]
     assert summary.startswith("precompute: 1000 images done, 0 skipped")
-    assert len(ArrayCache(tmp_path)) == 1000
+    assert len(ArrayCache(tmp_path)) == 1000 + 1  # and the forward's measured cost
+    assert ArrayCache(tmp_path).get(f"timing|{demo.identity}|forward")["images"] >= 1000  # this process's
     ds = demo_dataset()
     cached = run(precompute.load_model("demo", device="cpu"), ds, list(range(1000)), FORWARD,
                  cache=ArrayCache(tmp_path))
