@@ -23,7 +23,7 @@ from core.data.records import Dataset  # noqa: E402 (after the message)
 from core.data.layout import IMAGE_SUFFIXES  # noqa: E402
 from core.data.uploads import save_uploads  # noqa: E402
 from core.model import LoadedModel  # noqa: E402
-from ui import resources  # noqa: E402
+from ui import resources, upload_memory  # noqa: E402
 from ui.plain import plain  # noqa: E402
 from ui.downloads import safe_name  # noqa: E402
 from ui.pages import PAGES  # noqa: E402
@@ -31,6 +31,7 @@ from ui.report import image_report  # noqa: E402
 from ui.state import bind, from_widget, select, selection, write_url  # noqa: E402
 
 starting.empty()
+upload_memory.bound_this_server()
 
 
 # The page files are not in a folder named pages/: with one, Streamlit runs the first
@@ -62,6 +63,7 @@ def use_uploads() -> None:
                                             f"({err.strerror or type(err).__name__}); "
                                             "the image set is unchanged.")
         return
+    upload_memory.release(files)  # stored on disk: the server's memory holds them no more
     st.session_state["upload_report"] = (len(files), upload)
     select(images=upload.images, image="")
 

@@ -11,7 +11,7 @@ from core.data.layout import IMAGE_SUFFIXES, LABELS_FILE, MASKS_FOLDER
 from core.data.masks import find_masks
 from core.data.paths import data_roots
 from core.data.records import Dataset, ImageRecord
-from core.data.walk import display_name, entries
+from core.data.walk import Budget, display_name, entries
 
 
 def images_of(files: list[Path], root: Path, group: str | None,
@@ -31,14 +31,16 @@ def folder_dataset(root: Path, class_names: list[str], roots: list[Path] | None 
     ``VIT_EXPLORER_DATA_ROOTS``)."""
     roots = data_roots() if roots is None else roots
     skipped: list[tuple[str, str]] = []
-    files, subdirs = entries(root, root, roots, skipped)
+    budget = Budget()
+    files, subdirs = entries(root, root, roots, skipped, budget)
     classes: dict[str, list[ImageRecord]] = {}
     for sub in [d for d in subdirs if d.name != MASKS_FOLDER]:
         shown, before = display_name(sub, root), len(skipped)
-        found = images_of(entries(sub, root, roots, skipped)[0], root, shown, class_names)
+        found = images_of(entries(sub, root, roots, skipped, budget)[0], root, shown,
+                          class_names)
         if found:
             classes[shown] = found
-        elif f"{shown}/" not in dict(skipped[before:]):  # read, and empty
+        elif not budget.stopped and f"{shown}/" not in dict(skipped[before:]):  # empty
             skipped.append((f"{shown}/", "a subfolder without images; left out"))
     records: list[ImageRecord] = []
     if classes:
@@ -57,5 +59,6 @@ def folder_dataset(root: Path, class_names: list[str], roots: list[Path] | None 
         notes = not_model_classes(sorted(set(labels.values())), class_names,
                                   f"label(s) in {LABELS_FILE}")
     mask_files, mask_problems = find_masks(root, records, roots)
+    notes += [budget.stopped] if budget.stopped else []
     return Dataset(name=str(root), records=records, skipped=skipped, mask_files=mask_files,
                    mask_problems=mask_problems, notes=notes)

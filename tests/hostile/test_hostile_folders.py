@@ -7,10 +7,12 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from core.data.datasets import load_dataset
 from core.data.decode import decode_image
+from core.data.folders import folder_dataset
 from testing.images import demo_flat_folder
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
@@ -156,14 +158,14 @@ def test_an_unreadable_class_folder_is_listed_and_the_others_kept(tmp_path, monk
     folder.mkdir()
     for name in ("Bag", "Coat"):
         flat(tmp_path / name).rename(folder / name)
-    original = Path.iterdir
+    original = os.scandir
 
-    def iterdir(self):
-        if self.name == "Coat":  # as a folder without read permission (tests run as root)
-            raise PermissionError(13, "Permission denied", str(self))
-        return original(self)
+    def scandir(path):
+        if Path(path).name == "Coat":  # as a folder without read permission (tests run as root)
+            raise PermissionError(13, "Permission denied", str(path))
+        return original(path)
 
-    monkeypatch.setattr(Path, "iterdir", iterdir)
+    monkeypatch.setattr(os, "scandir", scandir)
     ds = load_dataset(str(folder), CLASSES)
     assert [r.id for r in ds.records] == ["Bag/img0.png", "Bag/img1.png"]
     assert "Permission denied" in dict(ds.skipped)["Coat/"]
@@ -205,3 +207,35 @@ def test_the_batch_command_and_the_page_list_a_link_loop(tmp_path, monkeypatch, 
     at.run()
     assert not at.exception, at.exception
     assert "2 file(s) skipped" in [e.label for e in at.sidebar.expander]
+
+
+def test_a_folder_past_the_listing_bound_keeps_what_was_found_and_says_so(tmp_path,
+                                                                          monkeypatch):
+    # the probe: a folder of 100,000 empty .png files never rendered in 180 s; the walk
+    # is now bounded in entries and in time, with a note saying what was cut
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(120):
+        (folder / f"e{i:03d}.png").write_bytes(b"")
+    monkeypatch.setenv("VIT_EXPLORER_LISTING_ENTRIES", "50")
+    ds = folder_dataset(folder, [], [tmp_path])
+    assert len(ds) == 50
+    assert any("Reading the folder stopped after 50 entries" in n for n in ds.notes), ds.notes
+    monkeypatch.delenv("VIT_EXPLORER_LISTING_ENTRIES")
+    assert len(folder_dataset(folder, [], [tmp_path])) == 120  # within the bound: all
+
+
+def test_a_slow_folder_walk_stops_at_its_time_bound(tmp_path, monkeypatch):
+    from core.data import walk
+    folder = tmp_path / "slow"
+    for label in ("a", "b", "c"):
+        (folder / label).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.zeros((28, 28), np.uint8)).save(folder / label / f"{i}.png")
+    clock = iter(range(100))  # each entry read takes a second of this clock
+    monkeypatch.setattr(walk.time, "monotonic", lambda: float(next(clock)))
+    monkeypatch.setenv("VIT_EXPLORER_LISTING_SECONDS", "6")
+    ds = folder_dataset(folder, [], [tmp_path])
+    assert 0 < len(ds) < 9
+    assert any("(the bounds: 500,000 entries, 6 s)" in n for n in ds.notes), ds.notes
+    assert not [s for s in ds.skipped if "without images" in s[1]]  # not read, not empty

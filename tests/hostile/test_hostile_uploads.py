@@ -13,6 +13,7 @@ from PIL import Image
 
 from core.data import uploads
 from core.data.datasets import load_dataset
+from ui import upload_memory
 
 
 def png(value: int = 100) -> bytes:
@@ -143,3 +144,58 @@ def test_uploads_past_the_server_bound_are_refused_with_a_message(monkeypatch, u
     assert second.files == 2
     assert "upload storage is full" in reasons(second)["b2.png"]
     assert stored_mb(uploads_root) <= 5
+
+
+class Sized:
+    """The bytes of an uploaded file, by their length only (49 MB held for nothing)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def test_one_session_holds_at_most_its_bound_of_uploads_in_memory():
+    # the probe: PUTs of 49 MB, as many as a session sends, raised the server's RSS
+    # 1,351 -> 2,063 MB; now the sixth is refused (5 x 49 MB of the 256 MB held)
+    from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
+    from streamlit.runtime.uploaded_file_manager import UploadedFileRec
+    manager = MemoryUploadedFileManager("/_stcore/upload_file")
+    upload_memory.bound_sessions(manager)
+    upload_memory.bound_sessions(manager)  # idempotent: one bound, not two
+
+    def put(session: str, file_id: str) -> None:
+        manager.add_file(session, UploadedFileRec(file_id, f"{file_id}.png", "image/png",
+                                                  Sized(49 * 2**20)))
+
+    for n in range(5):
+        put("visitor", f"f{n}")
+    with pytest.raises(upload_memory.UploadRefused, match=r"f5.png: this session already "
+                       r"holds 245 MB of uploads and may hold 256 MB"):
+        put("visitor", "f5")
+    put("visitor", "f4")  # the same file sent again replaces itself
+    put("other", "g0")  # another session has its own bound
+    assert len(manager.file_storage["visitor"]) == 5
+    manager.remove_file("visitor", "f0")  # released once stored: room again
+    put("visitor", "f5")
+
+
+def test_a_stored_upload_is_released_from_the_servers_memory(monkeypatch):
+    removed: list[tuple[str, str]] = []
+
+    class Manager:
+        def remove_file(self, session_id: str, file_id: str) -> None:
+            removed.append((session_id, file_id))
+
+    class File:
+        def __init__(self, file_id: str) -> None:
+            self.file_id = file_id
+
+    runtime = type("Runtime", (), {"uploaded_file_mgr": Manager()})()
+    monkeypatch.setattr(upload_memory.Runtime, "exists", staticmethod(lambda: True))
+    monkeypatch.setattr(upload_memory.Runtime, "instance", staticmethod(lambda: runtime))
+    monkeypatch.setattr(upload_memory, "get_script_run_ctx",
+                        lambda: type("Ctx", (), {"session_id": "s1"})())
+    upload_memory.release([File("a"), File("b")])
+    assert removed == [("s1", "a"), ("s1", "b")]
