@@ -24,6 +24,13 @@ order). Choices where the SPEC is silent:
   1, and the dataset mean is the accuracy. A model without classes records the
   mean score ``s`` instead. AUC: trapezoid over the nominal
   fractions x = 0, 0.1, ..., 0.9 (at most 0.9).
+- ROAD (SPEC "ROAD"): the perturbation fractions 0%, 10%, ..., 90% of the patches
+  removed most relevant first (``road_most``) and least relevant first
+  (``road_least``), their pixels filled by noisy linear imputation
+  (``core.analyses.road``) instead of the mean; the curve is the explained class's
+  probability (or ``s``), the AUC a trapezoid over the fractions. One imputation and
+  one forward per step, method and order (the clean start included): 20 per method
+  on the demo.
 - Localisation (pointing game, IoU), where the image has an object mask (SPEC: "where
   the data has object masks"): the object is the one of ``core.analyses.objects`` (a
   user's mask, or the built-in sets' pixels); NaN for an image without one. Pointing:
@@ -57,18 +64,21 @@ from core.analyses.ablation_map import ABLATION_MAP
 from core.analyses.base import Analysis, NoParams, Output, Read, per_image
 from core.analyses.explanations import EXPLANATIONS, read_maps
 from core.analyses.objects import MASK, OBJECTS
+from core.analyses.road import impute
 from core.explain import METHODS
 from core.model import TOKENS_PER_FORWARD, LoadedModel, logits
 from core.model.targets import Explained, Targets
 from core.storage.cache import Arrays
 
 METHOD_NAMES = tuple(METHODS)  # every registered method, the random baseline included
-CURVES = ("deletion", "insertion", "positive", "negative")
+CURVES = ("deletion", "insertion", "positive", "negative", "road_most", "road_least")
 METRICS = {  # name -> (label, higher is better)
     "deletion": ("Deletion AUC", False),
     "insertion": ("Insertion AUC", True),
     "positive": ("Positive perturbation AUC", False),
     "negative": ("Negative perturbation AUC", True),
+    "road_most": ("ROAD most-first AUC", False),  # most relevant patches imputed first
+    "road_least": ("ROAD least-first AUC", True),
     "pointing": ("Pointing game", True),
     "iou": ("IoU", True),
 }
@@ -88,10 +98,10 @@ def perturbation_counts(num_patches: int) -> list[int]:
 
 def curve_forwards(lm: LoadedModel, params: object = None) -> int:
     """Forwards of one image's curves: every step of every method's deletion,
-    insertion and perturbation curves (before the shared steps are merged: an upper
+    insertion, perturbation and ROAD curves (before the shared steps are merged: an upper
     bound)."""
     g = lm.grid[0] * lm.grid[1]
-    return len(METHOD_NAMES) * (2 * len(deletion_counts(g)) + len(perturbation_counts(g)))
+    return len(METHOD_NAMES) * (2 * len(deletion_counts(g)) + 3 * len(perturbation_counts(g)))
 
 
 def curve_x(counts: list[int], num_patches: int) -> np.ndarray:
@@ -179,6 +189,25 @@ def perturbed_logits(lm: LoadedModel, x: torch.Tensor, states: torch.Tensor) -> 
     return torch.cat(outputs)[which].reshape(b, n, -1)
 
 
+def road_logits(lm: LoadedModel, x: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    """Logits (image, method, order, step, output) of the ROAD copies of the images x
+    (image, channel, height, width) for maps (image, method, patch): the patches of
+    ``perturbation_counts`` removed most relevant first (order 0) or least relevant
+    first (order 1), their pixels imputed (``core.analyses.road.impute``)."""
+    counts = torch.as_tensor(perturbation_counts(maps.shape[-1]), device=maps.device)
+    order = torch.stack([ranks(maps), ranks(-maps)], dim=2)  # (image, method, order, patch)
+    chosen = order[..., None, :] < counts[:, None]  # (image, method, order, step, patch)
+    pixels = patch_pixels(lm, chosen)[..., 0, :, :].bool().cpu().numpy()
+    images = x.detach().float().cpu().numpy()
+    inputs = np.empty((*pixels.shape[:4], *images.shape[1:]), dtype=np.float32)
+    for index in np.ndindex(*pixels.shape[:4]):
+        inputs[index] = impute(images[index[0]], pixels[index])
+    flat = torch.from_numpy(inputs).reshape(-1, *images.shape[1:]).to(x.device, x.dtype)
+    per_forward = max(1, TOKENS_PER_FORWARD // lm.num_tokens)
+    outputs = torch.cat([logits(lm, chunk) for chunk in flat.split(per_forward)])
+    return outputs.reshape(*pixels.shape[:4], -1)
+
+
 def localisation(maps: torch.Tensor, on_object: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Pointing hit (...,) and IoU (...,) of maps (..., patch) against object patches
     (..., patch)."""
@@ -221,6 +250,20 @@ def evaluate(lm: LoadedModel, x: torch.Tensor, maps: torch.Tensor, explained: Ex
             "positive": trapezoid(positive, x_pert), "negative": trapezoid(negative, x_pert)}
 
 
+def road(lm: LoadedModel, x: torch.Tensor, maps: torch.Tensor, explained: Explained
+         ) -> dict[str, np.ndarray]:
+    """ROAD curves (image, method, step) and AUCs (image, method) of maps (image,
+    method, patch): the explained class's probability (or ``s``) as patches are removed
+    most (``road_most``) or least (``road_least``) relevant first and imputed."""
+    out = road_logits(lm, x.to(lm.device), maps)
+    scores = explained.score(out.reshape(len(x), -1, out.shape[-1])).reshape(out.shape[:4])
+    curves = scores.cpu().numpy()
+    fractions = np.asarray(PERTURBATION_FRACTIONS)
+    return {"road_most_curve": curves[:, :, 0], "road_least_curve": curves[:, :, 1],
+            "road_most": trapezoid(curves[:, :, 0], fractions),
+            "road_least": trapezoid(curves[:, :, 1], fractions)}
+
+
 def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets, params: NoParams,
             reads: dict) -> list[Arrays]:
     """Per image, for every method of the registry in order (M rows), from the shared
@@ -232,7 +275,7 @@ def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets, params: NoP
     maps = read_maps(reads, lm.device)
     objects = reads[OBJECTS.name]
     on_object = torch.from_numpy(np.stack([o["inside"] for o in objects])).to(lm.device)
-    results = evaluate(lm, x, maps, explained)
+    results = {**evaluate(lm, x, maps, explained), **road(lm, x, maps, explained)}
     found = localisation(maps, on_object[:, None].expand_as(maps))
     masked = np.array([int(o["object_source"]) == MASK for o in objects])
     for name, values in zip(LOCALISATION, found):
@@ -245,7 +288,7 @@ def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets, params: NoP
 FAITHFULNESS = Analysis(
     name="faithfulness", params=NoParams, compute=compute, target="prediction",
     reads=(Read(EXPLANATIONS), Read(ABLATION_MAP), Read(OBJECTS)), forwards=curve_forwards,
-    version=3,  # 3: the shared maps, the one object definition
+    version=4,  # 4: ROAD joined the curves
     precompute=False,  # the set's table reads a sample of the images (faithfulness_table)
     outputs={**{f"{m}_curve": Output("float32", "method step") for m in CURVES},
              **{m: Output("float32", "method") for m in METRICS},
