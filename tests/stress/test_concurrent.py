@@ -734,3 +734,30 @@ def test_beit_and_eva_calls_at_once_and_calls_that_raise(case):
     with pytest.raises(ValueError, match="position-dependent"):
         forward_from(lm, base.inputs[0][:, :-1], 0)
     assert_as_loaded(lm, loaded)
+
+
+def test_sanity_checks_beside_every_analysis_leave_the_shared_model_as_loaded(shared, ds,
+                                                                             tmp_path):
+    """The sanity checks randomise copies of the model, never the shared one: run on
+    two threads while four others run analyses on the same model, every result equals
+    its sequential one and the model is as loaded."""
+    from core.dataset.sanity import SANITY, SanityParams
+    lm, loaded = shared
+    small = Dataset("six demo images", ds.records[:6], pixels=ds.pixels[:6])
+
+    def sanity(k: int) -> Any:  # its own cache each time: the step is computed every call
+        return run_step(lm, small, SANITY, SanityParams(sample=0),
+                        cache=ArrayCache(tmp_path / f"sanity{k}")).arrays
+
+    others = {name: call for name, call in analysis_calls(lm, ds).items()
+              if name.split()[1] in ("strength", "explanations", "importance")}
+    expected = {"sanity": sanity(0), **{name: call() for name, call in others.items()}}
+    counter = iter(range(1, 100))
+    jobs = [Job("sanity", lambda: sanity(next(counter)), expected["sanity"])
+            for _ in range(4)]
+    jobs += [Job(name, call, expected[name]) for name, call in others.items()
+             for _ in range(2)]
+    random.Random(1).shuffle(jobs)
+    failures = hammer(jobs)
+    assert not failures, "\n".join(failures[:10])
+    assert_as_loaded(lm, loaded)
