@@ -9,15 +9,19 @@ from core.analyses.explanations import MAP_METHODS, drawn
 from core.analyses.faithfulness import METHOD_NAMES, METRICS, curve_x, deletion_counts
 from core.dataset import FAITHFULNESS_TABLE
 from core.dataset.faithfulness_table import TableParams, shown_metrics
+from core.dataset.sanity import SANITY, SanityParams, verdicts
 from core.display.maps import heat_map
 from core.display.predictions import explained_name
 from core.explain import METHODS, RolloutParams
 from core.explain.rollout import FUSIONS
+from core.data.records import Dataset
 from core.model import LoadedModel, ModelLoadError
+from core.storage.cache import Arrays
 from ui import downloads, resources
 from ui.plain import plain
-from ui.report_html import NOT_COMPUTED, Report, figure_row, section
-from ui.rollout_charts import curves_chart, faithfulness_frame, layer_grid_chart, map_row
+from ui.report_html import NOT_COMPUTED, Report, figure_row, paragraph, section
+from ui.rollout_charts import (curves_chart, faithfulness_frame, layer_grid_chart, map_row,
+                               sanity_chart)
 from ui.state import bind, bound, select, setting
 from ui.views import could_not_be_used, display_image, intro, selected_image
 
@@ -169,6 +173,8 @@ def render() -> None:
                         "deletion_insertion",
                         width="content")
 
+    sanity_section(lm, ds, labels)
+
     st.subheader("Compare with another model")
     other_spec, other_checkpoint = setting("model2", ""), setting("checkpoint2", "")
     bind("ro_model", "model2")
@@ -194,6 +200,43 @@ def render() -> None:
                 st.caption("The second model has other classes: its maps explain its prediction.")
 
 
+def sanity_section(lm: LoadedModel, ds: Dataset, labels: list[str]) -> None:
+    """The sanity checks over a sample of the set: similarity over the cascade, and a
+    verdict per method (SPEC "Sanity checks of explanations")."""
+    st.subheader("Do the maps depend on the model? (sanity checks)")
+    st.caption("A copy of the model is re-initialised layer by layer from the top and every "
+               "method explains the same images again. A map that stays the same while the "
+               "model is destroyed shows the image, not the model.")
+    sample = bound("sanity_sample", SanityParams().sample, st.number_input,
+                   "Images checked (0 = every image)", key="ro_sanity_sample",
+                   valid=lambda v: isinstance(v, int) and v >= 0, min_value=0, step=10,
+                   help="A sample with the same share of each class as the set.")
+    arrays = resources.whole_set_step(lm, ds, SANITY, "The sanity check", "sanity_compute",
+                                      SanityParams(int(sample)))
+    if arrays is None:
+        return
+    steps = [str(s) for s in arrays["steps"]]
+    left, right = st.columns(2)
+    for column, key, measure in ((left, "spearman", "Spearman"), (right, "ssim", "SSIM")):
+        with column:
+            downloads.chart(sanity_chart(steps, arrays[key], labels, measure),
+                            f"sanity_{key}", width="content")
+    said = verdicts(arrays)
+    names = list(METHOD_NAMES)
+    downloads.table(pd.DataFrame(
+        [{"method": labels[m],
+          "Spearman, all re-initialised": round(float(arrays["spearman"][-1][m]), 3),
+          "SSIM, all re-initialised": round(float(arrays["ssim"][-1][m]), 3),
+          "Spearman to a random map": round(float(arrays["spearman_floor"][m]), 3),
+          "verdict": said[name]}
+         for m, name in enumerate(names) if name in said]).set_index("method"),
+        "sanity_verdicts", width="stretch")
+    st.caption(f"Over {int(arrays['images'])} images. 1 = the same map as the untouched "
+               "model's; a method whose Spearman stays above 0.5 when every layer is "
+               "re-initialised survives randomisation: read its maps with care. The random "
+               "map (the baseline) ignores the model by construction.")
+
+
 def report(r: Report) -> str:
     """Every method's map of the whole model, patch ablation's when the page computes it
     at once or the cache holds it."""
@@ -214,7 +257,19 @@ def report(r: Report) -> str:
            "matter most for the image's embedding (its score s on itself).")
         + ("" if ablation is not None else
            f" {label} ({ablation_forwards(lm):,} forward passes): {NOT_COMPUTED}."),
-        figure_row(figures))
+        figure_row(figures) + paragraph(sanity_text(lm, r.cached_step(SANITY)), muted=True))
+
+
+def sanity_text(lm: LoadedModel, arrays: Arrays | None) -> str:
+    """The sanity checks' verdicts in one sentence (`arrays`: the step's result, None
+    when not computed)."""
+    if arrays is None:
+        return f"Sanity checks (do the maps depend on the model?): {NOT_COMPUTED}."
+    said = verdicts(arrays)
+    return (f"Sanity checks over {int(arrays['images'])} images, Spearman of each map to "
+            "the untouched model's once every layer is re-initialised: " + "; ".join(
+                f"{METHODS[name].label_for(lm)} {arrays['spearman'][-1][m]:.2f} ({said[name]})"
+                for m, name in enumerate(METHOD_NAMES) if name in said) + ".")
 
 
 if __name__ == "__main__":

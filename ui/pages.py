@@ -17,7 +17,7 @@ from core.analyses import (ABLATION_MAP, EXPLANATIONS, FAITHFULNESS, FORWARD, IM
                            PARTIAL_PRUNING, PATTERNS, SPURIOUS, STRENGTH)
 from core.analyses.base import Analysis
 from core.dataset import (CLASS_VIEWS, ESTIMATE_AGREEMENT, FAITHFULNESS_TABLE,
-                          IMPORTANCE_OVERVIEW, KEYPOINT_LIFT, PATTERN_LAYOUTS,
+                          IMPORTANCE_OVERVIEW, KEYPOINT_LIFT, PATTERN_LAYOUTS, SANITY,
                           SPURIOUS_RANKING)
 from core.dataset.base import DatasetStep
 from ui.report_html import Report
@@ -58,7 +58,7 @@ PAGES = (
     AppPage("strength", "Strength", strength_page, (FORWARD, STRENGTH)),
     AppPage("patterns", "Patterns", patterns_page, (FORWARD, PATTERNS), (PATTERN_LAYOUTS,)),
     AppPage("rollout", "Rollout", rollout_page,
-            (FORWARD, EXPLANATIONS, ABLATION_MAP, FAITHFULNESS), (FAITHFULNESS_TABLE,)),
+            (FORWARD, EXPLANATIONS, ABLATION_MAP, FAITHFULNESS), (FAITHFULNESS_TABLE, SANITY)),
     AppPage("keypoints", "Keypoints", keypoints_page,
             (FORWARD, SIFT, KEYPOINTS, OBJECTS, SPURIOUS),
             (KEYPOINT_LIFT, SPURIOUS_RANKING)),

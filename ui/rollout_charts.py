@@ -86,3 +86,21 @@ def curves_chart(curves: dict[str, np.ndarray], x: np.ndarray, labels: list[str]
                  alt.Tooltip("probability:Q", format=".1f" if class_name else ".3f",
                              title="probability (%)" if class_name else "score s")],
     ).properties(width=300, height=220).facet(facet=alt.Facet("test:N", title=None), columns=2)
+
+
+def sanity_chart(steps: list[str], similarity: np.ndarray, labels: list[str],
+                 measure: str) -> alt.Chart:
+    """Similarity (step x method) of each method's maps to the untouched model's as the
+    model is re-initialised from the top, a line per method."""
+    frame = pd.DataFrame([{"step": step, "method": label, "similarity": float(value)}
+                          for step, row in zip(steps, similarity)
+                          for label, value in zip(labels, row)])
+    return alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X("step:N", sort=steps, title="Re-initialised so far (from the top)",
+                axis=alt.Axis(labelAngle=-45)),
+        y=alt.Y("similarity:Q", title=f"{measure} to the untouched map",
+                scale=alt.Scale(domain=[-1 if measure == "Spearman" else -0.2, 1])),
+        color=alt.Color("method:N", title="Method", sort=labels,
+                        legend=alt.Legend(orient="bottom", labelLimit=0, columns=2)),
+        tooltip=["step", "method", alt.Tooltip("similarity:Q", format=".2f")],
+    ).properties(width=320, height=240)

@@ -166,6 +166,6 @@ def describe(lm: LoadedModel, ds: Dataset, arrays: Arrays) -> str:
 
 
 SANITY = DatasetStep(
-    name="sanity", params=SanityParams, reads=(EXPLANATIONS, ABLATION_MAP),
+    name="sanity_checks", params=SanityParams, reads=(EXPLANATIONS, ABLATION_MAP),
     reads_params=lambda params: (None, None), build=build, describe=describe,
     images=sample_of)

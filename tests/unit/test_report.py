@@ -42,7 +42,8 @@ def test_report_shows_what_its_pages_ask_for_only_once_computed(demo, tmp_path, 
     monkeypatch.setenv("VIT_EXPLORER_AUTO_EXACT_TOKENS", "1")  # exact importance is costly
     ds, cache = demo_dataset(), ArrayCache(tmp_path)
     page = image_report(demo, ds, 7, layer=3, head=1, cache=cache)
-    assert page.count(html.escape(NOT_COMPUTED)) == 3  # importance, spurious, class views
+    assert page.count(html.escape(NOT_COMPUTED)) == 4  # importance, spurious, class views,
+    # sanity checks
     for analysis in (IMPORTANCE, INTERACTIONS, SPURIOUS):
         assert run(demo, ds, [7], analysis, cache=cache, compute=False).missing == [7]
     run(demo, ds, [7], IMPORTANCE, cache=cache)
@@ -50,7 +51,7 @@ def test_report_shows_what_its_pages_ask_for_only_once_computed(demo, tmp_path, 
     page = image_report(demo, ds, 7, layer=3, head=1, cache=cache)
     assert "Most important here: layer" in page
     assert re.search(r"\d+\.\d% of the Gradient-weighted relevance map lies outside", page)
-    assert page.count(html.escape(NOT_COMPUTED)) == 2  # interactions, class views
+    assert page.count(html.escape(NOT_COMPUTED)) == 3  # interactions, class views, sanity
 
 
 def test_report_has_interactions_the_estimate_and_the_class_when_cached(demo, tmp_path):
@@ -71,3 +72,8 @@ def test_report_has_interactions_the_estimate_and_the_class_when_cached(demo, tm
     name = demo.class_names[ds.records[0].label]
     assert re.search(rf"Heads that matter more for {name} than for the other classes "
                      r"\(mean over its 2 images\): layer \d, head \d", page)
+    from core.dataset import SANITY
+    run_step(demo, ds, SANITY, cache=cache)
+    page = image_report(demo, ds, 0, layer=0, head=0, cache=cache)
+    assert re.search(r"Sanity checks over 6 images, .*Attention rollout -?\d\.\d\d "
+                     r"\((depends on the model|survives randomisation: read with care)\)", page)

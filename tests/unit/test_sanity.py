@@ -104,3 +104,35 @@ def test_a_map_that_survives_is_said_to():
     names = list(METHODS)
     assert said[names[0]] == "survives randomisation: read with care"
     assert said[names[1]] == "depends on the model"
+
+
+def test_the_rollout_page_asks_then_shows_the_cascade_and_a_verdict_per_method(
+        demo, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from testing.images import demo_class_folder
+    from ui.pages import by_name
+    monkeypatch.setenv("VIT_EXPLORER_CACHE", str(tmp_path / "cache"))
+    folder = demo_class_folder(tmp_path, demo.class_names, per_class=2)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app.py"),
+                           default_timeout=600)
+    at.query_params.update({"images": str(folder), "sanity_sample": "4"})
+    at.run()
+    at.switch_page(by_name("rollout").path).run()
+    assert not at.exception and not at.error
+    # the page's own image has its maps already: 3 of the sample's 4 lack them
+    assert at.button(key="sanity_compute").label == "Compute now (3 images)"
+    assert any("a sample of 4 of the set's 6 images" in i.value and "takes about" in i.value
+               for i in at.info)
+    at.button(key="sanity_compute").click().run()
+    assert not at.exception and not at.error
+    verdict = next(d.value for d in at.dataframe if "verdict" in d.value.columns)
+    assert len(verdict) == len(METHODS) - 1  # every method but the random baseline
+    assert set(verdict["verdict"]) <= {"depends on the model",
+                                      "survives randomisation: read with care"}
+    specs = [c.proto.spec for c in at.get("vega_lite_chart")]
+    assert any("Spearman to the untouched map" in s for s in specs)
+    assert any("SSIM to the untouched map" in s for s in specs)
+    assert any(c.value.startswith("Over 4 images.") for c in at.caption)
