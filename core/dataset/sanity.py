@@ -40,7 +40,6 @@ from core.data.records import Dataset
 from core.dataset.base import DatasetStep, Reads, Stage
 from core.dataset.faithfulness_table import stratified_sample
 from core.dataset.statistics import spearman
-from core.engine import compute_images
 from core.explain import METHODS
 from core.model import LoadedModel
 from core.storage.cache import Arrays
@@ -100,8 +99,9 @@ def maps_of(lm: LoadedModel, images: torch.Tensor, targets: list[int | None]) ->
     maps = []
     for start in range(0, len(images), BATCH):
         x, t = images[start:start + BATCH], targets[start:start + BATCH]
-        maps += [every_map(e, a) for e, a in zip(compute_images(lm, x, EXPLANATIONS, t),
-                                                 compute_images(lm, x, ABLATION_MAP, t))]
+        maps += [every_map(e, a) for e, a in zip(
+            EXPLANATIONS.compute(lm, x, t, EXPLANATIONS.params()),
+            ABLATION_MAP.compute(lm, x, t, ABLATION_MAP.params()))]  # neither reads others
     return np.stack(maps)
 
 
