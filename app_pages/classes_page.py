@@ -11,7 +11,7 @@ from core.dataset.class_views import (GROUPINGS, ClassViewParams, against_the_re
 from ui import downloads, resources
 from ui.importance_charts import difference_chart, pattern_mix_chart
 from ui.report_html import NOT_COMPUTED, Report, paragraph, section
-from ui.state import bound, select
+from ui.state import bound, select_picked_head, table_row
 from ui.strength_charts import class_distance_chart
 from ui.views import intro, metric_picker, selected
 
@@ -76,10 +76,10 @@ def render() -> None:
                     "it on every page)")
         picked = st.dataframe(shown.style.format(precision=4), hide_index=True,
                               on_select="rerun", selection_mode="single-row", key="classes_top")
-        rows = picked.selection.rows if picked else []
-        if rows:
-            row = shown.iloc[rows[0]]
-            select(layer=int(row["layer"]), head=int(row["head"]))
+        row = table_row(picked)
+        select_picked_head("classes_top", None if row is None or row >= len(shown) else
+                           {"layer": int(shown["layer"].iloc[row]),
+                            "head": int(shown["head"].iloc[row])})
     st.caption("Red: the head matters more for the first class; blue: for the second. Each "
                "value is a mean over the class's images (each on its own "
                f"{GROUPING_TEXT[group_by]}); 'pooled SDs' divides the difference by the spread "

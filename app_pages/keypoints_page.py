@@ -17,7 +17,7 @@ from ui.downloads import chart_png, figure_png
 from ui.keypoints_charts import (interrelation_frame, keypoints_figure, layer_lift_chart,
                                  lift_heatmap)
 from ui.report_html import NOT_COMPUTED, Report, figure_row, section
-from ui.state import bound, new_pick, select, select_clicked_head
+from ui.state import bound, new_pick, select, select_clicked_head, table_row
 from ui.views import intro, selected_image, thumbnail
 
 HEADING = "Keypoints and shortcuts"
@@ -144,8 +144,7 @@ def render() -> None:
                            **{c: st.column_config.NumberColumn(c, format="%.1f") for c in full
                               if c.endswith("(%)")}})
         downloads.csv(full, f"spurious_{method}", "Download the whole ranking (CSV)")
-        rows = event.selection.rows if event else []
-        picked = new_pick("spurious_table", rows[0] if rows else None)
+        picked = new_pick("spurious_table", table_row(event))
         if picked is not None and picked < len(order):
             select(image=ds.records[order[picked]].id)
             st.rerun()
