@@ -5,7 +5,7 @@ import streamlit as st
 from core.analyses.importance import METRIC_LABELS, metric_names
 from core.analyses.interactions import top_heads
 from core.dataset import CLASS_VIEWS
-from core.dataset.class_views import (GROUPINGS, ClassViewParams, against_the_rest,
+from core.dataset.class_views import (GROUPINGS, NO_CLASSES, ClassViewParams, against_the_rest,
                                       class_names, contrast, pattern_mix_frame,
                                       strength_per_layer)
 from ui import downloads, resources
@@ -39,6 +39,13 @@ def render() -> None:
                          format_func=GROUPING_TEXT.get, horizontal=True)
     with middle:
         metric, _ = metric_picker(lm, "class_metric")
+    if group_by == "label" and not ds.classes:  # nothing to compute the views for
+        st.info(f"{NO_CLASSES}. "
+                + ("Group the images by their predicted class above, or load" if lm.has_classes
+                   else "Load")
+                + " a folder with a subfolder per class, or flat with a labels.csv "
+                  "(filename,label).")
+        st.stop()
     views = resources.whole_set_step(lm, ds, CLASS_VIEWS, "The class views", "classes_compute",
                                      ClassViewParams(group_by))
     if views is None:
