@@ -111,6 +111,7 @@ def reference_picker(lm: LoadedModel, ds: Dataset, ids: list[str],
 
 def sidebar() -> None:
     sel = selection()
+    notice = st.empty()  # the top of the page: what the link asked for that is not there
     with st.sidebar:
         st.header("ViT Attention Explorer")
         with st.form("source"):
@@ -146,6 +147,9 @@ def sidebar() -> None:
             return
         ids = [r.id for r in ds.records]
         if sel["image"] not in ids:
+            if sel["image"]:  # "" (a new image set): its first image, nothing to say
+                notice.warning(plain(f"This image set has no image {sel['image']!r}; showing "
+                                     f"its first image, {ids[0]}."))
             sel["image"] = ids[0]
         sel["layer"] = min(max(int(sel["layer"]), 0), lm.num_layers - 1)
         sel["head"] = min(max(int(sel["head"]), 0), lm.num_heads - 1)
