@@ -32,20 +32,22 @@ def render() -> None:
     intro(HEADING,
           "This page puts two images side by side: what the model predicts for each, which "
           "heads matter, how far the heads look and where the whole model looks.",
-          "The left image is the one selected in the sidebar; pick the right one below. Charts "
-          "share their axes' meaning, so differences between the columns are differences "
-          "between the images.")
+          "The left image is the one selected in the sidebar; pick the right one below (by "
+          "default the image after it). Charts share their axes' meaning, so differences "
+          "between the columns are differences between the images.")
     chosen = selected()
     lm, ds, layer, head = chosen.lm, chosen.ds, chosen.layer, chosen.head
     ids = [r.id for r in ds.records]
     first = chosen.index
     left, right = st.columns(2)
     with right:
-        other_id = bound("other", ids[min(1, len(ids) - 1)], st.selectbox, "Image on the right", ids,
-                         key="compare_other")
+        following = (first + 1) % len(ids)  # the default: never the left image itself
+        other_id = bound("other", "", st.selectbox, "Image on the right", [""] + ids,
+                         key="compare_other",
+                         format_func=lambda i: i or f"The next image ({ids[following]})")
     with left:
         metric, m = metric_picker(lm, "compare_metric")
-    second = ds.index_of(other_id)
+    second = ds.index_of(other_id) if other_id else following
     _, even_distance = evenly_spread(lm.grid, lm.patch_size)
     results = resources.analyse(lm, ds, sorted({first, second}), FORWARD)
     for column, index, side in zip(st.columns(2), (first, second), ("left", "right")):
