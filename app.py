@@ -25,7 +25,7 @@ from core.data.uploads import save_uploads  # noqa: E402
 from core.model import LoadedModel  # noqa: E402
 from ui import resources  # noqa: E402
 from ui.plain import plain  # noqa: E402
-from ui.downloads import safe_name  # noqa: E402
+from ui.downloads import file_name  # noqa: E402
 from ui.pages import PAGES  # noqa: E402
 from ui.report import image_report  # noqa: E402
 from ui.state import bind, from_widget, select, selection, write_url  # noqa: E402
@@ -174,7 +174,7 @@ def sidebar() -> None:
         st.download_button(
             "Report for this image (HTML)", icon=":material/download:", on_click="ignore",
             data=lambda: image_report(lm, ds, index, layer, head, resources.cache()),
-            file_name=f"report_{safe_name(sel['image'])}_L{layer}H{head}.html",
+            file_name=file_name(f"report_L{layer}H{head}", "html"),
             mime="text/html", help="One file with this image's predictions, head importance, "
             "strength, pattern and rollout views; opens in any browser without the app.")
         st.caption(f"{lm.name}: {lm.num_layers} layers x {lm.num_heads} heads, "

@@ -54,7 +54,7 @@ def render() -> None:
         image, _ = resources.model_input(lm, ds, index)  # readable: selected_image showed it
         downloads.figure(keypoints_figure(lm.to_display(image), points, lm.grid,
                                           lm.patch_size, mine["inside"]),
-                         f"keypoints_{ds.records[index].id}",
+                         "keypoints",
                          pd.DataFrame(points, columns=["x_px", "y_px", "response",
                                                                  "size_px"]))
         count = len(points)
