@@ -92,8 +92,10 @@ def render() -> None:
                    "off; negative: pruning the head raises it.")
     if metric == "prob":
         st.caption(f"Probability drop P - P' of {target_text}"
-                   + (" (each image's own true class, or its predicted class if unlabeled)"
-                      if over_all else "") + "; negative: pruning the head raises it.")
+                   + ("" if not over_all else
+                      " (each image's own true class, or its predicted class if unlabeled)"
+                      if any(r.label is not None for r in ds.records) else
+                      " (each image's predicted class: no image has a known true class)") + "; negative: pruning the head raises it.")
     automatic = exact_importance_automatic(lm)
     estimate_label = estimate_label_of(compared_with(metric), lm)
     if over_all:

@@ -125,7 +125,7 @@ def render() -> None:
                         "object from": OBJECT_SOURCES[int(a["object_source"])]}
             return {"image": record.id,
                     "true class": (lm.class_names[record.label]
-                                   if record.label is not None else ""),
+                                   if record.label is not None else "none known"),
                     "predicted": lm.class_names[int(a["top_before"])],
                     "outside object (%)": 100 * float(a["score"][m]),
                     "probability before (%)": 100 * float(a["probability_before"]),
