@@ -62,17 +62,19 @@ def use_uploads() -> None:
                                             f"({err.strerror or type(err).__name__}); "
                                             "the image set is unchanged.")
         return
-    st.session_state["upload_report"] = (len(files), upload)
+    separate = len(files) > 1 and not any(f.name.lower().endswith(".zip") for f in files)
+    st.session_state["upload_report"] = (len(files), separate, upload)
     select(images=upload.images, image="")
 
 
 def upload_report() -> None:
     """What the last upload of this session gave: files received and kept, and each
-    file or archive entry left out with the reason (shown once, after the upload)."""
-    received, upload = st.session_state.pop("upload_report")
-    st.success(f"{received:,} file(s) received; {upload.files:,} kept as the image set. "
-               "If you picked more files, the browser could not send the rest: "
-               "upload them as one .zip.")
+    file or archive entry left out with the reason (shown once, after the upload); for
+    several separate files, that a browser may lose some (a .zip cannot)."""
+    received, separate, upload = st.session_state.pop("upload_report")
+    st.success(f"{received:,} file(s) received; {upload.files:,} kept as the image set."
+               + (" If you picked more files, the browser could not send the rest: "
+                  "upload them as one .zip." if separate else ""))
     if upload.refused:
         listed(f"{len(upload.refused)} file(s) left out of the upload", upload.refused)
 
