@@ -10,14 +10,14 @@ from core.analyses import (ABLATION_MAP, EXPLANATIONS, FORWARD, IMPORTANCE,
 from core.analyses.cost import ablation_forwards, exact_importance_automatic
 from core.analyses.importance_estimate import compared_with, estimate_label_of
 from core.analyses.explanations import MAP_METHODS, drawn
-from core.analyses.importance import METRIC_AXES, METRIC_LABELS
+from core.analyses.importance import METRIC_AXES, METRIC_LABELS, metric_names, shown
 from core.analyses.strength import evenly_spread
 from core.display.maps import heat_map
 from core.display.predictions import explained_name
 from core.explain import METHODS
 from ui import downloads, resources
 from ui.charts import overlay
-from ui.importance_charts import heads_chart
+from ui.importance_charts import heads_chart, values_frame
 from ui.rollout_charts import map_row
 from ui.state import bound
 from ui.strength_charts import heads_scatter
@@ -68,8 +68,9 @@ def render() -> None:
             if exact_importance_automatic(lm):
                 values = resources.analyse(lm, ds, [index], IMPORTANCE).arrays[index]["importance"]
                 st.markdown(f"**Which heads matter** ({METRIC_LABELS[metric]})")
-                downloads.chart(heads_chart(values[m], None, METRIC_AXES[metric], (layer, head),
-                                            percent=metric == "prob"), f"compare_importance_{side}")
+                downloads.chart(heads_chart(shown(metric, values[m]), None, METRIC_AXES[metric],
+                                            (layer, head)), f"compare_importance_{side}",
+                                data=values_frame(values, metric_names(lm)))
             else:  # a large model: the one-backward estimate, as on the Importance page
                 estimate = resources.analyse(lm, ds, [index], IMPORTANCE_ESTIMATE).arrays[index]
                 st.markdown("**Which heads matter** (ESTIMATED from one backward pass, "
