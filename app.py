@@ -25,7 +25,7 @@ from core.data.uploads import save_uploads  # noqa: E402
 from core.model import LoadedModel  # noqa: E402
 from ui import resources, upload_memory  # noqa: E402
 from ui.plain import plain  # noqa: E402
-from ui.downloads import safe_name  # noqa: E402
+from ui.downloads import file_name  # noqa: E402
 from ui.pages import PAGES  # noqa: E402
 from ui.report import image_report  # noqa: E402
 from ui.state import bind, from_widget, select, selection, write_url  # noqa: E402
@@ -64,17 +64,19 @@ def use_uploads() -> None:
                                             "the image set is unchanged.")
         return
     upload_memory.release(files)  # stored on disk: the server's memory holds them no more
-    st.session_state["upload_report"] = (len(files), upload)
+    separate = len(files) > 1 and not any(f.name.lower().endswith(".zip") for f in files)
+    st.session_state["upload_report"] = (len(files), separate, upload)
     select(images=upload.images, image="")
 
 
 def upload_report() -> None:
     """What the last upload of this session gave: files received and kept, and each
-    file or archive entry left out with the reason (shown once, after the upload)."""
-    received, upload = st.session_state.pop("upload_report")
-    st.success(f"{received:,} file(s) received; {upload.files:,} kept as the image set. "
-               "If you picked more files, the browser could not send the rest: "
-               "upload them as one .zip.")
+    file or archive entry left out with the reason (shown once, after the upload); for
+    several separate files, that a browser may lose some (a .zip cannot)."""
+    received, separate, upload = st.session_state.pop("upload_report")
+    st.success(f"{received:,} file(s) received; {upload.files:,} kept as the image set."
+               + (" If you picked more files, the browser could not send the rest: "
+                  "upload them as one .zip." if separate else ""))
     if upload.refused:
         listed(f"{len(upload.refused)} file(s) left out of the upload", upload.refused)
 
@@ -113,6 +115,7 @@ def reference_picker(lm: LoadedModel, ds: Dataset, ids: list[str],
 
 def sidebar() -> None:
     sel = selection()
+    notice = st.empty()  # the top of the page: what the link asked for that is not there
     with st.sidebar:
         st.header("ViT Attention Explorer")
         with st.form("source"):
@@ -148,6 +151,9 @@ def sidebar() -> None:
             return
         ids = [r.id for r in ds.records]
         if sel["image"] not in ids:
+            if sel["image"]:  # "" (a new image set): its first image, nothing to say
+                notice.warning(plain(f"This image set has no image {sel['image']!r}; showing "
+                                     f"its first image, {ids[0]}."))
             sel["image"] = ids[0]
         sel["layer"] = min(max(int(sel["layer"]), 0), lm.num_layers - 1)
         sel["head"] = min(max(int(sel["head"]), 0), lm.num_heads - 1)
@@ -172,7 +178,7 @@ def sidebar() -> None:
         st.download_button(
             "Report for this image (HTML)", icon=":material/download:", on_click="ignore",
             data=lambda: image_report(lm, ds, index, layer, head, resources.cache()),
-            file_name=f"report_{safe_name(sel['image'])}_L{layer}H{head}.html",
+            file_name=file_name(f"report_L{layer}H{head}", "html"),
             mime="text/html", help="One file with this image's predictions, head importance, "
             "strength, pattern and rollout views; opens in any browser without the app.")
         st.caption(f"{lm.name}: {lm.num_layers} layers x {lm.num_heads} heads, "

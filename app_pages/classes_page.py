@@ -2,16 +2,16 @@
 section 7; ``core.dataset.class_views``)."""
 import streamlit as st
 
-from core.analyses.importance import METRIC_LABELS, metric_names
+from core.analyses.importance import METRIC_COLUMNS, METRIC_LABELS, metric_names, shown
 from core.analyses.interactions import top_heads
 from core.dataset import CLASS_VIEWS
-from core.dataset.class_views import (GROUPINGS, ClassViewParams, against_the_rest,
+from core.dataset.class_views import (GROUPINGS, NO_CLASSES, ClassViewParams, against_the_rest,
                                       class_names, contrast, pattern_mix_frame,
                                       strength_per_layer)
 from ui import downloads, resources
 from ui.importance_charts import difference_chart, pattern_mix_chart
 from ui.report_html import NOT_COMPUTED, Report, paragraph, section
-from ui.state import bound, select
+from ui.state import bound, select_picked_head, table_row
 from ui.strength_charts import class_distance_chart
 from ui.views import intro, metric_picker, selected
 
@@ -39,6 +39,13 @@ def render() -> None:
                          format_func=GROUPING_TEXT.get, horizontal=True)
     with middle:
         metric, _ = metric_picker(lm, "class_metric")
+    if group_by == "label" and not ds.classes:  # nothing to compute the views for
+        st.info(f"{NO_CLASSES}. "
+                + ("Group the images by their predicted class above, or load" if lm.has_classes
+                   else "Load")
+                + " a folder with a subfolder per class, or flat with a labels.csv "
+                  "(filename,label).")
+        st.stop()
     views = resources.whole_set_step(lm, ds, CLASS_VIEWS, "The class views", "classes_compute",
                                      ClassViewParams(group_by))
     if views is None:
@@ -62,24 +69,31 @@ def render() -> None:
 
     st.subheader(f"Heads that matter for {names[first]} but not for {names[second]}")
     frame = contrast(views, first, second, metric)
+    for column in ("first", "second", "difference"):  # in the metric's shown unit
+        frame[column] = shown(metric, frame[column])
+    unit = METRIC_COLUMNS[metric]
     left, right = st.columns([1, 1.2])
     with left:
         st.markdown(f"**{METRIC_LABELS[metric]}: mean for {names[first]} minus mean for "
                     f"{names[second]}**")
         downloads.chart(difference_chart(frame, names[first], names[second]),
-                        "classes_difference", data=frame, width="content")
+                        "classes_difference", width="content", data=frame.rename(columns={
+                            "first": f"first_class_mean_{unit}",
+                            "second": f"second_class_mean_{unit}",
+                            "difference": f"difference_{unit}",
+                            "standardised": "difference_in_pooled_sds"}))
     with right:
-        shown = frame.head(TOP_HEADS).rename(columns={
+        top = frame.head(TOP_HEADS).rename(columns={
             "first": f"{names[first]} (mean)", "second": f"{names[second]} (mean)",
             "standardised": "in pooled SDs"})
         st.markdown(f"**The {TOP_HEADS} heads with the largest difference** (select one to see "
                     "it on every page)")
-        picked = st.dataframe(shown.style.format(precision=4), hide_index=True,
+        picked = st.dataframe(top.style.format(precision=4), hide_index=True,
                               on_select="rerun", selection_mode="single-row", key="classes_top")
-        rows = picked.selection.rows if picked else []
-        if rows:
-            row = shown.iloc[rows[0]]
-            select(layer=int(row["layer"]), head=int(row["head"]))
+        row = table_row(picked)
+        select_picked_head("classes_top", None if row is None or row >= len(top) else
+                           {"layer": int(top["layer"].iloc[row]),
+                            "head": int(top["head"].iloc[row])})
     st.caption("Red: the head matters more for the first class; blue: for the second. Each "
                "value is a mean over the class's images (each on its own "
                f"{GROUPING_TEXT[group_by]}); 'pooled SDs' divides the difference by the spread "
@@ -108,17 +122,18 @@ def report(r: Report) -> str:
     views = r.cached_step(CLASS_VIEWS)
     if views is None:
         return section(title, f"The class views over the image set: {NOT_COMPUTED}.", "")
-    label = r.ds.classes.index(group)
-    difference = against_the_rest(views, label, metric_names(r.lm)[0])
+    label, metric = r.ds.classes.index(group), metric_names(r.lm)[0]
+    difference = against_the_rest(views, label, metric)
     if difference is None:
         return ""
-    unit, digits = (100, 1) if r.lm.has_classes else (1, 3)
+    difference = shown(metric, difference)
+    points, digits = ("percentage points", 1) if r.lm.has_classes else ("of the score s", 3)
     count = int(views["counts"][views["classes"].tolist().index(label)])
     return section(title, "Mean over the image set's classes, from the Classes page.",
                    paragraph(f"Heads that matter more for {group} than for the other classes "
                              f"(mean over its {count} images): "
                              + ", ".join(f"layer {l}, head {h} "
-                                         f"(+{unit * difference[l, h]:.{digits}f} points)"
+                                         f"(+{difference[l, h]:.{digits}f} {points})"
                                          for l, h in top_heads(difference, 3)) + "."))
 
 

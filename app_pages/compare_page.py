@@ -10,14 +10,14 @@ from core.analyses import (ABLATION_MAP, EXPLANATIONS, FORWARD, IMPORTANCE,
 from core.analyses.cost import ablation_forwards, exact_importance_automatic
 from core.analyses.importance_estimate import compared_with, estimate_label_of
 from core.analyses.explanations import MAP_METHODS, drawn
-from core.analyses.importance import METRIC_AXES, METRIC_LABELS
+from core.analyses.importance import METRIC_AXES, METRIC_LABELS, metric_names, shown
 from core.analyses.strength import evenly_spread
 from core.display.maps import heat_map
 from core.display.predictions import explained_name
 from core.explain import METHODS
 from ui import downloads, resources
 from ui.charts import overlay
-from ui.importance_charts import heads_chart
+from ui.importance_charts import heads_chart, values_frame
 from ui.rollout_charts import map_row
 from ui.state import bound
 from ui.strength_charts import heads_scatter
@@ -32,20 +32,22 @@ def render() -> None:
     intro(HEADING,
           "This page puts two images side by side: what the model predicts for each, which "
           "heads matter, how far the heads look and where the whole model looks.",
-          "The left image is the one selected in the sidebar; pick the right one below. Charts "
-          "share their axes' meaning, so differences between the columns are differences "
-          "between the images.")
+          "The left image is the one selected in the sidebar; pick the right one below (by "
+          "default the image after it). Charts share their axes' meaning, so differences "
+          "between the columns are differences between the images.")
     chosen = selected()
     lm, ds, layer, head = chosen.lm, chosen.ds, chosen.layer, chosen.head
     ids = [r.id for r in ds.records]
     first = chosen.index
     left, right = st.columns(2)
     with right:
-        other_id = bound("other", ids[min(1, len(ids) - 1)], st.selectbox, "Image on the right", ids,
-                         key="compare_other")
+        following = (first + 1) % len(ids)  # the default: never the left image itself
+        other_id = bound("other", "", st.selectbox, "Image on the right", [""] + ids,
+                         key="compare_other",
+                         format_func=lambda i: i or f"The next image ({ids[following]})")
     with left:
         metric, m = metric_picker(lm, "compare_metric")
-    second = ds.index_of(other_id)
+    second = ds.index_of(other_id) if other_id else following
     _, even_distance = evenly_spread(lm.grid, lm.patch_size)
     results = resources.analyse(lm, ds, sorted({first, second}), FORWARD)
     for column, index, side in zip(st.columns(2), (first, second), ("left", "right")):
@@ -66,8 +68,9 @@ def render() -> None:
             if exact_importance_automatic(lm):
                 values = resources.analyse(lm, ds, [index], IMPORTANCE).arrays[index]["importance"]
                 st.markdown(f"**Which heads matter** ({METRIC_LABELS[metric]})")
-                downloads.chart(heads_chart(values[m], None, METRIC_AXES[metric], (layer, head),
-                                            percent=metric == "prob"), f"compare_importance_{side}")
+                downloads.chart(heads_chart(shown(metric, values[m]), None, METRIC_AXES[metric],
+                                            (layer, head)), f"compare_importance_{side}",
+                                data=values_frame(values, metric_names(lm)))
             else:  # a large model: the one-backward estimate, as on the Importance page
                 estimate = resources.analyse(lm, ds, [index], IMPORTANCE_ESTIMATE).arrays[index]
                 st.markdown("**Which heads matter** (ESTIMATED from one backward pass, "

@@ -5,7 +5,8 @@ import numpy as np
 import streamlit as st
 
 from core.analyses import IMPORTANCE, IMPORTANCE_ESTIMATE, INTERACTIONS, PARTIAL_PRUNING
-from core.analyses.importance import METRIC_AXES, METRIC_LABELS, metric_names, metric_slot
+from core.analyses.importance import (METRIC_AXES, METRIC_LABELS, metric_names, metric_slot,
+                                      shown)
 from core.analyses.cost import exact_importance_automatic
 from core.analyses.importance_estimate import compared_with, estimate_label_of
 from core.analyses.interactions import InteractionParams, top_heads
@@ -55,7 +56,7 @@ def interactions_section(lm, ds, index: int, metric: str, compute: bool) -> None
         arrays = resources.analyse(lm, ds, [index], INTERACTIONS, params).arrays[index]
     m = metric_slot(metric)
     downloads.chart(interaction_chart(arrays["heads"], arrays["interaction"][m],
-                                      arrays["pair"][m], METRIC_LABELS[metric]),
+                                      arrays["pair"][m], metric),
                     "importance_interactions", width="content",
                     data=interaction_frame(arrays["heads"], arrays["single"], arrays["pair"],
                                            arrays["interaction"], metric_names(lm)))
@@ -92,8 +93,10 @@ def render() -> None:
                    "off; negative: pruning the head raises it.")
     if metric == "prob":
         st.caption(f"Probability drop P - P' of {target_text}"
-                   + (" (each image's own true class, or its predicted class if unlabeled)"
-                      if over_all else "") + "; negative: pruning the head raises it.")
+                   + ("" if not over_all else
+                      " (each image's own true class, or its predicted class if unlabeled)"
+                      if any(r.label is not None for r in ds.records) else
+                      " (each image's predicted class: no image has a known true class)") + "; negative: pruning the head raises it.")
     automatic = exact_importance_automatic(lm)
     estimate_label = estimate_label_of(compared_with(metric), lm)
     if over_all:
@@ -103,8 +106,9 @@ def render() -> None:
             mean, std = importance_over_set(everything.arrays)
             st.subheader(f"All {len(everything.arrays)} images: the effect of pruning each head (mean, "
                          "band: +- 1 standard deviation)")
-            pick_head(heads_chart(mean[m], std[m], f"{METRIC_AXES[metric]}, mean", (layer, head),
-                                  percent=metric == "prob", non_negative=m != 0),
+            pick_head(heads_chart(shown(metric, mean[m]), shown(metric, std[m]),
+                                  f"{METRIC_AXES[metric]}, mean", (layer, head),
+                                  non_negative=m != 0),
                       values_frame(mean, names, std))
             agreement = resources.whole_set_step(lm, ds, ESTIMATE_AGREEMENT,
                                                  "The estimate's agreement", "estimate_compute")
@@ -143,8 +147,8 @@ def render() -> None:
         else:
             values = exact["importance"]
             st.subheader(f"Image {ds.records[index].id}: the effect of pruning each head")
-            pick_head(heads_chart(values[m], None, METRIC_AXES[metric], (layer, head),
-                                  percent=metric == "prob"),
+            pick_head(heads_chart(shown(metric, values[m]), None, METRIC_AXES[metric],
+                                  (layer, head)),
                       values_frame(values, names))
             with st.expander("Fast estimate for this image, against the exact values"):
                 rho = estimate_agreement(estimate, values, metric)
@@ -167,7 +171,7 @@ def render() -> None:
     with bars:
         st.markdown(f"**{METRIC_LABELS[metric]} per pruning mode** (red: the mode whose "
                     "predictions are shown)")
-        downloads.chart(modes_chart(result["metrics"][:, m], METRIC_LABELS[metric], mode),
+        downloads.chart(modes_chart(result["metrics"][:, m], metric, mode),
                         "importance_modes")
     with predictions:
         if lm.has_classes:
@@ -200,8 +204,8 @@ def report(r: Report) -> str:
                        "Each head switched off in turn (one pruned forward pass per head): "
                        f"{NOT_COMPUTED}. The chart is the estimate from one backward pass "
                        "(Michel et al. 2019).", estimate_chart)
-    values = exact["importance"][metric_slot(metric)]
-    unit, digits = (100, 1) if lm.has_classes else (1, 3)
+    values = shown(metric, exact["importance"][metric_slot(metric)])
+    digits = 1 if lm.has_classes else 3
     points = "percentage points" if lm.has_classes else "of the score s"
     measured = ("the score s of the image on its own embedding" if not lm.has_classes else
                 "the probability of the true class" if r.ds.records[r.index].label is not None
@@ -210,10 +214,10 @@ def report(r: Report) -> str:
         "Which heads matter",
         f"Each head is switched off in turn and the drop in {measured} is measured (higher "
         "= the head matters more). Most important here: "
-        + ", ".join(f"layer {l}, head {h} ({unit * values[l, h]:.{digits}f} {points})"
+        + ", ".join(f"layer {l}, head {h} ({values[l, h]:.{digits}f} {points})"
                     for l, h in top_heads(values, 3)) + ".",
-        img_tag(chart_png(heads_chart(values, None, METRIC_AXES[metric], (layer, head),
-                                      percent=lm.has_classes)), "importance of every head"))]
+        img_tag(chart_png(heads_chart(values, None, METRIC_AXES[metric], (layer, head))),
+                "importance of every head"))]
     agreement = (f"A one-backward estimate of the importance (Michel et al. 2019) orders the "
                  f"heads with a Spearman correlation of "
                  f"{estimate_agreement(estimate, exact['importance'], metric):.2f} to the "
@@ -235,10 +239,9 @@ def report(r: Report) -> str:
         f"The {len(pairs['heads'])} most important heads pruned two at a time: the effect of "
         "a pair minus the two single effects (red: more than the sum, blue: less). Strongest "
         f"here: layer {a[0]} head {a[1]} with layer {b[0]} head {b[1]} "
-        f"({unit * interaction[strongest]:+.{digits}f} {points}). " + agreement,
+        f"({shown(metric, interaction[strongest]):+.{digits}f} {points}). " + agreement,
         img_tag(chart_png(interaction_chart(pairs["heads"], interaction,
-                                            pairs["pair"][metric_slot(metric)],
-                                            METRIC_LABELS[metric])),
+                                            pairs["pair"][metric_slot(metric)], metric)),
                 "interactions of the top heads")))
     return "".join(parts)
 

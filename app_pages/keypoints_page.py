@@ -17,7 +17,7 @@ from ui.downloads import chart_png, figure_png
 from ui.keypoints_charts import (interrelation_frame, keypoints_figure, layer_lift_chart,
                                  lift_heatmap)
 from ui.report_html import NOT_COMPUTED, Report, figure_row, section
-from ui.state import bound, new_pick, select, select_clicked_head
+from ui.state import bound, new_pick, select, select_clicked_head, table_row
 from ui.views import intro, selected_image, thumbnail
 
 HEADING = "Keypoints and shortcuts"
@@ -54,7 +54,7 @@ def render() -> None:
         image, _ = resources.model_input(lm, ds, index)  # readable: selected_image showed it
         downloads.figure(keypoints_figure(lm.to_display(image), points, lm.grid,
                                           lm.patch_size, mine["inside"]),
-                         f"keypoints_{ds.records[index].id}",
+                         "keypoints",
                          pd.DataFrame(points, columns=["x_px", "y_px", "response",
                                                                  "size_px"]))
         count = len(points)
@@ -125,7 +125,7 @@ def render() -> None:
                         "object from": OBJECT_SOURCES[int(a["object_source"])]}
             return {"image": record.id,
                     "true class": (lm.class_names[record.label]
-                                   if record.label is not None else ""),
+                                   if record.label is not None else "none known"),
                     "predicted": lm.class_names[int(a["top_before"])],
                     "outside object (%)": 100 * float(a["score"][m]),
                     "probability before (%)": 100 * float(a["probability_before"]),
@@ -144,8 +144,7 @@ def render() -> None:
                            **{c: st.column_config.NumberColumn(c, format="%.1f") for c in full
                               if c.endswith("(%)")}})
         downloads.csv(full, f"spurious_{method}", "Download the whole ranking (CSV)")
-        rows = event.selection.rows if event else []
-        picked = new_pick("spurious_table", rows[0] if rows else None)
+        picked = new_pick("spurious_table", table_row(event))
         if picked is not None and picked < len(order):
             select(image=ds.records[order[picked]].id)
             st.rerun()

@@ -86,7 +86,9 @@ def report(r: Report) -> str:
         true_name = None if record.label is None else lm.class_names[record.label]
         return section(
             "What the model predicts",
-            "The five most likely classes, in percent; the green bar is the true class.",
+            "The five most likely classes, in percent; "
+            + ("the green bar is the true class." if true_name else
+               "the image has no known true class."),
             figures + img_tag(chart_png(predictions_chart(
                 top_k(forward["logits"], lm.class_names), true_name)), "top-5 predictions"))
     embeddings = {i: a["logits"] for i, a in r.cached_set(FORWARD).items()} | {

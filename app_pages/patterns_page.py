@@ -122,7 +122,7 @@ def render() -> None:
     with right:
         st.markdown("**Heatmap** (white: below the threshold)")
         downloads.figure(heatmap_figure(matrix, threshold, p),
-                         f"heatmap_{ds.records[index].id}_L{layer}H{head}",
+                         f"heatmap_L{layer}H{head}",
                          pd.DataFrame(matrix, index=pd.Index(names, name="query"), columns=names))
 
     token = bound("token", 0, st.selectbox, "Token", list(range(len(names))), key="pattern_token",
@@ -138,7 +138,7 @@ def render() -> None:
         column.image(blended, caption=f"{caption} (layer {layer}, head {head}; bright = "
                      "more attention, scaled to the map's max)")
         with column:
-            downloads.image(blended, f"token{token}_{name}_{ds.records[index].id}_L{layer}H{head}",
+            downloads.image(blended, f"token{token}_{name}_L{layer}H{head}",
                             patch_table(values, lm))
 
 

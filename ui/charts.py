@@ -3,6 +3,7 @@ engine computed; nothing here computes an analysis."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import altair as alt
 import numpy as np
@@ -35,23 +36,27 @@ def short_name(class_name: str) -> str:
 
 def predictions_chart(predictions: list[Prediction], true_label: str | None) -> alt.Chart:
     """Horizontal bars of the top-k probabilities (%), the true class marked (green bar,
-    bold name). Long names (ImageNet's "affenpinscher, monkey pinscher, monkey dog") show
-    their first synonym; the tooltip has the whole name."""
+    bold name) when the image has one. Long names (ImageNet's "affenpinscher, monkey
+    pinscher, monkey dog") show their first synonym; the tooltip has the whole name."""
     df = pd.DataFrame({
         "name": [short_name(p.class_name) for p in predictions],
         "class": [p.class_name for p in predictions],
         "probability": [100 * p.probability for p in predictions],
-        "is true label": [p.class_name == true_label for p in predictions],
     })
+    weight: Any = "normal"
+    colour: Any = alt.value("#8c8c8c")  # no true class to mark
+    if true_label is not None:
+        df["is true label"] = [p.class_name == true_label for p in predictions]
+        weight = alt.condition(f"datum.value == {json.dumps(short_name(true_label))}",
+                               alt.value("bold"), alt.value("normal"))
+        colour = alt.Color("is true label:N", title="True label", scale=alt.Scale(
+            domain=[True, False], range=["#2ca02c", "#8c8c8c"]))
     return alt.Chart(df).mark_bar().encode(
         x=alt.X("probability:Q", title="Predicted probability (%)",
                 scale=alt.Scale(domain=[0, 100])),
         y=alt.Y("name:N", sort=None, title=None, axis=alt.Axis(
-            labelLimit=0, labelOverlap=False, labelFontWeight=alt.condition(
-                f"datum.value == {json.dumps(short_name(true_label or ''))}", alt.value("bold"),
-                alt.value("normal")))),
-        color=alt.Color("is true label:N", title="True label",
-                        scale=alt.Scale(domain=[True, False], range=["#2ca02c", "#8c8c8c"])),
+            labelLimit=0, labelOverlap=False, labelFontWeight=weight)),
+        color=colour,
         tooltip=["class", alt.Tooltip("probability:Q", format=".1f", title="probability (%)")],
     ).properties(height=40 * len(df))
 

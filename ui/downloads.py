@@ -1,5 +1,6 @@
 """Charts and tables with download buttons: every chart as PNG (rendered on
-click with vl-convert) and its data as CSV, every table as CSV."""
+click with vl-convert) and its data as CSV, every table as CSV. A downloaded file is
+named after the model, the selected image and the view (:func:`download_name`)."""
 from __future__ import annotations
 
 import io
@@ -11,6 +12,8 @@ import pandas as pd
 import streamlit as st
 from matplotlib.figure import Figure
 from PIL import Image
+
+from ui.state import selection
 
 
 def chart_png(chart: alt.TopLevelMixin) -> bytes:
@@ -48,7 +51,7 @@ def chart(chart: alt.TopLevelMixin, name: str, data: pd.DataFrame | None = None,
     left, right = st.columns(2)
     with left:
         st.download_button("Download chart (PNG)", data=lambda: chart_png(chart),
-                           file_name=f"{name}.png", mime="image/png", key=f"png_{name}",
+                           file_name=file_name(name, "png"), mime="image/png", key=f"png_{name}",
                            on_click="ignore", type="tertiary", icon=":material/download:")
     with right:
         csv(chart_frame(chart) if data is None else data, name, "Download data (CSV)")
@@ -65,7 +68,7 @@ def table(df: pd.DataFrame, name: str, number_format: str | None = None,
 def csv(df: pd.DataFrame, name: str, label: str = "Download table (CSV)") -> None:
     """A button that downloads `df` as CSV at full precision (index kept when named)."""
     st.download_button(label, data=df.to_csv(index=df.index.name is not None).encode(),
-                       file_name=f"{name}.csv", mime="text/csv", key=f"csv_{name}",
+                       file_name=file_name(name, "csv"), mime="text/csv", key=f"csv_{name}",
                        on_click="ignore", type="tertiary", icon=":material/download:")
 
 
@@ -81,12 +84,25 @@ def safe_name(name: str) -> str:
     return "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in name)
 
 
+def download_name(model: str, image: str, view: str, extension: str) -> str:
+    """The file name of a download of `view` for `image` under `model` (the last part
+    of its path or name), safe for any file system: ``demo_test-00003_strength.csv``."""
+    model_name = model.rstrip("/").rsplit("/", 1)[-1]
+    return f"{safe_name(f'{model_name}_{image}_{view}')}.{extension}"
+
+
+def file_name(view: str, extension: str) -> str:
+    """:func:`download_name` for the current selection."""
+    sel = selection()
+    return download_name(sel["model"], sel["image"], view, extension)
+
+
 def image(pixels: np.ndarray, name: str, data: pd.DataFrame | None = None) -> None:
     """A "Download PNG" button for an H x W x C uint8 image, and one for the numbers it
     shows (`data`, e.g. a heat map's values per patch) as CSV."""
     safe = safe_name(name)
     st.download_button("Download image (PNG)", data=lambda: image_png(pixels),
-                       file_name=f"{safe}.png", mime="image/png", key=f"img_{safe}",
+                       file_name=file_name(name, "png"), mime="image/png", key=f"img_{safe}",
                        on_click="ignore", type="tertiary", icon=":material/download:")
     if data is not None:
         csv(data, safe, "Download values (CSV)")
@@ -103,6 +119,6 @@ def figure(fig: Figure, name: str, data: pd.DataFrame) -> None:
     st.pyplot(fig)
     safe = safe_name(name)
     st.download_button("Download chart (PNG)", data=lambda: figure_png(fig),
-                       file_name=f"{safe}.png", mime="image/png", key=f"fig_{safe}",
+                       file_name=file_name(name, "png"), mime="image/png", key=f"fig_{safe}",
                        on_click="ignore", type="tertiary", icon=":material/download:")
     csv(data, safe, "Download data (CSV)")

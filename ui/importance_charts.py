@@ -6,6 +6,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from core.analyses.importance import METRIC_AXES, METRIC_COLUMNS, METRIC_LABELS, shown
 from core.model import MODE_NAMES
 from ui.charts import head_frame
 
@@ -14,33 +15,31 @@ PICK = "pick"  # name of the click selection in these charts
 
 def values_frame(values: np.ndarray, metrics: tuple[str, ...],
                  std: np.ndarray | None = None) -> pd.DataFrame:
-    """metric x layer x head values (and standard deviations) as a table, a row per
-    head, for the CSV download."""
+    """metric x layer x head values as computed (and standard deviations) as a table, a
+    row per head, each metric in its shown unit under its named column (``shown``,
+    ``METRIC_COLUMNS``), for the CSV download."""
     columns: dict[str, np.ndarray] = {}
     for k, metric in enumerate(metrics):
-        columns[metric] = values[k]
+        columns[METRIC_COLUMNS[metric]] = shown(metric, values[k])
         if std is not None:
-            columns[f"{metric}_std"] = std[k]
+            columns[f"{METRIC_COLUMNS[metric]}_std"] = shown(metric, std[k])
     return head_frame(columns)
 
 
 def heads_chart(values: np.ndarray, std: np.ndarray | None, title: str,
-                selected: tuple[int, int], percent: bool = False,
-                non_negative: bool = False) -> alt.LayerChart:
-    """One value per head (layer x head) as points over the heads ("L2 H1", grouped by
-    layer, coloured by layer, a line within each layer only); with `std`, a band of
-    +- one standard deviation (cut at 0 for a `non_negative` metric). `percent`: values
-    are fractions shown as percentage points. The selected head is marked; points are
-    clickable."""
+                selected: tuple[int, int], non_negative: bool = False) -> alt.LayerChart:
+    """One value per head (layer x head, in the unit of `title`) as points over the heads
+    ("L2 H1", grouped by layer, coloured by layer, a line within each layer only); with
+    `std`, a band of +- one standard deviation (cut at 0 for a `non_negative` metric).
+    The selected head is marked; points are clickable."""
     layers, heads = values.shape
-    scale = 100.0 if percent else 1.0
     names = [f"L{layer} H{head}" for layer in range(layers) for head in range(heads)]
-    df = head_frame({"value": scale * values})
+    df = head_frame({"value": values})
     df.insert(0, "head name", names)
     if std is not None:
         low = values - std
-        df["low"] = scale * (np.maximum(low, 0.0) if non_negative else low).ravel()
-        df["high"] = scale * (values + std).ravel()
+        df["low"] = (np.maximum(low, 0.0) if non_negative else low).ravel()
+        df["high"] = (values + std).ravel()
     x = alt.X("head name:N", sort=names, title="Head (L layer, H head; grouped by layer)",
               axis=alt.Axis(labelAngle=-90, labelOverlap="greedy"))
     base = alt.Chart(df).encode(x=x)
@@ -66,20 +65,21 @@ def heads_chart(values: np.ndarray, std: np.ndarray | None, title: str,
     return alt.layer(*parts).properties(height=300)
 
 
-def modes_chart(values: np.ndarray, metric_label: str, current: int) -> alt.Chart:
-    """Horizontal bars of one metric for the six pruning modes of a head; the mode whose
-    predictions are shown (`current`) in red."""
+def modes_chart(values: np.ndarray, metric: str, current: int) -> alt.Chart:
+    """Horizontal bars of `metric` (as computed; drawn in its shown unit) for the six
+    pruning modes of a head; the mode whose predictions are shown (`current`) in red."""
+    column = METRIC_COLUMNS[metric]
     df = pd.DataFrame({
         "mode": [f"{m}: {MODE_NAMES[m]}" for m in range(len(values))],
-        "value": values,
+        column: shown(metric, values),
         "current": [m == current for m in range(len(values))],
     })
     return alt.Chart(df).mark_bar().encode(
         y=alt.Y("mode:N", sort=None, title="Pruning mode",
                 axis=alt.Axis(labelLimit=220, labelOverlap=False)),
-        x=alt.X("value:Q", title=metric_label),
+        x=alt.X(f"{column}:Q", title=METRIC_AXES[metric]),
         color=alt.condition(alt.datum.current, alt.value("#d62728"), alt.value("#4c78a8")),
-        tooltip=["mode", alt.Tooltip("value:Q", format=".4g", title=metric_label)],
+        tooltip=["mode", alt.Tooltip(f"{column}:Q", format=".4g", title=METRIC_AXES[metric])],
     ).properties(height=40 * len(df))
 
 
@@ -103,31 +103,33 @@ def overview_chart(xy: np.ndarray, ids: list[str], classes: list[str],
 def interaction_frame(heads: np.ndarray, single: np.ndarray, pair: np.ndarray,
                       interaction: np.ndarray, metrics: tuple[str, ...]) -> pd.DataFrame:
     """Every pair of the top-k heads (k x k, both orders) with each metric's single
-    effects, pair effect and interaction, for the CSV download."""
+    effects, pair effect and interaction, in its shown unit, for the CSV download."""
     k = len(heads)
     i, j = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
     df = pd.DataFrame({"head_a": [f"L{heads[a, 0]} H{heads[a, 1]}" for a in i.ravel()],
                        "head_b": [f"L{heads[b, 0]} H{heads[b, 1]}" for b in j.ravel()]})
     for m, metric in enumerate(metrics):
-        df[f"{metric}_single_a"] = single[m][i.ravel()]
-        df[f"{metric}_single_b"] = single[m][j.ravel()]
-        df[f"{metric}_pair"] = pair[m].ravel()
-        df[f"{metric}_interaction"] = interaction[m].ravel()
+        column = METRIC_COLUMNS[metric]
+        df[f"{column}_single_a"] = shown(metric, single[m][i.ravel()])
+        df[f"{column}_single_b"] = shown(metric, single[m][j.ravel()])
+        df[f"{column}_pair"] = shown(metric, pair[m].ravel())
+        df[f"{column}_interaction"] = shown(metric, interaction[m].ravel())
     return df
 
 
 def interaction_chart(heads: np.ndarray, interaction: np.ndarray, pair: np.ndarray,
-                      metric_label: str) -> alt.Chart:
-    """k x k heatmap of one metric's interactions of the top-k heads (most important
-    first), diverging around 0: red, the pair matters more than the two apart; blue,
-    less (the heads overlap)."""
+                      metric: str) -> alt.Chart:
+    """k x k heatmap of `metric`'s interactions of the top-k heads (most important
+    first; as computed, drawn in the metric's shown unit), diverging around 0: red, the
+    pair matters more than the two apart; blue, less (the heads overlap)."""
     names = [f"L{layer} H{head}" for layer, head in heads]
     k = len(names)
     i, j = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
     df = pd.DataFrame({"first": [names[a] for a in i.ravel()],
                        "second": [names[b] for b in j.ravel()],
-                       "interaction": np.where(i == j, np.nan, interaction).ravel(),
-                       "pair": pair.ravel()})
+                       "interaction": shown(metric, np.where(i == j, np.nan, interaction)).ravel(),
+                       "pair": shown(metric, pair).ravel()})
+    metric_label = METRIC_LABELS[metric]
     limit = float(np.nanmax(np.abs(df["interaction"]))) if k > 1 else 1.0
     title = f"Interaction: pair minus both single effects ({metric_label})"
     return alt.Chart(df).mark_rect().encode(

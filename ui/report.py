@@ -11,8 +11,8 @@ from core.data.inputs import load_batch
 from core.data.records import Dataset
 from core.model import LoadedModel
 from core.storage.cache import ArrayCache
-from ui.pages import PAGES
-from ui.report_html import Report
+from ui.pages import PAGES, AppPage
+from ui.report_html import Report, paragraph, section
 from ui.views import enlarged
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}
@@ -20,6 +20,16 @@ h1{margin-bottom:0}section{margin:2em 0}img{max-width:100%}.row{display:flex;gap
 flex-wrap:wrap}.row figure{margin:0;flex:1;min-width:200px}figcaption{color:#555;
 font-size:.9em}table{border-collapse:collapse}td,th{padding:.2em .8em;border-bottom:1px solid
 #ddd;text-align:left}.muted{color:#666}"""
+
+
+def page_section(page: AppPage, report: Report) -> str:
+    """Page `page`'s section of `report`; when making it fails, the section says so with
+    the reason (one failing view does not take the report down, nor hide silently)."""
+    try:
+        return page.report(report)
+    except Exception as err:  # noqa: BLE001 (any failure of a view is reported)
+        return section(page.heading, "This section could not be made.",
+                       paragraph(f"{type(err).__name__}: {err}"))
 
 
 def image_report(lm: LoadedModel, ds: Dataset, index: int, layer: int, head: int,
@@ -31,7 +41,7 @@ def image_report(lm: LoadedModel, ds: Dataset, index: int, layer: int, head: int
         raise ValueError(f"Image {record.id}: {next(iter(failures.values()))}")
     report = Report(lm, ds, index, layer, head, cache, batch,
                     enlarged(lm.to_display(batch[0])))
-    parts = [page.report(report) for page in PAGES if page.report is not None]
+    parts = [page_section(page, report) for page in PAGES if page.report is not None]
     true_name = None if record.label is None else lm.class_names[record.label]
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     title = f"Image {record.id}" + (f" ({true_name})" if true_name else "")

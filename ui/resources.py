@@ -272,6 +272,7 @@ def whole_set_step(lm: LoadedModel, ds: Dataset, step: DatasetStep, what: str, k
     except ValueError as err:
         st.error(plain(err))
         return None
-    bar.empty()
+    finally:
+        bar.empty()  # not left full above a message
     _skipped(result.skipped)
     return result.arrays

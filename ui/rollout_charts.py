@@ -68,22 +68,26 @@ def faithfulness_frame(table: dict[str, np.ndarray], labels: list[str],
 
 def curves_chart(curves: dict[str, np.ndarray], x: np.ndarray, labels: list[str],
                  class_name: str | None) -> alt.Chart:
-    """Deletion and insertion curves (M x S each) of one image, a line per method: the
-    probability of `class_name` in %, or (None: a model without classes) the score s."""
+    """Deletion and insertion curves (M x S each, over `x`: the fractions of the patches
+    removed or revealed) of one image, a line per method: the probability of
+    `class_name` in %, or (None: a model without classes) the score s. The columns say
+    their units: the patches in percent, the probability in percent."""
+    across, score = "percent_of_patches_removed_or_revealed", (
+        "score_s" if class_name is None else "probability_percent")
     scale = 1 if class_name is None else 100
-    frames = [pd.DataFrame({"test": test, "method": label, "fraction": 100 * x,
-                            "probability": scale * values})
+    frames = [pd.DataFrame({"test": test, "method": label, across: 100 * x,
+                            score: scale * values})
               for test, methods in curves.items() for label, values in zip(labels, methods)]
     title = ("Score s on the reference (1 = the reference)" if class_name is None else
              f"Probability of {class_name} (%)")
     return alt.Chart(pd.concat(frames)).mark_line(point=True).encode(
-        x=alt.X("fraction:Q", title="Patches removed (deletion) or revealed (insertion), %"),
-        y=alt.Y("probability:Q", title=title,
+        x=alt.X(f"{across}:Q", title="Patches removed (deletion) or revealed (insertion), %"),
+        y=alt.Y(f"{score}:Q", title=title,
                 scale=alt.Undefined if class_name is None else alt.Scale(domain=[0, 100])),
         color=alt.Color("method:N", title="Method", sort=labels,
                         legend=alt.Legend(orient="bottom", labelLimit=0, columns=2)),
-        tooltip=["method", alt.Tooltip("fraction:Q", format=".0f", title="patches (%)"),
-                 alt.Tooltip("probability:Q", format=".1f" if class_name else ".3f",
+        tooltip=["method", alt.Tooltip(f"{across}:Q", format=".0f", title="patches (%)"),
+                 alt.Tooltip(f"{score}:Q", format=".1f" if class_name else ".3f",
                              title="probability (%)" if class_name else "score s")],
     ).properties(width=300, height=220).facet(facet=alt.Facet("test:N", title=None), columns=2)
 

@@ -103,25 +103,41 @@ def from_widget(widget_key: str, name: str) -> None:
     select(**{name: st.session_state[widget_key]})
 
 
-def new_chart_pick(chart_key: str, event: Any) -> dict[str, Any] | None:
+def chart_point(event: Any) -> dict[str, Any] | None:
     """The point clicked in an Altair chart (``st.altair_chart(on_select="rerun")``),
-    returned once: a selection the chart still holds from an earlier click is not
-    returned again, so later sidebar changes are not overridden by it."""
-    points: list[dict[str, Any]] = []
+    None when none is."""
     for value in (event.selection if event else {}).values():
         if isinstance(value, list) and value:
-            points = value
-            break
-    return new_pick(chart_key, points[0] if points else None)
+            return value[0]
+    return None
 
 
-def select_clicked_head(chart_key: str, event: Any) -> None:
-    """A click on a head in chart `chart_key` (a point with fields layer and head)
-    selects that head on every page; the page runs again."""
-    pick = new_chart_pick(chart_key, event)
+def new_chart_pick(chart_key: str, event: Any) -> dict[str, Any] | None:
+    """The point clicked in chart `chart_key`, returned once (:func:`new_pick`)."""
+    return new_pick(chart_key, chart_point(event))
+
+
+def table_row(event: Any) -> int | None:
+    """The row selected in a table (``st.dataframe(on_select="rerun",
+    selection_mode="single-row")``), None when none is."""
+    rows = event.selection.rows if event else []
+    return rows[0] if rows else None
+
+
+def select_picked_head(key: str, pick: dict[str, Any] | None) -> None:
+    """A head picked in widget `key` (a clicked point or table row with fields layer
+    and head) selects that head on every page, once: the widget keeps its pick across
+    reruns, and a later sidebar change must win. The page then runs again, so that the
+    sidebar shows the head."""
+    pick = new_pick(key, pick)
     if pick and "layer" in pick and "head" in pick:
         select(layer=int(pick["layer"]), head=int(pick["head"]))
         st.rerun()
+
+
+def select_clicked_head(chart_key: str, event: Any) -> None:
+    """A click on a head in chart `chart_key` selects it (:func:`select_picked_head`)."""
+    select_picked_head(chart_key, chart_point(event))
 
 
 def new_pick(key: str, pick: Any) -> Any:

@@ -125,7 +125,7 @@ def selected_image() -> Selected:
     middle.image(blended, caption=f"Attention of CLS to each patch, layer {layer}, "
                  f"head {head} (bright = more attention; scaled to the image's max)")
     with middle:
-        downloads.image(blended, f"attention_{ds.records[index].id}_L{layer}H{head}",
+        downloads.image(blended, f"attention_L{layer}H{head}",
                         patch_table(arrays["cls_attention"][layer, head], lm))
     with right:
         predictions(lm, ds, index, arrays["logits"], true_name)

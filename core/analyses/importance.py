@@ -37,7 +37,7 @@ METRICS = ("prob", "jsd", "cls_dist", "patch_dist")
 EMBEDDING_METRICS = ("sim", "emb_dist", "cls_dist", "patch_dist")  # the same slots for a
 # model without classes (SPEC "Models without class scores")
 METRIC_LABELS = {
-    "prob": "Probability drop of the true class (P - P')",
+    "prob": "Probability drop (P - P', percentage points)",
     "jsd": "Jensen-Shannon divergence of the predictions",
     "sim": "Similarity score drop (s - s')",
     "emb_dist": "Embedding change (cosine distance)",
@@ -52,6 +52,24 @@ METRIC_AXES = {  # short axis titles, with units
     "cls_dist": "CLS output change (cosine distance)",
     "patch_dist": "Patch output change (cosine distance)",
 }
+METRIC_SCALES = {"prob": 100.0}  # computed as a fraction, shown in percentage points
+METRIC_COLUMNS = {  # a metric's column in a table or CSV: what it holds, in its unit
+    "prob": "probability_drop_percentage_points",
+    "jsd": "jensen_shannon_divergence",
+    "sim": "score_drop",
+    "emb_dist": "embedding_cosine_distance",
+    "cls_dist": "cls_output_cosine_distance",
+    "patch_dist": "patch_output_cosine_distance",
+}
+
+
+def shown(metric: str, values: np.ndarray) -> np.ndarray:
+    """`metric`'s values as computed, in the one unit every view (chart, table, CSV,
+    report) gives them: the probability drop in percentage points, the others as they
+    are."""
+    return METRIC_SCALES.get(metric, 1.0) * np.asarray(values)
+
+
 METRIC_HELP = (  # what each metric means, in plain words (the pages' help)
     "Probability drop: how many percentage points the probability of the class drops "
     "when the head is switched off (negative: it rises). "

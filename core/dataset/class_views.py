@@ -32,6 +32,8 @@ from core.model import LoadedModel
 from core.storage.cache import Arrays
 
 GROUPINGS = ("label", "prediction")
+NO_CLASSES = ("No image of the set has a known class (no class subfolders and no "
+              "labels.csv), so there are no classes to compare")
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ def build(lm: LoadedModel, ds: Dataset, reads: Reads, params: ClassViewParams,
     distance = stack(reads[STRENGTH.name], "mean_distance")
     label, _ = decide(stack(reads[PATTERNS.name], "label_scores"))  # image layer head
     classes = np.unique(group[group >= 0])
+    if not len(classes):
+        raise ValueError(f"{NO_CLASSES}: group the images by their predicted class.")
     onehot = np.eye(len(LABEL_NAMES))[label]  # image layer head label
     chosen = [group == c for c in classes]
     return {
