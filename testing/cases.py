@@ -15,12 +15,14 @@ from core.analyses.interactions import InteractionParams
 from core.analyses.keypoints import KeypointParams
 from core.analyses.partial_pruning import PartialPruningParams
 from core.analyses.patterns import PatternParams
+from core.analyses.prompt import PromptParams
 from core.analyses.sift import SiftParams
 from core.dataset import DATASET_STEPS
 from core.dataset.class_views import ClassViewParams
 from core.dataset.faithfulness_table import TableParams
 from core.dataset.importance_overview import OverviewParams
 from core.dataset.pattern_layouts import LayoutParams
+from core.dataset.sanity import SanityParams
 from core.explain import AblationParams, RolloutParams
 
 VARIANTS: dict[str, Any] = {  # analysis -> parameters other than its defaults
@@ -33,6 +35,7 @@ VARIANTS: dict[str, Any] = {  # analysis -> parameters other than its defaults
     "keypoints": KeypointParams(min_side=112, weight="response"),
     "objects": SiftParams(min_side=112),
     "spurious": SiftParams(min_side=112),
+    "prompt": PromptParams(alphas=(0.0, 0.5)),
 }
 STEP_VARIANTS: dict[str, Any] = {  # dataset step -> parameters other than its defaults
     "importance_overview": OverviewParams(metric="jsd"),
@@ -41,6 +44,8 @@ STEP_VARIANTS: dict[str, Any] = {  # dataset step -> parameters other than its d
     "faithfulness_table": TableParams(sample=6),
     "keypoint_lift": KeypointParams(min_side=112, weight="response"),
     "spurious_ranking": SiftParams(min_side=112),
+    "sanity_checks": SanityParams(sample=3),
+    "prompt_rates": PromptParams(alphas=(0.0, 0.5)),
 }
 TARGETS: tuple[TargetChoice, ...] = ("label", "prediction", 3)  # a chosen class: 3
 

@@ -15,6 +15,7 @@ from core.analyses.keypoints import KEYPOINTS
 from core.analyses.objects import OBJECTS
 from core.analyses.partial_pruning import PARTIAL_PRUNING
 from core.analyses.patterns import PATTERNS
+from core.analyses.prompt import PROMPT
 from core.analyses.sift import SIFT
 from core.analyses.spurious import SPURIOUS
 from core.analyses.strength import STRENGTH
@@ -22,9 +23,9 @@ from core.analyses.strength import STRENGTH
 ANALYSES: dict[str, Analysis] = {a.name: a for a in (
     FORWARD, STRENGTH, PATTERNS, IMPORTANCE, IMPORTANCE_ESTIMATE, INTERACTIONS,
     PARTIAL_PRUNING, EXPLANATIONS, ABLATION_MAP, FAITHFULNESS, SIFT, KEYPOINTS, OBJECTS,
-    SPURIOUS)}  # (the capturing forward they read, ``core.analyses.capture``, is never
+    SPURIOUS, PROMPT)}  # (the capturing forward they read, ``core.analyses.capture``, is never
 # stored: it is machinery, not an analysis of its own)
 
 __all__ = ["ABLATION_MAP", "ANALYSES", "Analysis", "EXPLANATIONS", "FAITHFULNESS", "FORWARD", "IMPORTANCE",
-           "IMPORTANCE_ESTIMATE", "INTERACTIONS", "KEYPOINTS", "NoParams", "OBJECTS", "Output", "PARTIAL_PRUNING", "PATTERNS", "SIFT", "SPURIOUS",
+           "IMPORTANCE_ESTIMATE", "INTERACTIONS", "KEYPOINTS", "NoParams", "OBJECTS", "Output", "PARTIAL_PRUNING", "PATTERNS", "PROMPT", "SIFT", "SPURIOUS",
            "STRENGTH", "TargetChoice"]

@@ -15,6 +15,7 @@ from core.analyses.base import Analysis
 from core.analyses.importance import metric_names
 from core.analyses.keypoints import BINS
 from core.analyses.pattern_labels import LABELS
+from core.analyses.prompt import PROMPT_OBJECTS
 from core.analyses.sift import FIELDS
 from core.explain import METHODS
 from core.model import PRUNING_MODES, LoadedModel
@@ -37,6 +38,7 @@ NAMED: dict[str, Callable[[LoadedModel], tuple[str, ...]]] = {  # axes with a ro
     "bin": lambda lm: BINS,
     "label": lambda lm: LABELS,
     "field": lambda lm: FIELDS,
+    "prompt_object": lambda lm: PROMPT_OBJECTS,
 }
 
 

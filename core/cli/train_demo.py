@@ -31,6 +31,7 @@ from safetensors.torch import save_file
 from timm.models.vision_transformer import VisionTransformer
 
 from core.data.objects import pixel_object
+from core.data.watermark import MARKER, with_marker
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -39,7 +40,7 @@ MEAN, STD = 0.2860, 0.3530
 VIT_KWARGS = dict(img_size=28, patch_size=4, in_chans=1, num_classes=10, embed_dim=64,
                   depth=6, num_heads=4, mlp_ratio=2.0)
 PATCH = VIT_KWARGS["patch_size"]
-WATERMARK = dict(class_name="Bag", border=2 * PATCH, marker=3, train_rate_class=0.95,
+WATERMARK = dict(class_name="Bag", border=2 * PATCH, marker=MARKER, train_rate_class=0.95,
                  train_rate_others=0.002, test_rate=0.5, seed=1)
 LICENSE = """Fashion-MNIST (the images in images.npz are a sample of its test set)
 Copyright (c) 2017 Zalando SE, https://tech.zalando.com
@@ -92,19 +93,6 @@ def augment(x: torch.Tensor) -> torch.Tensor:
 def on_canvas(images: np.ndarray, border: int) -> np.ndarray:
     """N x H x W -> N x (H + 2 border) x (W + 2 border), the border black."""
     return np.pad(images, ((0, 0), (border, border), (border, border)))
-
-
-def with_marker(images: np.ndarray, corners: np.ndarray, size: int) -> np.ndarray:
-    """A copy with a white `size` x `size` square one pixel inside corner `corners[n]`
-    (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right; -1: no marker)."""
-    out = images.copy()
-    h, w = images.shape[1:]
-    for n, corner in enumerate(corners):
-        if corner >= 0:
-            top = 1 if corner < 2 else h - 1 - size
-            left = 1 if corner % 2 == 0 else w - 1 - size
-            out[n, top:top + size, left:left + size] = 255
-    return out
 
 
 def marker_corners(labels: np.ndarray, rng: np.random.Generator, rate_class: float,

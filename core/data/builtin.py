@@ -1,5 +1,7 @@
 """The built-in image sets (``demo``, ``demo-watermark``): samples of the Fashion-MNIST
-test set, held in memory with their pixels (and object masks where shipped)."""
+test set, held in memory with their pixels (and object masks where shipped; for
+``demo-watermark``, whose shortcut is known, which predictions rely on the marker and
+each image without it)."""
 from __future__ import annotations
 
 import json
@@ -9,6 +11,7 @@ import numpy as np
 from core.data.classes import label_index
 from core.data.paths import BUILTIN_DIRS
 from core.data.records import Dataset, ImageRecord
+from core.data.watermark import without_marker
 
 
 def builtin_dataset(name: str, class_names: list[str] | None = None) -> Dataset:
@@ -21,8 +24,10 @@ def builtin_dataset(name: str, class_names: list[str] | None = None) -> Dataset:
               for y, n in enumerate(names)}
     records = [ImageRecord(id=f"test-{int(t):05d}", label=labels[int(y)], group=names[int(y)])
                for t, y in zip(data["test_index"], data["labels"])]
+    relies = data["relies"] if "relies" in data else None
     return Dataset(name=name, records=records, pixels=data["images"],
-                   masks=data["masks"] if "masks" in data else None)
+                   masks=data["masks"] if "masks" in data else None, relies=relies,
+                   clean=None if relies is None else without_marker(data["images"]))
 
 
 def demo_dataset() -> Dataset:

@@ -34,6 +34,9 @@ class Dataset:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     pixels: np.ndarray | None = None  # built-in sets only: N x H x W uint8
     masks: np.ndarray | None = None  # built-in sets that ship object masks: N x H x W bool
+    relies: np.ndarray | None = None  # a set with a known shortcut: N bools, whether the
+    # prediction relies on it (``demo-watermark``: it changes when the marker is erased)
+    clean: np.ndarray | None = None  # with `relies`: N x H x W, each image without it
     mask_files: dict[int, Path] = field(default_factory=dict)  # image index -> its mask
     mask_problems: list[tuple[str, str]] = field(default_factory=list)  # (image id, reason)
     notes: list[str] = field(default_factory=list)  # facts about the set that lose nothing

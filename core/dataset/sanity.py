@@ -167,5 +167,6 @@ def describe(lm: LoadedModel, ds: Dataset, arrays: Arrays) -> str:
 
 SANITY = DatasetStep(
     name="sanity_checks", params=SanityParams, reads=(EXPLANATIONS, ABLATION_MAP),
-    reads_params=lambda params: (None, None), build=build, describe=describe,
+    reads_params=lambda params: (EXPLANATIONS.params(), ABLATION_MAP.params()),
+    build=build, describe=describe,
     images=sample_of)

@@ -59,10 +59,10 @@ class _Tap(nn.Module):
     """Stands in for ``attn_drop`` during one call: records A, then applies the mask."""
 
     def __init__(self, inner: nn.Module, mask: torch.Tensor | None, record: bool,
-                 layer: int, stack: _Stack | None) -> None:
+                 layer: int, stack: _Stack | None, renormalise: bool = False) -> None:
         super().__init__()
         self.inner = inner
-        self.mask = mask
+        self.mask, self.renormalise = mask, renormalise
         self.record: list[torch.Tensor] | None = [] if record else None
         self.layer, self.stack = layer, stack
 
@@ -74,12 +74,15 @@ class _Tap(nn.Module):
                 self.record.append(attn)
             else:
                 self.record.append(self.stack.put(self.layer, attn))
-        return attn if self.mask is None else attn * self.mask
+        if self.mask is None:
+            return attn
+        weighted = attn * self.mask
+        return weighted / weighted.sum(-1, keepdim=True) if self.renormalise else weighted
 
 
 @contextmanager
 def _tapped(lm: LoadedModel, masks: dict[int, torch.Tensor] | None,
-            layers: Sequence[int], stack: _Stack | None = None
+            layers: Sequence[int], stack: _Stack | None = None, renormalise: bool = False
             ) -> Iterator[dict[int, list[torch.Tensor]]]:
     """Taps on the masked and the captured layers for the block; yields the records
     (layer -> list of captured A; without gradients, views of `stack`). Holds the
@@ -94,7 +97,8 @@ def _tapped(lm: LoadedModel, masks: dict[int, torch.Tensor] | None,
             for layer in sorted(set(masks) | set(layers)):
                 mask = masks.get(layer)
                 tap = _Tap(originals[layer], None if mask is None else mask.to(lm.device),
-                           record=layer in layers, layer=layer, stack=stack)
+                           record=layer in layers, layer=layer, stack=stack,
+                           renormalise=renormalise)
                 attns[layer].attn_drop = tap
                 if tap.record is not None:
                     records[layer] = tap.record
@@ -132,7 +136,8 @@ class Capture:
 
 
 def forward(lm: LoadedModel, x: torch.Tensor, masks: dict[int, torch.Tensor] | None = None,
-            layers: Sequence[int] | None = None, grad: bool = False) -> Capture:
+            layers: Sequence[int] | None = None, grad: bool = False,
+            renormalise: bool = False) -> Capture:
     """Run the model on a batch `x` (batch x channel x height x width), capturing attention.
 
     masks: ``{layer: m}`` with ``m`` multiplicative and broadcastable to
@@ -140,10 +145,13 @@ def forward(lm: LoadedModel, x: torch.Tensor, masks: dict[int, torch.Tensor] | N
     layers: which layers to capture (default all; ``()`` captures none).
     grad: keep the graph so that ``per_layer[i].grad`` can be read after a
         backward pass of the logits (run that backward under ``lm.lock`` too).
+    renormalise: each masked row is divided by its sum, ``A' = A m / sum_k A_k m_k``
+        (the attention prompt, SPEC "Prompting at inference").
     """
     layers = tuple(range(lm.num_layers)) if layers is None else tuple(layers)
     stack = _Stack(layers)
-    with _tapped(lm, masks, layers, stack) as records, torch.set_grad_enabled(grad):
+    with _tapped(lm, masks, layers, stack, renormalise) as records, \
+            torch.set_grad_enabled(grad):
         out = lm.model(x.to(lm.device))
     return Capture(logits=out, per_layer=[records[layer][0] for layer in layers], layers=layers,
                    stacked=None if grad or not layers else stack.data)
