@@ -8,7 +8,10 @@ when the marker is erased: the model's accuracy on the unmarked images and on th
 marked images of other classes, then the AUROC of each explanation method's spurious
 score (share of the map outside the garment) against ``relies``, with the random map
 and a uniformly random score as baselines; and the time per image of the keypoint
-analysis and of the counterfactual. Last lines are the headlines.
+analysis and of the counterfactual; then the attention prompt's fix and keep rates
+over alpha (SPEC "Prompting at inference"), for the object and for the keypoint patches
+as the inside. Last lines are the headlines, the prompt's for the object at the best
+alpha (the highest fix rate that keeps at least 90% of the other predictions).
 """
 from __future__ import annotations
 
@@ -18,7 +21,9 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from core import ANALYSES, load_dataset, load_model, run
+from core import ANALYSES, DATASET_STEPS, load_dataset, load_model, run, run_step
+from core.analyses.prompt import PROMPT_OBJECTS
+from core.dataset.prompt_rates import best_alpha, in_words
 from core.analyses.faithfulness import METHOD_NAMES, patch_pixels
 from core.data.inputs import load_batch
 from core.data.paths import BUILTIN_DIRS
@@ -65,6 +70,19 @@ def main() -> None:
           f"{100 * changed[~relies].mean():.1f}% of the others")
     print(f"spurious analysis (5 maps + counterfactual): "
           f"{1e3 * spurious_seconds / len(ds):.2f} ms/image on {lm.device}")
+    start = time.perf_counter()
+    rates = run_step(lm, ds, DATASET_STEPS["prompt_rates"]).arrays
+    prompt_seconds = time.perf_counter() - start
+    print("attention prompt, fix rate / keep rate per alpha (outside weight):")
+    for o, name in enumerate(PROMPT_OBJECTS):
+        print(f"  {name:<9} " + "  ".join(
+            f"{a:g}: {rates['fix'][o, k]:.3f}/{rates['keep'][o, k]:.3f}"
+            for k, a in enumerate(rates["alphas"])))
+    print(f"  pixel counterfactual: {float(rates['pixel_fix']):.3f}/"
+          f"{float(rates['pixel_keep']):.3f}; prompt analysis and rates "
+          f"{1e3 * prompt_seconds / len(ds):.1f} ms/image")
+    for o in range(len(PROMPT_OBJECTS)):
+        print(in_words(rates, o, best_alpha(rates, o)))
     best = max((m for m in METHOD_NAMES if m != "random"), key=auroc.get)
     print(f"clean_accuracy: {float((predicted[~marked] == labels[~marked]).mean()):.4f}")
     print(f"marked_other_classes_accuracy: {float((predicted[others] == labels[others]).mean()):.4f}")
@@ -75,6 +93,10 @@ def main() -> None:
     print(f"counterfactual_ms_per_image: {1e3 * counterfactual_seconds / len(ds):.2f}")
     print(f"auroc_best_method: {best}")
     print(f"auroc_best: {auroc[best]:.4f}")
+    a = best_alpha(rates, PROMPT_OBJECTS.index("object"))
+    print(f"prompt_best_alpha: {rates['alphas'][a]:g}")
+    print(f"prompt_fix_rate: {rates['fix'][0, a]:.4f}")
+    print(f"prompt_keep_rate: {rates['keep'][0, a]:.4f}")
 
 
 if __name__ == "__main__":

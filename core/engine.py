@@ -438,8 +438,12 @@ def run_step(lm: LoadedModel, ds: Dataset, step: DatasetStep, params: Any = None
         caller already has them (the batch precompute); the others come from :func:`run`.
     compute: False returns the cached result or None, with how many images still lack
         per-image results of some analysis the step reads.
+    Raises ValueError, before reading anything, on a set the step cannot run on.
     """
     params = parameters(step.params, params, step.name)
+    why = step.unavailable(lm, ds) if step.unavailable else ""
+    if why:
+        raise ValueError(why)
     key = step_key(lm, ds, step, params)
     found = cache.get(key) if cache is not None else None
     if found is not None:

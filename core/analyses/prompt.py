@@ -87,4 +87,5 @@ PROMPT = Analysis(
     forwards=lambda lm, params: 1 + len(PROMPT_OBJECTS) * len(params.alphas),
     outputs={"top": Output("int64", "prompt_object alpha"),
              "probability": Output("float32", "prompt_object alpha")},
-    batch_size=32)
+    batch_size=32, precompute=False)  # the Keypoints page computes an image's when it is
+    # opened; the precompute, through the rates' step, on a set with a known shortcut only

@@ -41,6 +41,8 @@ class DatasetStep(Generic[P]):
     version: int = 1
     images: Callable[[Dataset, P], list[int]] | None = None  # the images it reads (a
     # sample, in the order of the set); None: every image
+    unavailable: Callable[[LoadedModel, Dataset], str] | None = None  # why it cannot
+    # run on a set ("" or None: it can), checked before anything is read
 
     def indices(self, ds: Dataset, params: P) -> list[int]:
         """The images of `ds` this step reads with `params`."""

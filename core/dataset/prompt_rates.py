@@ -35,11 +35,16 @@ def clean_predictions(lm: LoadedModel, ds: Dataset, indices: list[int]) -> np.nd
     return np.concatenate(out)
 
 
+def unavailable(lm: LoadedModel, ds: Dataset) -> str:
+    """Why the rates cannot be measured on `ds` ("" when they can)."""
+    if ds.relies is None or ds.clean is None:
+        return ("this image set records no known shortcut (which predictions rely on it), "
+                "so there is no fix rate to measure; demo-watermark has one")
+    return "" if lm.has_classes else "a model without classes has no top-1 to fix"
+
+
 def build(lm: LoadedModel, ds: Dataset, reads: Reads, params: PromptParams,
           stage: Stage) -> Arrays:
-    if ds.relies is None or ds.clean is None or not lm.has_classes:
-        raise ValueError("this image set records no known shortcut (which predictions rely "
-                         "on it), so there is no fix rate to measure; demo-watermark has one")
     prompt, spurious = reads[PROMPT.name], reads[SPURIOUS.name]
     indices = sorted(prompt)
     relies = ds.relies[indices].astype(bool)
@@ -80,4 +85,5 @@ def describe(lm: LoadedModel, ds: Dataset, arrays: Arrays) -> str:
 
 PROMPT_RATES = DatasetStep(
     name="prompt_rates", params=PromptParams, reads=(PROMPT, SPURIOUS),
-    reads_params=lambda params: (params, SiftParams()), build=build, describe=describe)
+    reads_params=lambda params: (params, SiftParams()), build=build, describe=describe,
+    unavailable=unavailable)

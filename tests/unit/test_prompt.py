@@ -118,7 +118,10 @@ def test_fix_and_keep_rates_on_a_planted_case(demo):
         "the 2 images that relied on the marker and leaves 1 of the 3 others unchanged.")
 
 
-def test_a_set_without_a_known_shortcut_is_refused_in_words(demo):
+def test_a_set_without_a_known_shortcut_is_refused_in_words_before_any_work(demo, tmp_path):
+    from core.dataset import PROMPT_RATES
+    from core.engine import run_step
+    cache = ArrayCache(tmp_path)
     with pytest.raises(ValueError, match="records no known shortcut"):
-        build(demo, demo_dataset(), {"prompt": {}, "spurious": {}}, PROMPT.params(),
-              lambda *_: None)
+        run_step(demo, demo_dataset(), PROMPT_RATES, cache=cache)
+    assert len(cache) == 0  # nothing read or computed first
