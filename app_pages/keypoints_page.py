@@ -3,22 +3,26 @@ lies outside the object; see SPEC "Keypoints and spurious correlations"."""
 import pandas as pd
 import streamlit as st
 
-from core.analyses import KEYPOINTS, OBJECTS, SIFT, SPURIOUS
+from core.analyses import KEYPOINTS, OBJECTS, PROMPT, SIFT, SPURIOUS
+from core.analyses.cost import ablation_forwards
 from core.analyses.faithfulness import METHOD_NAMES
 from core.analyses.keypoints import has_keypoints
 from core.analyses.objects import OBJECT_SOURCES
+from core.analyses.prompt import PROMPT_OBJECTS, PromptParams
 from core.analyses.spurious import DEFAULT_METHOD
-from core.dataset import KEYPOINT_LIFT, SPURIOUS_RANKING
+from core.data.records import Dataset
+from core.dataset import KEYPOINT_LIFT, PROMPT_RATES, SPURIOUS_RANKING
+from core.dataset.prompt_rates import best_alpha, in_words
 from core.explain import METHODS
 from core.model import LoadedModel
 from core.storage.cache import Arrays
 from ui import downloads, resources
 from ui.downloads import chart_png, figure_png
 from ui.keypoints_charts import (interrelation_frame, keypoints_figure, layer_lift_chart,
-                                 lift_heatmap)
-from ui.report_html import NOT_COMPUTED, Report, figure_row, section
+                                 lift_heatmap, prompt_rates_chart)
+from ui.report_html import NOT_COMPUTED, Report, figure_row, paragraph, section
 from ui.state import bound, new_pick, select, select_clicked_head, table_row
-from ui.views import intro, selected_image, thumbnail
+from ui.views import could_not_be_used, intro, selected_image, thumbnail
 
 HEADING = "Keypoints and shortcuts"
 
@@ -156,6 +160,60 @@ def render() -> None:
                       f"{100 * float(ranked['changed']):.1f}% of the images." if lm.has_classes else
                       "Scores: s on the reference embedding, before and with the outside "
                       "removed (1 = the reference itself)."))
+    prompt_section(lm, ds, index)
+
+
+def prompt_section(lm: LoadedModel, ds: Dataset, index: int) -> None:
+    """The attention prompt (SPEC "Prompting at inference"): the selected image's
+    prediction with it, and on a set with a known shortcut how often it corrects it."""
+    st.subheader("Pointing the model at the object (attention prompt)")
+    st.caption("In every layer the patches outside the object get less weight as keys (0: "
+               "no patch attends to them; 1: the model as it is), so the model has to decide "
+               "from the object. Unlike filling the outside with grey, it adds nothing the "
+               "model never saw.")
+    forwards = ablation_forwards(lm) + len(PROMPT_OBJECTS) * len(PromptParams().alphas)
+    if not resources.on_request(lm, "the prompted predictions", forwards, "prompt_compute"):
+        return
+    arrays = resources.analyse(lm, ds, [index], PROMPT).arrays.get(index)
+    spurious = resources.analyse(lm, ds, [index], SPURIOUS).arrays.get(index)
+    if arrays is None or spurious is None:
+        could_not_be_used(ds.records[index].id, "it could not be read", "the prompt")
+        return
+    downloads.table(prompt_frame(lm, arrays, spurious), "prompt", width="content")
+    if ds.relies is None or not lm.has_classes:
+        return
+    rates = resources.whole_set_step(lm, ds, PROMPT_RATES, "How often the prompt fixes the "
+                                     "shortcut", "prompt_rates_compute")
+    if rates is None:
+        return
+    downloads.chart(prompt_rates_chart(rates["alphas"], rates["fix"], rates["keep"],
+                                       PROMPT_OBJECTS), "prompt_rates")
+    st.markdown(" ".join(in_words(rates, o, best_alpha(rates, o))
+                         for o in range(len(PROMPT_OBJECTS))))
+    st.caption("Corrected: the prompted prediction is the one the model gives the same image "
+               "without the marker. Filling the outside with grey instead corrects "
+               f"{100 * float(rates['pixel_fix']):.0f}% and leaves "
+               f"{100 * float(rates['pixel_keep']):.0f}% of the others unchanged.")
+
+
+def prompt_frame(lm: LoadedModel, arrays: Arrays, spurious: Arrays) -> pd.DataFrame:
+    """One row per way of looking: as is, the outside filled grey, and the prompt for
+    each object and alpha, with the top-1 and the explained class's probability (%)."""
+    def named(top: int) -> str:
+        return lm.class_names[top] if lm.has_classes else ""
+
+    scale = 100 if lm.has_classes else 1
+    what = "probability of the class predicted as is (%)" if lm.has_classes else "score s"
+    rows = [{"input": "as is", "top-1": named(int(spurious["top_before"])),
+             what: scale * float(spurious["probability_before"])},
+            {"input": "outside filled grey", "top-1": named(int(spurious["top_after"])),
+             what: scale * float(spurious["probability_after"])}]
+    for o, name in enumerate(PROMPT_OBJECTS):
+        for a, alpha in enumerate(PromptParams().alphas):
+            rows.append({"input": f"prompt, inside = {name}, outside weight {alpha:g}",
+                         "top-1": named(int(arrays["top"][o, a])),
+                         what: scale * float(arrays["probability"][o, a])})
+    return pd.DataFrame(rows).set_index("input")
 
 
 def report(r: Report) -> str:
@@ -173,7 +231,22 @@ def report(r: Report) -> str:
                                                "Lift over chance")),
                         "Attention on keypoint patches per head (1 = chance)"))
     return section("Keypoints and shortcuts", shortcut_text(lm, r.cached(SPURIOUS)),
-                   figure_row(figures))
+                   figure_row(figures) + paragraph(prompt_text(lm, r.cached(PROMPT)), muted=True))
+
+
+def prompt_text(lm: LoadedModel, arrays: Arrays | None) -> str:
+    """The prompted predictions of an image in one sentence (None: not computed)."""
+    if arrays is None:
+        return f"The attention prompt (the outside patches down-weighted): {NOT_COMPUTED}."
+    parts = []
+    for o, name in enumerate(PROMPT_OBJECTS):
+        for a, alpha in enumerate(PromptParams().alphas):
+            top = (f"{lm.class_names[int(arrays['top'][o, a])]}, " if lm.has_classes else "")
+            value = float(arrays["probability"][o, a])
+            parts.append(f"{name} {alpha:g}: {top}"
+                         + (f"{100 * value:.1f}%" if lm.has_classes else f"s = {value:.3f}"))
+    return ("The attention prompt, per inside and weight of the outside patches (1 = as "
+            "is): " + "; ".join(parts) + ".")
 
 
 def shortcut_text(lm: LoadedModel, spurious: Arrays | None) -> str:

@@ -94,3 +94,23 @@ def interrelation_frame(table: np.ndarray, bin_share: np.ndarray) -> pd.DataFram
     df.loc[bin_share == 0] = np.nan  # no source patch in that bin
     df.loc["share of the patches (chance)"] = 100 * bin_share
     return df.rename_axis("attention (%)")
+
+
+def prompt_rates_chart(alphas: np.ndarray, fix: np.ndarray, keep: np.ndarray,
+                       objects: tuple[str, ...]) -> alt.Chart:
+    """Fix and keep rates (object x alpha, 0-1) of the attention prompt, in %, a line per
+    rate and object."""
+    frame = pd.DataFrame([{"outside weight": float(a), "rate": rate, "inside": name,
+                           "percent": 100 * float(values[o, k])}
+                          for rate, values in (("corrected (relied on the marker)", fix),
+                                               ("unchanged (the others)", keep))
+                          for o, name in enumerate(objects) for k, a in enumerate(alphas)])
+    return alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X("outside weight:Q", title="Weight of the patches outside (0 = ignored, 1 = as is)"),
+        y=alt.Y("percent:Q", title="Images (%)", scale=alt.Scale(domain=[0, 100])),
+        color=alt.Color("rate:N", title="Rate", legend=alt.Legend(orient="bottom",
+                                                                  labelLimit=0)),
+        strokeDash=alt.StrokeDash("inside:N", title="Inside is"),
+        tooltip=["rate", "inside", alt.Tooltip("outside weight:Q", format="g"),
+                 alt.Tooltip("percent:Q", format=".1f")],
+    ).properties(width=360, height=240)

@@ -14,7 +14,7 @@ from app_pages import (classes_page, compare_page, importance_page, keypoints_pa
                        overview_page, patterns_page, rollout_page, strength_page)
 from core.analyses import (ABLATION_MAP, EXPLANATIONS, FAITHFULNESS, FORWARD, IMPORTANCE,
                            IMPORTANCE_ESTIMATE, INTERACTIONS, KEYPOINTS, OBJECTS, SIFT,
-                           PARTIAL_PRUNING, PATTERNS, SPURIOUS, STRENGTH)
+                           PARTIAL_PRUNING, PATTERNS, PROMPT, SPURIOUS, STRENGTH)
 from core.analyses.base import Analysis
 from core.dataset import (CLASS_VIEWS, ESTIMATE_AGREEMENT, FAITHFULNESS_TABLE,
                           IMPORTANCE_OVERVIEW, KEYPOINT_LIFT, PATTERN_LAYOUTS, SANITY,
@@ -60,7 +60,7 @@ PAGES = (
     AppPage("rollout", "Rollout", rollout_page,
             (FORWARD, EXPLANATIONS, ABLATION_MAP, FAITHFULNESS), (FAITHFULNESS_TABLE, SANITY)),
     AppPage("keypoints", "Keypoints", keypoints_page,
-            (FORWARD, SIFT, KEYPOINTS, OBJECTS, SPURIOUS),
+            (FORWARD, SIFT, KEYPOINTS, OBJECTS, SPURIOUS, PROMPT),
             (KEYPOINT_LIFT, SPURIOUS_RANKING)),
     AppPage("classes", "Classes", classes_page, (), (CLASS_VIEWS,)),
     AppPage("compare", "Compare", compare_page,

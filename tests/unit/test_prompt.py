@@ -4,6 +4,8 @@ outside tokens from the sequence, and its fix and keep rates on a planted case."
 from __future__ import annotations
 
 import copy
+import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -125,3 +127,38 @@ def test_a_set_without_a_known_shortcut_is_refused_in_words_before_any_work(demo
     with pytest.raises(ValueError, match="records no known shortcut"):
         run_step(demo, demo_dataset(), PROMPT_RATES, cache=cache)
     assert len(cache) == 0  # nothing read or computed first
+
+
+def test_the_keypoints_page_shows_the_prompt_and_its_rates_in_words(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    import ui.resources
+    from ui.pages import by_name
+
+    def small_watermark(spec: str, class_names: list[str]):
+        ds = builtin_dataset("demo-watermark", class_names)
+        keep = list(range(12))
+        return dataclasses.replace(ds, records=[ds.records[i] for i in keep],
+                                   pixels=ds.pixels[keep], masks=ds.masks[keep],
+                                   relies=ds.relies[keep], clean=ds.clean[keep])
+
+    monkeypatch.setenv("VIT_EXPLORER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(ui.resources, "load_dataset", small_watermark)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app.py"),
+                           default_timeout=600)
+    at.query_params.update({"model": "demo-watermark", "images": "demo-watermark"})
+    at.run()
+    at.switch_page(by_name("keypoints").path).run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    table = next(d.value for d in at.dataframe if "top-1" in d.value.columns)
+    assert list(table.index[:2]) == ["as is", "outside filled grey"]
+    assert "prompt, inside = object, outside weight 0" in table.index
+    at.button(key="prompt_rates_compute").click().run()
+    assert not at.exception and not at.error
+    said = " ".join(m.value for m in at.markdown)
+    assert re.search(r"the prompt corrects \d+ of the \d+ images that relied on the marker "
+                     r"and leaves \d+ of the \d+ others unchanged", said), said
+    assert any("Weight of the patches outside" in c.proto.spec
+               for c in at.get("vega_lite_chart"))

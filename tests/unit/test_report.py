@@ -42,8 +42,8 @@ def test_report_shows_what_its_pages_ask_for_only_once_computed(demo, tmp_path, 
     monkeypatch.setenv("VIT_EXPLORER_AUTO_EXACT_TOKENS", "1")  # exact importance is costly
     ds, cache = demo_dataset(), ArrayCache(tmp_path)
     page = image_report(demo, ds, 7, layer=3, head=1, cache=cache)
-    assert page.count(html.escape(NOT_COMPUTED)) == 4  # importance, spurious, class views,
-    # sanity checks
+    assert page.count(html.escape(NOT_COMPUTED)) == 5  # importance, spurious, class views,
+    # sanity checks, prompt
     for analysis in (IMPORTANCE, INTERACTIONS, SPURIOUS):
         assert run(demo, ds, [7], analysis, cache=cache, compute=False).missing == [7]
     run(demo, ds, [7], IMPORTANCE, cache=cache)
@@ -51,13 +51,14 @@ def test_report_shows_what_its_pages_ask_for_only_once_computed(demo, tmp_path, 
     page = image_report(demo, ds, 7, layer=3, head=1, cache=cache)
     assert "Most important here: layer" in page
     assert re.search(r"\d+\.\d% of the Gradient-weighted relevance map lies outside", page)
-    assert page.count(html.escape(NOT_COMPUTED)) == 3  # interactions, class views, sanity
+    assert page.count(html.escape(NOT_COMPUTED)) == 4  # interactions, class views, sanity,
+    # prompt
 
 
 def test_report_has_interactions_the_estimate_and_the_class_when_cached(demo, tmp_path):
     from core.data.datasets import load_dataset
     from core.dataset import CLASS_VIEWS
-    from core.engine import run_step
+    from core.engine import run, run_step
     from core.storage.cache import ArrayCache
     from testing.images import demo_class_folder
     ds = load_dataset(str(demo_class_folder(tmp_path, demo.class_names, per_class=2)),
@@ -75,5 +76,10 @@ def test_report_has_interactions_the_estimate_and_the_class_when_cached(demo, tm
     from core.dataset import SANITY
     run_step(demo, ds, SANITY, cache=cache)
     page = image_report(demo, ds, 0, layer=0, head=0, cache=cache)
+    from core.analyses import PROMPT
+    run(demo, ds, [0], PROMPT, cache=cache)
+    assert re.search(r"The attention prompt, per inside and weight of the outside patches "
+                     r"\(1 = as is\): object 0: [^;]+, \d+\.\d%", image_report(
+                         demo, ds, 0, layer=0, head=0, cache=cache))
     assert re.search(r"Sanity checks over 6 images, .*Attention rollout -?\d\.\d\d "
                      r"\((depends on the model|survives randomisation: read with care)\)", page)
