@@ -27,7 +27,7 @@ import numpy as np
 import timm
 import torch
 
-from core.analyses.faithfulness import METHOD_NAMES, perturbation_counts, road
+from core.analyses.faithfulness import METHOD_NAMES, evaluate, perturbation_counts, road
 from core.analyses.road import impute
 from core.data.builtin import demo_dataset
 from core.data.inputs import load_batch
@@ -99,10 +99,11 @@ def main(argv: list[str] | None = None) -> None:
     original = maps_of(lm, x, classes)
 
     begin = time.perf_counter()
-    cascade = [similarities(original, maps_of(twin, x, classes), lm.grid)[0]
-               for _, twin in randomised(lm)]
+    both = [similarities(original, maps_of(twin, x, classes), lm.grid)
+            for _, twin in randomised(lm)]
+    cascade, ssim_last = [rho for rho, _ in both], both[-1][1]
     engine_s = (time.perf_counter() - begin) / len(x)
-    n = args.naive_images
+    n = max(1, args.naive_images)
     begin = time.perf_counter()
     naive = naive_sanity(lm, x[:n], classes[:n], original[:n])
     naive_s = (time.perf_counter() - begin) / n
@@ -123,7 +124,15 @@ def main(argv: list[str] | None = None) -> None:
     print(f"road: {road_s:.3f} s per image (batched), {loop_s:.3f} s per image (naive loop); "
           "same AUCs: max difference "
           f"{max(np.abs(loop[k] - scored[k][:n]).max() for k in loop):.2g}")
-    print(f"model: {args.model}, {len(x)} images ({len(kept)} read)")
+    with torch.no_grad():
+        fill = evaluate(lm, x, maps, Explained(classes=torch.tensor(classes)))
+    print(f"model: {args.model}, {len(x)} images ({len(kept)} read); per method, means:")
+    print(f"  {'method':<17} {'Spearman':>8} {'SSIM':>6} {'ROAD most':>9} {'ROAD least':>10} "
+          f"{'deletion':>8} {'insertion':>9}   (Spearman, SSIM: after full randomisation)")
+    for m, name in enumerate(METHOD_NAMES):
+        print(f"  {name:<17} {cascade[-1][m]:8.3f} {ssim_last[m]:6.3f} "
+              f"{scored['road_most'][:, m].mean():9.3f} {scored['road_least'][:, m].mean():10.3f} "
+              f"{fill['deletion'][:, m].mean():8.3f} {fill['insertion'][:, m].mean():9.3f}")
     print(f"sanity_speedup_over_naive_loop: {naive_s / engine_s:.2f}")
     print(f"road_speedup_over_naive_loop: {loop_s / road_s:.2f}")
     for m, name in enumerate(METHOD_NAMES):
