@@ -257,7 +257,20 @@ def report(r: Report) -> str:
            "matter most for the image's embedding (its score s on itself).")
         + ("" if ablation is not None else
            f" {label} ({ablation_forwards(lm):,} forward passes): {NOT_COMPUTED}."),
-        figure_row(figures) + paragraph(sanity_text(lm, r.cached_step(SANITY)), muted=True))
+        figure_row(figures) + paragraph(road_text(lm, r.cached(FAITHFULNESS)), muted=True)
+        + paragraph(sanity_text(lm, r.cached_step(SANITY)), muted=True))
+
+
+def road_text(lm: LoadedModel, scores: Arrays | None) -> str:
+    """This image's ROAD and deletion AUCs per method in one sentence (None: not
+    computed)."""
+    if scores is None:
+        return f"How faithful each map is (ROAD, deletion): {NOT_COMPUTED}."
+    return ("How faithful each map is, area under the explained class's probability as its "
+            "top patches are removed (lower is better), ROAD (filled from their neighbours) "
+            "and deletion (mean colour): " + "; ".join(
+                f"{METHODS[name].label_for(lm)} {scores['road_most'][m]:.3f} and "
+                f"{scores['deletion'][m]:.3f}" for m, name in enumerate(METHOD_NAMES)) + ".")
 
 
 def sanity_text(lm: LoadedModel, arrays: Arrays | None) -> str:

@@ -42,8 +42,8 @@ def test_report_shows_what_its_pages_ask_for_only_once_computed(demo, tmp_path, 
     monkeypatch.setenv("VIT_EXPLORER_AUTO_EXACT_TOKENS", "1")  # exact importance is costly
     ds, cache = demo_dataset(), ArrayCache(tmp_path)
     page = image_report(demo, ds, 7, layer=3, head=1, cache=cache)
-    assert page.count(html.escape(NOT_COMPUTED)) == 5  # importance, spurious, class views,
-    # sanity checks, prompt
+    assert page.count(html.escape(NOT_COMPUTED)) == 6  # importance, spurious, class views,
+    # faithfulness, sanity checks, prompt
     for analysis in (IMPORTANCE, INTERACTIONS, SPURIOUS):
         assert run(demo, ds, [7], analysis, cache=cache, compute=False).missing == [7]
     run(demo, ds, [7], IMPORTANCE, cache=cache)
@@ -51,8 +51,8 @@ def test_report_shows_what_its_pages_ask_for_only_once_computed(demo, tmp_path, 
     page = image_report(demo, ds, 7, layer=3, head=1, cache=cache)
     assert "Most important here: layer" in page
     assert re.search(r"\d+\.\d% of the Gradient-weighted relevance map lies outside", page)
-    assert page.count(html.escape(NOT_COMPUTED)) == 4  # interactions, class views, sanity,
-    # prompt
+    assert page.count(html.escape(NOT_COMPUTED)) == 5  # interactions, class views,
+    # faithfulness, sanity, prompt
 
 
 def test_report_has_interactions_the_estimate_and_the_class_when_cached(demo, tmp_path):
@@ -76,8 +76,12 @@ def test_report_has_interactions_the_estimate_and_the_class_when_cached(demo, tm
     from core.dataset import SANITY
     run_step(demo, ds, SANITY, cache=cache)
     page = image_report(demo, ds, 0, layer=0, head=0, cache=cache)
-    from core.analyses import PROMPT
+    from core.analyses import FAITHFULNESS, PROMPT
     run(demo, ds, [0], PROMPT, cache=cache)
+    run(demo, ds, [0], FAITHFULNESS, cache=cache)
+    assert re.search(r"ROAD \(filled from their neighbours\) and deletion \(mean colour\): "
+                     r"Attention rollout \d\.\d{3} and \d\.\d{3};", image_report(
+                         demo, ds, 0, layer=0, head=0, cache=cache))
     assert re.search(r"The attention prompt, per inside and weight of the outside patches "
                      r"\(1 = as is\): object 0: [^;]+, \d+\.\d%", image_report(
                          demo, ds, 0, layer=0, head=0, cache=cache))
