@@ -74,7 +74,7 @@ def render() -> None:
             select_clicked_head("keypoint_lift", downloads.chart(
                 lift_heatmap(one["lift"], layer, head, "Lift over chance"), "keypoint_lift",
                 data=pd.DataFrame(one["lift"]).rename_axis("layer").rename(
-                    columns=lambda h: f"head {h}"), on_select="rerun"))
+                    columns=lambda h: f"head {h}"), on_select="rerun", width="content"))
             st.caption("Lift = the share of the CLS token's attention (over the patches) that "
                        "lands on keypoint patches, divided by their share of the patches. 1 is "
                        "chance; 2 means twice as much attention as chance. Click a cell to "

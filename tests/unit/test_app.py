@@ -496,3 +496,23 @@ def test_a_rerun_decodes_no_image_and_runs_no_forward_again(monkeypatch):
     calls.clear()
     at.run()
     assert not at.exception and calls == []
+
+
+def test_compare_page_draws_both_columns_on_one_scale():
+    """Issue 30: the two columns' charts had scales of their own (each zoomed to its
+    image), so the same height meant different values."""
+    import json
+
+    at = open_page(by_name("compare").path, {})
+    assert not at.exception, at.exception
+    specs = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
+
+    def y_domains(spec: dict) -> list:
+        return [p["encoding"]["y"].get("scale", {}).get("domain") for p in spec.get("layer", [])
+                if isinstance(p.get("encoding", {}).get("y"), dict)
+                and "title" in p["encoding"]["y"]]
+
+    importance = [y_domains(s) for s in specs if "head name" in json.dumps(s)]
+    distance = [y_domains(s) for s in specs if "spread" in json.dumps(s)]
+    for pair in (importance, distance):
+        assert len(pair) == 2 and pair[0] == pair[1] and None not in pair[0], pair
