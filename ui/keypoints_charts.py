@@ -98,3 +98,28 @@ def interrelation_frame(table: np.ndarray, bin_share: np.ndarray) -> pd.DataFram
     df.loc[bin_share == 0] = np.nan  # no source patch in that bin
     df.loc["share of the patches (chance)"] = 100 * bin_share
     return df.rename_axis("attention (%)")
+
+
+# the ranking as the page shows it (its CSV keeps every column of the page's rows)
+FILLED_TOP, FILL_CHANGES = "top-1, outside filled", "fill changes top-1"
+PROBABILITY, SCORE = "P(predicted) %: as is → filled", "score s: as is → filled"
+
+
+def shown_ranking(full: pd.DataFrame, has_classes: bool) -> pd.DataFrame:
+    """The ranking's rows (the page's columns: image, predicted, outside object (%),
+    probability before (%), ...) as shown: whether filling the outside of the object
+    changes the prediction first, the probability before and after as "a → b"."""
+    if not has_classes:
+        return pd.DataFrame({
+            "image": full["image"], "class in the set": full["class in the set"],
+            SCORE: [f"{a:.3f} → {b:.3f}" for a, b in zip(full["score before"],
+                                                          full["score without outside"])],
+            "outside object (%)": full["outside object (%)"],
+            "object from": full["object from"]})
+    return pd.DataFrame({
+        "image": full["image"], "predicted": full["predicted"],
+        FILLED_TOP: full["prediction without outside"], FILL_CHANGES: full["changes"],
+        PROBABILITY: [f"{a:.1f} → {b:.1f}" for a, b in zip(
+            full["probability before (%)"], full["probability without outside (%)"])],
+        "outside object (%)": full["outside object (%)"], "true class": full["true class"],
+        "object from": full["object from"]})

@@ -24,6 +24,7 @@ from tests.e2e.helpers import (CHARTS_DRAWN_JS, LAST_ON_CLICKS, NARROW, assert_n
                                open_page_from_sidebar, query_param, runs,
                                saw_page_not_found, wait_for_app)
 
+from app_pages.keypoints_page import RANKED_ROW_PX
 from ui.pages import PAGES, by_name
 
 pytestmark = pytest.mark.e2e
@@ -53,7 +54,7 @@ OVERFLOW_JS = """() => {
   return {scrollWidth: document.documentElement.scrollWidth, width, out: out.slice(0, 5)};
 }"""
 ASKS = re.compile(r"Compute now \(\d+ images\)")
-ROW_PX = 35  # Streamlit's dataframe row (and header) height
+ROW_PX = 35  # Streamlit's dataframe header height (and its rows' by default)
 URL_HAS_HEAD = "() => /[?&](layer|head)=/.test(window.location.search)"
 
 
@@ -218,7 +219,7 @@ def test_clicking_a_ranked_image_and_a_lift_cell_select_them_everywhere(page, ap
     table.scroll_into_view_if_needed()
     box = table.bounding_box()
     wanted = prepared.spurious_ids[2]  # the third row of the ranking: header + 2.5 rows
-    page.mouse.click(box["x"] + 12, box["y"] + ROW_PX * 3.5)
+    page.mouse.click(box["x"] + 12, box["y"] + ROW_PX + RANKED_ROW_PX * 2.5)
     page.wait_for_function(
         f"() => new URLSearchParams(location.search).get('image') === {wanted!r}",
         polling=100, timeout=60_000)

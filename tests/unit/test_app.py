@@ -2,6 +2,7 @@
 image shown with its predictions and the attention overlay."""
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.data.builtin import demo_dataset
@@ -516,3 +518,31 @@ def test_compare_page_draws_both_columns_on_one_scale():
     distance = [y_domains(s) for s in specs if "spread" in json.dumps(s)]
     for pair in (importance, distance):
         assert len(pair) == 2 and pair[0] == pair[1] and None not in pair[0], pair
+
+
+def test_the_shortcut_ranking_says_what_it_measures_and_shows_it_first(demo, tmp_path):
+    """Issue 30: the ranking's "changes" column was off-screen at 1,400 px, unexplained
+    (the fill itself changes most predictions) and its thumbnails too small to show a
+    marker."""
+    import base64
+    import json
+
+    from ui.keypoints_charts import FILL_CHANGES, FILLED_TOP, PROBABILITY
+
+    folder = demo_class_folder(tmp_path, demo.class_names, per_class=3)
+    at = open_page(by_name("keypoints").path, {"images": str(folder)})
+    at.button(key="spurious_compute").click().run()
+    assert not at.exception and not at.error
+    table = at.dataframe[-1]
+    columns = list(table.value.columns)
+    assert columns[:5] == ["thumbnail", "image", "predicted", FILLED_TOP, FILL_CHANGES]
+    assert PROBABILITY in columns and all(" → " in v for v in table.value[PROBABILITY])
+    config = json.loads(table.proto.columns)
+    widths = [config[c]["width"] for c in columns[:5]]
+    assert sum(widths) <= 900, widths  # in view in a 1,400 px window (about 940 px wide)
+    assert all("help" in config[c] for c in (FILLED_TOP, FILL_CHANGES, PROBABILITY))
+    assert table.proto.row_height >= 64
+    png = base64.b64decode(table.value["thumbnail"][0].split(",", 1)[1])
+    assert Image.open(io.BytesIO(png)).width >= 80
+    share = next(c.value for c in at.caption if "on its own it changes" in c.value)
+    assert re.search(r"on its own it changes \d+\.\d% of all 9 predictions", share), share
