@@ -1,5 +1,7 @@
 """Keypoints page: attention against SIFT keypoints, and the images whose explanation
 lies outside the object; see SPEC "Keypoints and spurious correlations"."""
+from functools import partial
+
 import pandas as pd
 import streamlit as st
 
@@ -26,7 +28,7 @@ HEADING = "Keypoints and shortcuts"
 RANKED_ROWS = 25  # images shown in the ranking (the CSV holds all)
 RANKED_ROW_PX = 80  # a ranking row: its thumbnail large enough to show a small marker
 # the ranking's column widths (px): up to FILL_CHANGES they fit a 1,400 px window
-RANKED_WIDTHS = {"thumbnail": 84, "image": 150, "predicted": 100, FILLED_TOP: 150,
+RANKED_WIDTHS = {"thumbnail": 84, "image": 170, "predicted": 100, FILLED_TOP: 150,
                  FILL_CHANGES: 130, PROBABILITY: 200, SCORE: 200, "outside object (%)": 130}
 
 
@@ -163,15 +165,12 @@ def render() -> None:
         config["outside object (%)"] = st.column_config.NumberColumn(
             "outside object (%)", format="%.1f", width=RANKED_WIDTHS["outside object (%)"],
             help=helps["outside object (%)"])
-        event = st.dataframe(
-            shown, key="spurious_table", on_select="rerun", selection_mode="single-row",
-            hide_index=True, width="stretch", row_height=RANKED_ROW_PX, column_config=config)
+        st.dataframe(shown, key="spurious_table",
+                     on_select=partial(pick_ranked, list(shown["image"])),
+                     selection_mode="single-row",
+                     hide_index=True, width="stretch", row_height=RANKED_ROW_PX,
+                     column_config=config)
         downloads.csv(full, f"spurious_{method}", "Download the whole ranking (CSV)")
-        rows = event.selection.rows if event else []
-        picked = new_pick("spurious_table", rows[0] if rows else None)
-        if picked is not None and picked < len(order):
-            select(image=ds.records[order[picked]].id)
-            st.rerun()
         st.caption(f"The {min(RANKED_ROWS, len(order))} of {len(order)} images with the largest "
                    f"share of the {labels[method]} map outside the object (negative values "
                    f"count as 0), with the prediction again with {filled}. Click a row to "
@@ -182,6 +181,15 @@ def render() -> None:
                       "with the fill is stronger." if lm.has_classes else
                       "Scores: s on the reference embedding, as is and with the outside "
                       "filled (1 = the reference itself)."))
+
+
+def pick_ranked(ids: list[str]) -> None:
+    """A click on a ranking row (`ids`: the rows' images) selects its image before the
+    run it starts: one run a click, not a second one to show the selection."""
+    rows = st.session_state["spurious_table"].selection.rows
+    picked = new_pick("spurious_table", rows[0] if rows else None)
+    if picked is not None and picked < len(ids):
+        select(image=ids[picked])
 
 
 def report(r: Report) -> str:
