@@ -23,9 +23,11 @@ TITLE_CHARACTERS = 30  # an axis title's line: it fits beside a plot about 200 p
 
 @alt.theme.register("explorer", enable=True)
 def explorer_theme() -> alt.theme.ThemeConfig:
-    """Every chart's theme: a margin round the chart, for the parts of letters (the
+    """Every chart's theme: Altair's default (300 px views where no size is given, as
+    the report's PNGs had) and a margin round the chart, for the parts of letters (the
     descender of a rotated title's "y") that Vega's layout does not count."""
-    return {"padding": {side: 4 for side in ("left", "right", "top", "bottom")}}
+    return {"config": {"view": {"continuousWidth": 300, "continuousHeight": 300}},
+            "padding": {side: 4 for side in ("left", "right", "top", "bottom")}}
 
 
 def lines(title: str, width: int = TITLE_CHARACTERS) -> list[str]:
