@@ -531,7 +531,8 @@ def test_the_shortcut_ranking_says_what_it_measures_and_shows_it_first(demo, tmp
 
     folder = demo_class_folder(tmp_path, demo.class_names, per_class=3)
     at = open_page(by_name("keypoints").path, {"images": str(folder)})
-    at.button(key="spurious_compute").click().run()
+    if any(b.key == "spurious_compute" for b in at.button):  # not cached by a test before
+        at.button(key="spurious_compute").click().run()
     assert not at.exception and not at.error
     table = at.dataframe[-1]
     columns = list(table.value.columns)
