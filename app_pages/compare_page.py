@@ -16,7 +16,7 @@ from core.display.maps import heat_map
 from core.display.predictions import explained_name
 from core.explain import METHODS
 from ui import downloads, resources
-from ui.charts import overlay
+from ui.charts import overlay, shared_domain
 from ui.importance_charts import heads_chart, values_frame
 from ui.rollout_charts import map_row
 from ui.state import bound
@@ -33,8 +33,8 @@ def render() -> None:
           "This page puts two images side by side: what the model predicts for each, which "
           "heads matter, how far the heads look and where the whole model looks.",
           "The left image is the one selected in the sidebar; pick the right one below (by "
-          "default the image after it). Charts share their axes' meaning, so differences "
-          "between the columns are differences between the images.")
+          "default the image after it). The two columns' charts share their axes and scales, "
+          "so differences between the columns are differences between the images.")
     chosen = selected()
     lm, ds, layer, head = chosen.lm, chosen.ds, chosen.layer, chosen.head
     ids = [r.id for r in ds.records]
@@ -50,6 +50,20 @@ def render() -> None:
     second = ds.index_of(other_id) if other_id else following
     _, even_distance = evenly_spread(lm.grid, lm.patch_size)
     results = resources.analyse(lm, ds, sorted({first, second}), FORWARD)
+    usable = [i for i in (first, second) if i in results.arrays]
+    exact = exact_importance_automatic(lm)
+    # what the two columns' charts draw, each pair on one scale
+    if exact:
+        every = {i: resources.analyse(lm, ds, [i], IMPORTANCE).arrays[i]["importance"]
+                 for i in usable}
+        importance = {i: shown(metric, values[m]) for i, values in every.items()}
+    else:  # a large model: the one-backward estimate, as on the Importance page
+        importance = {i: resources.analyse(lm, ds, [i], IMPORTANCE_ESTIMATE).arrays[i][
+            compared_with(metric)] for i in usable}
+    strength = {i: resources.analyse(lm, ds, [i], STRENGTH).arrays[i] for i in usable}
+    importance_scale = shared_domain(*importance.values())
+    distance_scale = shared_domain(np.array([even_distance]),
+                                   *(s["mean_distance"] for s in strength.values()))
     for column, index, side in zip(st.columns(2), (first, second), ("left", "right")):
         with column:
             record = ds.records[index]
@@ -65,25 +79,21 @@ def render() -> None:
                      + f"; {label_text(true_name, record.group)}")
             predictions(lm, ds, index, results.arrays[index]["logits"], true_name,
                         f"compare_predictions_{side}")
-            if exact_importance_automatic(lm):
-                values = resources.analyse(lm, ds, [index], IMPORTANCE).arrays[index]["importance"]
+            if exact:
                 st.markdown(f"**Which heads matter** ({METRIC_LABELS[metric]})")
-                downloads.chart(heads_chart(shown(metric, values[m]), None, METRIC_AXES[metric],
-                                            (layer, head)), f"compare_importance_{side}",
-                                data=values_frame(values, metric_names(lm)))
-            else:  # a large model: the one-backward estimate, as on the Importance page
-                estimate = resources.analyse(lm, ds, [index], IMPORTANCE_ESTIMATE).arrays[index]
+                title = METRIC_AXES[metric]
+            else:
                 st.markdown("**Which heads matter** (ESTIMATED from one backward pass, "
                             "Michel et al. 2019; the Importance page prunes each head)")
-                downloads.chart(heads_chart(estimate[compared_with(metric)], None,
-                                            estimate_label_of(compared_with(metric), lm),
-                                            (layer, head)),
-                                f"compare_importance_{side}")
-            strength = resources.analyse(lm, ds, [index], STRENGTH).arrays[index]
-            st.markdown("**How far each head looks** (dashed: evenly spread attention)")
-            downloads.chart(heads_scatter(strength["mean_distance"], layer, head,
-                                          "Mean attention distance (px)", even_distance, ".1f"),
-                            f"compare_strength_{side}")
+                title = estimate_label_of(compared_with(metric), lm)
+            downloads.chart(heads_chart(importance[index], None, title, (layer, head),
+                                        domain=importance_scale), f"compare_importance_{side}",
+                            data=values_frame(every[index], metric_names(lm)) if exact else None)
+            st.markdown("**How far each head looks** (dashed: evenly spread attention; both "
+                        "columns on one scale)")
+            downloads.chart(heads_scatter(strength[index]["mean_distance"], layer, head,
+                                          "Mean attention distance (px)", even_distance, ".1f",
+                                          domain=distance_scale), f"compare_strength_{side}")
             maps = resources.analyse(lm, ds, [index], EXPLANATIONS).arrays[index]
             st.markdown(f"**Where the whole model looks** (explaining "
                         f"{explained_name(lm.class_names, int(maps['class']))})")
@@ -99,7 +109,7 @@ def render() -> None:
                 map_row(big, [heat_map(drop, lm, big.shape[:2])],
                         [METHODS["ablation"].label_for(lm)], 3)
             st.caption(f"Mean attention distance over all heads: "
-                       f"{float(np.nanmean(strength['mean_distance'])):.1f} px.")
+                       f"{float(np.nanmean(strength[index]['mean_distance'])):.1f} px.")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """Keypoints page: attention against SIFT keypoints, and the images whose explanation
 lies outside the object; see SPEC "Keypoints and spurious correlations"."""
+from functools import partial
+
 import pandas as pd
 import streamlit as st
 
@@ -18,15 +20,20 @@ from core.model import LoadedModel
 from core.storage.cache import Arrays
 from ui import downloads, resources
 from ui.downloads import chart_png, figure_png
-from ui.keypoints_charts import (interrelation_frame, keypoints_figure, layer_lift_chart,
-                                 lift_heatmap, prompt_rates_chart)
+from ui.keypoints_charts import (FILL_CHANGES, FILLED_TOP, PROBABILITY, SCORE,
+                                 interrelation_frame, keypoints_figure, layer_lift_chart,
+                                 lift_heatmap, prompt_rates_chart, shown_ranking)
 from ui.report_html import NOT_COMPUTED, Report, figure_row, paragraph, section
-from ui.state import bound, new_pick, select, select_clicked_head, table_row
+from ui.state import bound, new_pick, select, select_clicked_head
 from ui.views import could_not_be_used, intro, selected_image, thumbnail
 
 HEADING = "Keypoints and shortcuts"
 
 RANKED_ROWS = 25  # images shown in the ranking (the CSV holds all)
+RANKED_ROW_PX = 80  # a ranking row: its thumbnail large enough to show a small marker
+# the ranking's column widths (px): up to FILL_CHANGES they fit a 1,400 px window
+RANKED_WIDTHS = {"thumbnail": 84, "image": 170, "predicted": 100, FILLED_TOP: 150,
+                 FILL_CHANGES: 130, PROBABILITY: 200, SCORE: 200, "outside object (%)": 130}
 
 
 def render() -> None:
@@ -37,8 +44,9 @@ def render() -> None:
           "the images whose explanation lies mostly outside the object, a sign that the model "
           "uses a shortcut such as a watermark or the background.",
           "A lift above 1 means a head gives the keypoint patches more attention than chance; "
-          "in the ranking, a high share outside the object together with a prediction that "
-          "changes when the outside is removed is a likely shortcut.")
+          "in the ranking, a high share outside the object together with a probability of "
+          "the predicted class that falls when the outside is filled with the mean colour is "
+          "a likely shortcut.")
     chosen = selected_image()
     lm, ds, index, layer, head = chosen.lm, chosen.ds, chosen.index, chosen.layer, chosen.head
     one, mine = chosen.arrays(KEYPOINTS), chosen.arrays(OBJECTS)  # (not the maps: costly)
@@ -78,7 +86,7 @@ def render() -> None:
             select_clicked_head("keypoint_lift", downloads.chart(
                 lift_heatmap(one["lift"], layer, head, "Lift over chance"), "keypoint_lift",
                 data=pd.DataFrame(one["lift"]).rename_axis("layer").rename(
-                    columns=lambda h: f"head {h}"), on_select="rerun"))
+                    columns=lambda h: f"head {h}"), on_select="rerun", width="content"))
             st.caption("Lift = the share of the CLS token's attention (over the patches) that "
                        "lands on keypoint patches, divided by their share of the patches. 1 is "
                        "chance; 2 means twice as much attention as chance. Click a cell to "
@@ -139,28 +147,55 @@ def render() -> None:
                     "object from": OBJECT_SOURCES[int(a["object_source"])]}
 
         full = pd.DataFrame([row(i) for i in order])
-        shown = full.head(RANKED_ROWS).copy()
+        shown = shown_ranking(full.head(RANKED_ROWS), lm.has_classes)
         shown.insert(0, "thumbnail", [thumbnail(lm, ds, i) for i in order[:RANKED_ROWS]])
-        event = st.dataframe(
-            shown, key="spurious_table", on_select="rerun", selection_mode="single-row",
-            hide_index=True, width="stretch",
-            column_config={"thumbnail": st.column_config.ImageColumn("thumbnail", width="small"),
-                           **{c: st.column_config.NumberColumn(c, format="%.1f") for c in full
-                              if c.endswith("(%)")}})
+        changed = 100 * float(ranked["changed"])
+        filled = ("the patches outside the object filled with the set's mean colour (the "
+                  "removal of the faithfulness tests)")
+        helps = {FILLED_TOP: f"The top-1 class with {filled}.",
+                 FILL_CHANGES: f"Whether the fill changes the top-1 class. The fill alone "
+                               f"changes {changed:.1f}% of the set's predictions, so a change "
+                               "is weak evidence of a shortcut.",
+                 PROBABILITY: "The probability of the predicted class, as is → with the "
+                              "outside filled. A fall: the outside carried the prediction.",
+                 SCORE: f"Score s on the image's own embedding, as is → with {filled} (1 = "
+                        "unchanged).",
+                 "outside object (%)": f"The share of the {labels[method]} map outside the "
+                                       "object (negative values count as 0): the order."}
+        config = {c: st.column_config.Column(c, width=RANKED_WIDTHS.get(c), help=helps.get(c))
+                  for c in shown}
+        config["thumbnail"] = st.column_config.ImageColumn("thumbnail",
+                                                           width=RANKED_WIDTHS["thumbnail"])
+        config["outside object (%)"] = st.column_config.NumberColumn(
+            "outside object (%)", format="%.1f", width=RANKED_WIDTHS["outside object (%)"],
+            help=helps["outside object (%)"])
+        st.dataframe(shown, key="spurious_table",
+                     on_select=partial(pick_ranked, list(shown["image"])),
+                     selection_mode="single-row",
+                     hide_index=True, width="stretch", row_height=RANKED_ROW_PX,
+                     column_config=config)
         downloads.csv(full, f"spurious_{method}", "Download the whole ranking (CSV)")
-        picked = new_pick("spurious_table", table_row(event))
-        if picked is not None and picked < len(order):
-            select(image=ds.records[order[picked]].id)
-            st.rerun()
         st.caption(f"The {min(RANKED_ROWS, len(order))} of {len(order)} images with the largest "
                    f"share of the {labels[method]} map outside the object (negative values "
-                   "count as 0), with the prediction again after the patches outside the object "
-                   "are set to the mean colour. Click a row to select that image. "
-                   + (f"Over the set, removing the outside changes the prediction of "
-                      f"{100 * float(ranked['changed']):.1f}% of the images." if lm.has_classes else
-                      "Scores: s on the reference embedding, before and with the outside "
-                      "removed (1 = the reference itself)."))
+                   f"count as 0), with the prediction again with {filled}. Click a row to "
+                   "select that image. "
+                   + (f"The fill is not neutral: on its own it changes {changed:.1f}% of all "
+                      f"{len(order)} predictions of the set, so a changed top-1 is weak "
+                      "evidence of a shortcut; a probability of the predicted class that falls "
+                      "with the fill is stronger." if lm.has_classes else
+                      "Scores: s on the reference embedding, as is and with the outside "
+                      "filled (1 = the reference itself)."))
+
     prompt_section(lm, ds, index)
+
+
+def pick_ranked(ids: list[str]) -> None:
+    """A click on a ranking row (`ids`: the rows' images) selects its image before the
+    run it starts: one run a click, not a second one to show the selection."""
+    rows = st.session_state["spurious_table"].selection.rows
+    picked = new_pick("spurious_table", rows[0] if rows else None)
+    if picked is not None and picked < len(ids):
+        select(image=ids[picked])
 
 
 def prompt_section(lm: LoadedModel, ds: Dataset, index: int) -> None:

@@ -3,14 +3,61 @@ engine computed; nothing here computes an analysis."""
 from __future__ import annotations
 
 import json
+import textwrap
 from typing import Any
 
 import altair as alt
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
+from matplotlib.colors import to_hex
 
 from core.display.predictions import Prediction, Similar
+
+
+# for charts sized by their steps (cells): Streamlit's default autosize "fit" would be
+# dropped for them, with a warning in the browser
+PAD = alt.AutoSizeParams(type="pad", contains="padding")
+LEGEND_COLUMNS = 6  # a layer legend's entries per row
+TITLE_CHARACTERS = 30  # an axis title's line: it fits beside a plot about 200 px tall
+
+
+@alt.theme.register("explorer", enable=True)
+def explorer_theme() -> alt.theme.ThemeConfig:
+    """Every chart's theme: Altair's default (300 px views where no size is given, as
+    the report's PNGs had) and a margin round the chart, for the parts of letters (the
+    descender of a rotated title's "y") that Vega's layout does not count."""
+    return {"config": {"view": {"continuousWidth": 300, "continuousHeight": 300}},
+            "padding": {side: 4 for side in ("left", "right", "top", "bottom")}}
+
+
+def lines(title: str, width: int = TITLE_CHARACTERS) -> list[str]:
+    """An axis title as lines of at most `width` characters (words kept whole), so that
+    a long title with its unit fits the side of a small plot."""
+    return textwrap.wrap(title, width) or [title]
+
+
+def layer_colour(layers: int, title: str = "Layer") -> alt.Color:
+    """Colour by ``layer`` (0 .. layers - 1): a colour of its own for every layer, in
+    order (viridis, dark to light), and a legend below listing every layer, in rows of
+    :data:`LEGEND_COLUMNS`."""
+    colours = [to_hex(colormaps["viridis"](t)) for t in np.linspace(0, 0.9, max(layers, 1))]
+    return alt.Color("layer:O", title=title,
+                     scale=alt.Scale(domain=list(range(layers)), range=colours[:layers]),
+                     legend=alt.Legend(orient="bottom", symbolLimit=0,
+                                       columns=min(layers, LEGEND_COLUMNS)))
+
+
+def shared_domain(*arrays: np.ndarray) -> tuple[float, float]:
+    """One axis range for charts side by side: the range of all `arrays` (NaN ignored),
+    widened by 5% on each side ((-1, 1) when there is no value)."""
+    values = np.concatenate([np.ravel(a) for a in arrays]).astype(np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return -1.0, 1.0
+    lo, hi = float(values.min()), float(values.max())
+    margin = 0.05 * (hi - lo) or 0.05 * max(abs(hi), 1.0)
+    return lo - margin, hi + margin
 
 
 def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:

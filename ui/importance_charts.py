@@ -8,9 +8,10 @@ import pandas as pd
 
 from core.analyses.importance import METRIC_AXES, METRIC_COLUMNS, METRIC_LABELS, shown
 from core.model import MODE_NAMES
-from ui.charts import head_frame
+from ui.charts import PAD, head_frame, layer_colour, lines
 
 PICK = "pick"  # name of the click selection in these charts
+BAR_PX, MIX_LEGEND_COLUMNS = 26, 3  # the pattern mix: a class's bar, legend entries a row
 
 
 def values_frame(values: np.ndarray, metrics: tuple[str, ...],
@@ -27,11 +28,13 @@ def values_frame(values: np.ndarray, metrics: tuple[str, ...],
 
 
 def heads_chart(values: np.ndarray, std: np.ndarray | None, title: str,
-                selected: tuple[int, int], non_negative: bool = False) -> alt.LayerChart:
+                selected: tuple[int, int], non_negative: bool = False,
+                domain: tuple[float, float] | None = None) -> alt.LayerChart:
     """One value per head (layer x head, in the unit of `title`) as points over the heads
     ("L2 H1", grouped by layer, coloured by layer, a line within each layer only); with
     `std`, a band of +- one standard deviation (cut at 0 for a `non_negative` metric).
-    The selected head is marked; points are clickable."""
+    The selected head is marked; points are clickable. `domain`: the value axis's range,
+    e.g. shared by charts side by side; default, the values'."""
     layers, heads = values.shape
     names = [f"L{layer} H{head}" for layer in range(layers) for head in range(heads)]
     df = head_frame({"value": values})
@@ -43,18 +46,19 @@ def heads_chart(values: np.ndarray, std: np.ndarray | None, title: str,
     x = alt.X("head name:N", sort=names, title="Head (L layer, H head; grouped by layer)",
               axis=alt.Axis(labelAngle=-90, labelOverlap="greedy"))
     base = alt.Chart(df).encode(x=x)
-    layer_colour = alt.Color("layer:O", title="Layer", scale=alt.Scale(scheme="tableau10"),
-                             legend=alt.Legend(orient="bottom", symbolLimit=0, columns=12))
+    colour = layer_colour(layers)
+    y_scale = alt.Undefined if domain is None else alt.Scale(domain=list(domain), nice=False)
     pick = alt.selection_point(name=PICK, fields=["layer", "head"], on="click", nearest=True)
     parts: list[alt.Chart] = []
     if std is not None:
         parts.append(base.mark_area(opacity=0.2).encode(
-            y=alt.Y("low:Q", title=title), y2="high:Q", color=layer_colour, detail="layer:O"))
+            y=alt.Y("low:Q", title=lines(title), scale=y_scale), y2="high:Q", color=colour,
+            detail="layer:O"))
     parts += [
-        base.mark_line(opacity=0.6).encode(y=alt.Y("value:Q", title=title), color=layer_colour,
-                                           detail="layer:O"),
+        base.mark_line(opacity=0.6).encode(y=alt.Y("value:Q", title=lines(title), scale=y_scale),
+                                           color=colour, detail="layer:O"),
         base.mark_point(filled=True, size=60).encode(
-            y="value:Q", color=layer_colour,
+            y="value:Q", color=colour,
             tooltip=["layer:O", "head:O", alt.Tooltip("value:Q", format=".4g", title=title)]
             + ([alt.Tooltip("low:Q", format=".4g", title="mean - SD"),
                 alt.Tooltip("high:Q", format=".4g", title="mean + SD")] if std is not None else []),
@@ -62,7 +66,7 @@ def heads_chart(values: np.ndarray, std: np.ndarray | None, title: str,
         alt.Chart(pd.DataFrame({"head name": [names[selected[0] * heads + selected[1]]]}))
         .mark_rule(color="#d62728", strokeDash=[4, 3]).encode(x=alt.X("head name:N", sort=names)),
     ]
-    return alt.layer(*parts).properties(height=300)
+    return alt.layer(*parts).properties(height=400)  # the plot, axes and legend
 
 
 def modes_chart(values: np.ndarray, metric: str, current: int) -> alt.Chart:
@@ -77,7 +81,8 @@ def modes_chart(values: np.ndarray, metric: str, current: int) -> alt.Chart:
     return alt.Chart(df).mark_bar().encode(
         y=alt.Y("mode:N", sort=None, title="Pruning mode",
                 axis=alt.Axis(labelLimit=220, labelOverlap=False)),
-        x=alt.X(f"{column}:Q", title=METRIC_AXES[metric]),
+        x=alt.X(f"{column}:Q", title=lines(METRIC_AXES[metric], 40),
+                axis=alt.Axis(labelFlush=True)),
         color=alt.condition(alt.datum.current, alt.value("#d62728"), alt.value("#4c78a8")),
         tooltip=["mode", alt.Tooltip(f"{column}:Q", format=".4g", title=METRIC_AXES[metric])],
     ).properties(height=40 * len(df))
@@ -142,7 +147,7 @@ def interaction_chart(heads: np.ndarray, interaction: np.ndarray, pair: np.ndarr
                                         domain=[-limit or -1, limit or 1])),
         tooltip=["first", "second", alt.Tooltip("interaction:Q", format=".4g", title=title),
                  alt.Tooltip("pair:Q", format=".4g", title="Effect of the pair")],
-    ).properties(width=alt.Step(40), height=alt.Step(30))
+    ).properties(width=alt.Step(40), height=alt.Step(30), autosize=PAD)
 
 
 def difference_chart(frame: pd.DataFrame, first: str, second: str) -> alt.Chart:
@@ -160,19 +165,24 @@ def difference_chart(frame: pd.DataFrame, first: str, second: str) -> alt.Chart:
                  alt.Tooltip("difference:Q", format=".4g", title="Difference"),
                  alt.Tooltip("standardised:Q", format=".2f",
                              title="Difference in pooled SDs")],
-    ).properties(width=alt.Step(44), height=alt.Step(26))
+    ).properties(width=alt.Step(44), height=alt.Step(26), autosize=PAD)
 
 
 def pattern_mix_chart(mix: pd.DataFrame) -> alt.Chart:
     """Stacked bars: per class the share of its image x head pairs given each pattern
-    label (columns: class, label, share)."""
+    label (columns: class, label, share); every bar named (:data:`BAR_PX` each, no label
+    dropped)."""
     return alt.Chart(mix).mark_bar().encode(
-        y=alt.Y("class:N", title="Class", sort=None, axis=alt.Axis(labelLimit=260)),
+        y=alt.Y("class:N", title="Class", sort=None,
+                axis=alt.Axis(labelLimit=260, labelOverlap=False)),
         x=alt.X("share:Q", title="Share of heads x images (%)", stack="normalize",
                 axis=alt.Axis(format="%")),
-        color=alt.Color("label:N", title="Pattern label"),
+        color=alt.Color("label:N", title="Pattern label",
+                        legend=alt.Legend(orient="bottom", labelLimit=0,
+                                          columns=MIX_LEGEND_COLUMNS)),
         tooltip=["class", "label", alt.Tooltip("share:Q", format=".1%", title="Share")],
-    ).properties(height=max(120, 26 * mix["class"].nunique()))
+    ).properties(height=BAR_PX * mix["class"].nunique() + 60  # + the axis and the legend
+                 + 20 * -(-mix["label"].nunique() // MIX_LEGEND_COLUMNS))
 
 
 def estimate_frame(estimate: dict[str, np.ndarray]) -> pd.DataFrame:

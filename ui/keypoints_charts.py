@@ -11,9 +11,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle, Rectangle
 
 from core.analyses.keypoints import BINS
-from ui.charts import head_frame
+from ui.charts import PAD, head_frame, lines
 
 LIFT_PICK = "lift_pick"
+LIFT_FORMAT, LIFT_FONT = ".2f", 11  # the numbers in the lift cells
 
 
 def keypoints_figure(image: np.ndarray, keypoints: np.ndarray, grid: tuple[int, int],
@@ -53,19 +54,22 @@ def lift_heatmap(lift: np.ndarray, layer: int, head: int, title: str) -> alt.Lay
     pick = alt.selection_point(name=LIFT_PICK, fields=["layer", "head"], on="click",
                                nearest=True)  # a click on a cell's number counts too
     top = max(2.0, float(np.nanmax(lift)) if lift.size else 2.0)
+    digits = max((len(f"{v:{LIFT_FORMAT}}") for v in lift[np.isfinite(lift)]), default=4)
     base = alt.Chart(df).encode(
         x=alt.X("head:O", title="Head"),
-        y=alt.Y("layer:O", title="Layer (0 = first block)"))
+        y=alt.Y("layer:O", title=lines("Layer (0 = first block)")))
     cells = base.mark_rect().encode(
         color=alt.Color("lift:Q", title=title, scale=alt.Scale(
             scheme="blueorange", domain=[0, 1, top], domainMid=1)),
         tooltip=["layer", "head", alt.Tooltip("lift:Q", format=".2f", title=title)],
     ).add_params(pick)
-    text = base.mark_text(fontSize=11).encode(text=alt.Text("lift:Q", format=".2f"))
+    text = base.mark_text(fontSize=LIFT_FONT).encode(text=alt.Text("lift:Q", format=LIFT_FORMAT))
     chosen = base.transform_filter(
         (alt.datum.layer == layer) & (alt.datum.head == head)
     ).mark_rect(fill=None, stroke="black", strokeWidth=2.5)
-    return (cells + text + chosen).properties(height=max(160, 34 * layers))
+    return (cells + text + chosen).properties(  # a cell holds its number (7 px a digit)
+        width=alt.Step(7 * digits + 8), height=alt.Step(max(22, 160 // max(layers, 1))),
+        autosize=PAD)
 
 
 def layer_lift_chart(mean: np.ndarray, std: np.ndarray) -> alt.LayerChart:
@@ -94,6 +98,31 @@ def interrelation_frame(table: np.ndarray, bin_share: np.ndarray) -> pd.DataFram
     df.loc[bin_share == 0] = np.nan  # no source patch in that bin
     df.loc["share of the patches (chance)"] = 100 * bin_share
     return df.rename_axis("attention (%)")
+
+
+# the ranking as the page shows it (its CSV keeps every column of the page's rows)
+FILLED_TOP, FILL_CHANGES = "top-1, outside filled", "fill changes top-1"
+PROBABILITY, SCORE = "P(predicted) %: as is → filled", "score s: as is → filled"
+
+
+def shown_ranking(full: pd.DataFrame, has_classes: bool) -> pd.DataFrame:
+    """The ranking's rows (the page's columns: image, predicted, outside object (%),
+    probability before (%), ...) as shown: whether filling the outside of the object
+    changes the prediction first, the probability before and after as "a → b"."""
+    if not has_classes:
+        return pd.DataFrame({
+            "image": full["image"], "class in the set": full["class in the set"],
+            SCORE: [f"{a:.3f} → {b:.3f}" for a, b in zip(full["score before"],
+                                                          full["score without outside"])],
+            "outside object (%)": full["outside object (%)"],
+            "object from": full["object from"]})
+    return pd.DataFrame({
+        "image": full["image"], "predicted": full["predicted"],
+        FILLED_TOP: full["prediction without outside"], FILL_CHANGES: full["changes"],
+        PROBABILITY: [f"{a:.1f} → {b:.1f}" for a, b in zip(
+            full["probability before (%)"], full["probability without outside (%)"])],
+        "outside object (%)": full["outside object (%)"], "true class": full["true class"],
+        "object from": full["object from"]})
 
 
 def prompt_rates_chart(alphas: np.ndarray, fix: np.ndarray, keep: np.ndarray,

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from core.display.density import Density
 from core.display.head_detail import Pairs
+from ui.charts import layer_colour
 
 CLS_COLOUR, PATCH_COLOUR = "#1f77b4", "#ff7f0e"  # blue: CLS-related, orange: patch pairs
 
@@ -45,9 +46,8 @@ def layout_chart(points: pd.DataFrame, background: Density | pd.DataFrame, axis_
         ).add_params(pick("_all"))
     selected = alt.Chart(points).mark_circle(size=110, stroke="black", strokeWidth=0.6).encode(
         x="x:Q", y="y:Q",
-        color=alt.Color("layer:O", title="Layer (selected image)",
-                        scale=alt.Scale(scheme="viridis"),
-                        legend=alt.Legend(orient="bottom", symbolLimit=0, columns=12)),
+        color=layer_colour(int(points["layer"].max()) + 1 if len(points) else 0,
+                           "Layer (selected image)"),
         tooltip=[alt.Tooltip("image_id:N", title="image"), "layer:O", "head:O",
                  alt.Tooltip("pattern:N", title="pattern label")]
     ).add_params(pick(nearest=isinstance(background, Density)))  # over cells: nearest head
@@ -60,17 +60,21 @@ def layout_chart(points: pd.DataFrame, background: Density | pd.DataFrame, axis_
 
 def histogram_chart(edges: np.ndarray, counts: np.ndarray, threshold: float,
                     top_percent: float) -> alt.LayerChart:
-    """Counts of the matrix's values on log10 bins, with the threshold line."""
+    """Counts of the matrix's values on log10 bins, with the threshold line, labelled on
+    the side of it with more room."""
     bars = pd.DataFrame({"lo": edges[:-1], "hi": edges[1:], "pairs": counts})
     hist = alt.Chart(bars).mark_bar(color="#8c8c8c").encode(
         x=alt.X("lo:Q", title="Attention value (log10 scale)"), x2="hi",
         y=alt.Y("pairs:Q", title="Token pairs", scale=alt.Scale(type="symlog")),
         tooltip=[alt.Tooltip("lo:Q", format=".2f", title="from log10"),
                  alt.Tooltip("hi:Q", format=".2f", title="to log10"), "pairs:Q"])
-    line = alt.Chart(pd.DataFrame({"t": [np.log10(threshold)],
+    t = float(np.log10(threshold))
+    line = alt.Chart(pd.DataFrame({"t": [t],
                                    "label": [f"top {top_percent:g}%: >= {threshold:.3g}"]}))
     rule = line.mark_rule(color="#d62728", strokeWidth=2).encode(x="t:Q")
-    text = line.mark_text(align="left", dx=4, color="#d62728").encode(
+    left = t > (edges[0] + edges[-1]) / 2
+    text = line.mark_text(align="right" if left else "left", dx=-4 if left else 4,
+                          color="#d62728").encode(
         x="t:Q", y=alt.value(10), text="label:N")
     return alt.layer(hist, rule, text).properties(height=180)
 
@@ -94,9 +98,9 @@ def two_axes_chart(pairs: Pairs, names: list[str], chosen: int,
         y2="bottom:Q",
         color=alt.Color("pair:N", title="Pair", scale=alt.Scale(
             domain=["CLS-related", "patch -> patch"], range=[CLS_COLOUR, PATCH_COLOUR]),
-            legend=alt.Legend(orient="bottom", labelLimit=0)),
+            legend=alt.Legend(orient="bottom", labelLimit=0, columns=1)),
         opacity=alt.Opacity("attention:Q", title="Attention", scale=alt.Scale(range=[0.2, 1]),
-                            legend=alt.Legend(orient="bottom")),
+                            legend=alt.Legend(orient="bottom", columns=3)),
         tooltip=["source:Q", "target:Q", alt.Tooltip("attention:Q", format=".3f")])
     pick = alt.selection_point(name=token_pick, fields=["token"], on="click")
     marks = alt.Chart(tokens).mark_point(filled=True, size=40).encode(

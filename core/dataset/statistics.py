@@ -20,19 +20,24 @@ def mean_and_std(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values.mean(axis=0), values.std(axis=0)
 
 
-def density(values: np.ndarray, lo: float = 0.0, hi: float = 1.0,
-            points: int = 101) -> tuple[np.ndarray, np.ndarray]:
-    """Gaussian kernel density of `values` (NaN dropped) on `points` steps over [lo, hi].
+def density(values: np.ndarray, lo: float = 0.0, hi: float = 1.0, points: int = 101,
+            fit: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian kernel density of `values` (NaN dropped) on `points` steps over [lo, hi];
+    `fit`: over the values' own range instead, widened by three bandwidths each side
+    (the tails), within [lo, hi].
 
-    Bandwidth: Scott's rule, at least 1% of the range (one repeated value
+    Bandwidth: Scott's rule, at least 1% of [lo, hi] (one repeated value
     still gives a visible peak). Returns (x, density); all zeros when no value.
     """
     values = np.asarray(values, dtype=np.float64)
     values = values[np.isfinite(values)]
-    x = np.linspace(lo, hi, points)
     if values.size == 0:
+        x = np.linspace(lo, hi, points)
         return x, np.zeros_like(x)
     width = max(values.std() * values.size ** -0.2, 0.01 * (hi - lo))
+    if fit:
+        lo, hi = max(lo, values.min() - 3 * width), min(hi, values.max() + 3 * width)
+    x = np.linspace(lo, hi, points)
     z = (x[:, None] - values[None, :]) / width
     return x, np.exp(-0.5 * z ** 2).sum(axis=1) / (values.size * width * np.sqrt(2 * np.pi))
 

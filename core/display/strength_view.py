@@ -14,7 +14,7 @@ from core.storage.cache import Arrays
 @dataclass
 class StrengthOverSet:
     images: int
-    entropy_x: np.ndarray  # the selected head's entropy: points of its density
+    entropy_x: np.ndarray  # the selected head's entropy: points of its density (its range)
     entropy_density: np.ndarray
     entropy_trend: pd.DataFrame  # per layer, see core.dataset.statistics.layer_trend
     distance_trend: pd.DataFrame
@@ -24,6 +24,6 @@ def strength_over_set(arrays: dict[int, Arrays], layer: int, head: int) -> Stren
     """From every image's ``strength`` results: head (`layer`, `head`)'s entropy
     density and the per-layer trends of the entropy and the mean distance."""
     entropy = stack(arrays, "entropy")  # image x layer x head
-    x, y = density(entropy[:, layer, head])
+    x, y = density(entropy[:, layer, head], fit=True)  # entropies often lie near 1
     return StrengthOverSet(len(entropy), x, y, layer_trend(entropy),
                            layer_trend(stack(arrays, "mean_distance")))

@@ -20,6 +20,16 @@ from urllib.parse import parse_qs, urlparse
 from playwright.sync_api import Locator, Page, expect
 
 TIMEOUT_MS = 120_000  # a ceiling for a failing test, never a pause
+NARROW = {"width": 420, "height": 900}  # a phone held upright
+# on the clicks folder (its whole-set views cached), what each page draws last
+LAST_ON_CLICKS = {"overview": "csv_overview_tsne", "importance": "png_importance_mode_predictions",
+                  "strength": "csv_distance_by_layer", "patterns": "pattern_token",
+                  "rollout": "ro_checkpoint", "keypoints": "csv_spurious_relevance",
+                  "classes": "csv_classes_strength", "compare": "csv_compare_maps_right"}
+CHARTS_DRAWN_JS = """() => {
+  const charts = [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')];
+  return charts.length > 0 && charts.every(c => c.querySelector('canvas, svg.marks'));
+}"""
 
 MONITOR_JS = """
 (() => {

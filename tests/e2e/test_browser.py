@@ -19,10 +19,12 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect
 
-from tests.e2e.helpers import (assert_no_exception, chart, click_chart, download, keyed,
-                               open_app, open_page_from_sidebar, query_param, runs,
+from tests.e2e.helpers import (CHARTS_DRAWN_JS, LAST_ON_CLICKS, NARROW, assert_no_exception,
+                               chart, click_chart, download, keyed, open_app,
+                               open_page_from_sidebar, query_param, runs,
                                saw_page_not_found, wait_for_app)
 
+from app_pages.keypoints_page import RANKED_ROW_PX
 from ui.pages import PAGES, by_name
 
 pytestmark = pytest.mark.e2e
@@ -33,16 +35,6 @@ LAST_ON_DEMO = {"overview": "overview_compute", "importance": "png_importance_mo
                 "strength": "strength_compute", "patterns": "pattern_compute",
                 "rollout": "ro_checkpoint", "keypoints": "spurious_compute",
                 "classes": "classes_compute", "compare": "csv_compare_maps_right"}
-# on the clicks folder (its whole-set views cached), what each page draws last
-LAST_ON_CLICKS = {"overview": "csv_overview_tsne", "importance": "png_importance_mode_predictions",
-                  "strength": "csv_distance_by_layer", "patterns": "pattern_token",
-                  "rollout": "ro_checkpoint", "keypoints": "csv_spurious_relevance",
-                  "classes": "csv_classes_strength", "compare": "csv_compare_maps_right"}
-NARROW = {"width": 420, "height": 900}  # a phone held upright
-CHARTS_DRAWN_JS = """() => {
-  const charts = [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')];
-  return charts.length > 0 && charts.every(c => c.querySelector('canvas, svg.marks'));
-}"""
 # the page's width, and what sticks out past the window outside a box of its own that
 # scrolls (a table's, a wide chart's): cut off or making the page scroll sideways
 OVERFLOW_JS = """() => {
@@ -62,7 +54,7 @@ OVERFLOW_JS = """() => {
   return {scrollWidth: document.documentElement.scrollWidth, width, out: out.slice(0, 5)};
 }"""
 ASKS = re.compile(r"Compute now \(\d+ images\)")
-ROW_PX = 35  # Streamlit's dataframe row (and header) height
+ROW_PX = 35  # Streamlit's dataframe header height (and its rows' by default)
 URL_HAS_HEAD = "() => /[?&](layer|head)=/.test(window.location.search)"
 
 
@@ -227,7 +219,7 @@ def test_clicking_a_ranked_image_and_a_lift_cell_select_them_everywhere(page, ap
     table.scroll_into_view_if_needed()
     box = table.bounding_box()
     wanted = prepared.spurious_ids[2]  # the third row of the ranking: header + 2.5 rows
-    page.mouse.click(box["x"] + 12, box["y"] + ROW_PX * 3.5)
+    page.mouse.click(box["x"] + 12, box["y"] + ROW_PX + RANKED_ROW_PX * 2.5)
     page.wait_for_function(
         f"() => new URLSearchParams(location.search).get('image') === {wanted!r}",
         polling=100, timeout=60_000)

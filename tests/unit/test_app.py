@@ -2,6 +2,7 @@
 image shown with its predictions and the attention overlay."""
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.data.builtin import demo_dataset
@@ -501,3 +503,52 @@ def test_a_rerun_decodes_no_image_and_runs_no_forward_again(monkeypatch):
     calls.clear()
     at.run()
     assert not at.exception and calls == []
+
+
+def test_compare_page_draws_both_columns_on_one_scale():
+    """Issue 30: the two columns' charts had scales of their own (each zoomed to its
+    image), so the same height meant different values."""
+    import json
+
+    at = open_page(by_name("compare").path, {})
+    assert not at.exception, at.exception
+    specs = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
+
+    def y_domains(spec: dict) -> list:
+        return [p["encoding"]["y"].get("scale", {}).get("domain") for p in spec.get("layer", [])
+                if isinstance(p.get("encoding", {}).get("y"), dict)
+                and "title" in p["encoding"]["y"]]
+
+    importance = [y_domains(s) for s in specs if "head name" in json.dumps(s)]
+    distance = [y_domains(s) for s in specs if "spread" in json.dumps(s)]
+    for pair in (importance, distance):
+        assert len(pair) == 2 and pair[0] == pair[1] and None not in pair[0], pair
+
+
+def test_the_shortcut_ranking_says_what_it_measures_and_shows_it_first(demo, tmp_path):
+    """Issue 30: the ranking's "changes" column was off-screen at 1,400 px, unexplained
+    (the fill itself changes most predictions) and its thumbnails too small to show a
+    marker."""
+    import base64
+    import json
+
+    from ui.keypoints_charts import FILL_CHANGES, FILLED_TOP, PROBABILITY
+
+    folder = demo_class_folder(tmp_path, demo.class_names, per_class=3)
+    at = open_page(by_name("keypoints").path, {"images": str(folder)})
+    if any(b.key == "spurious_compute" for b in at.button):  # not cached by a test before
+        at.button(key="spurious_compute").click().run()
+    assert not at.exception and not at.error
+    table = at.dataframe[-1]
+    columns = list(table.value.columns)
+    assert columns[:5] == ["thumbnail", "image", "predicted", FILLED_TOP, FILL_CHANGES]
+    assert PROBABILITY in columns and all(" → " in v for v in table.value[PROBABILITY])
+    config = json.loads(table.proto.columns)
+    widths = [config[c]["width"] for c in columns[:5]]
+    assert sum(widths) <= 900, widths  # in view in a 1,400 px window (about 940 px wide)
+    assert all("help" in config[c] for c in (FILLED_TOP, FILL_CHANGES, PROBABILITY))
+    assert table.proto.row_height >= 64
+    png = base64.b64decode(table.value["thumbnail"][0].split(",", 1)[1])
+    assert Image.open(io.BytesIO(png)).width >= 80
+    share = next(c.value for c in at.caption if "on its own it changes" in c.value)
+    assert re.search(r"on its own it changes \d+\.\d% of all 9 predictions", share), share

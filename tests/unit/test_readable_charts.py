@@ -67,3 +67,73 @@ def test_faithfulness_headers_are_short():
     frame = faithfulness_frame(table, ["a", "b"], FAITH_METRICS)
     assert frame.index.name == "method"  # kept in the CSV
     assert max(len(c) for c in frame.columns) <= 24, list(frame.columns)
+
+
+def colour_encodings(chart: dict) -> list[dict]:
+    """Every layer-colour encoding of a chart's spec (its layers searched)."""
+    parts = chart.get("layer", [chart])
+    return [p["encoding"]["color"] for p in parts
+            if p.get("encoding", {}).get("color", {}).get("field") == "layer"]
+
+
+def test_a_12_layer_models_layers_each_have_their_own_colour_and_legend_entry():
+    """Issue 30: ViT-B's layer 10 was coloured as layer 0 (a 10-colour scheme) and the
+    Compare legend stopped at layer 9 (one row of 12 entries, wider than the chart)."""
+    from ui.importance_charts import heads_chart
+    from ui.strength_charts import heads_scatter
+
+    values = np.random.rand(12, 12)
+    points = pd.DataFrame({"x": np.arange(12.0), "y": np.arange(12.0), "image": 0,
+                           "image_id": "a", "layer": np.arange(12), "head": 0,
+                           "pattern": "mixed"})
+    charts = {"heads": heads_chart(values, None, "Probability drop", (0, 0)),
+              "scatter": heads_scatter(values, 0, 0, "Mean distance (px)", 0.5),
+              "layout": layout_chart(points, points, "CLS", "pick", (3, 0))}
+    for name, chart in charts.items():
+        colours = colour_encodings(chart.to_dict())
+        assert colours, name
+        for colour in colours:
+            scale, legend = colour["scale"], colour["legend"]
+            assert scale["domain"] == list(range(12)), name  # in layer order, every layer
+            assert len(set(scale["range"])) == 12, (name, scale)  # no colour twice
+            assert legend["symbolLimit"] == 0 and legend["columns"] <= 6, (name, legend)
+
+
+def test_every_class_of_the_pattern_mix_is_named():
+    """Issue 30: Vega dropped every other class name (labels overlapping: 26 px a class
+    for the bars, the axis and the legend together); now 26 px a bar besides the axis
+    and legend, and no label dropped."""
+    from ui.importance_charts import pattern_mix_chart
+
+    classes = [f"class {k}" for k in range(10)]
+    mix = pd.DataFrame({"class": np.repeat(classes, 2), "label": ["a", "b"] * 10,
+                        "share": 0.5})
+    chart = pattern_mix_chart(mix).to_dict()
+    assert chart["encoding"]["y"]["axis"]["labelOverlap"] is False
+    assert chart["height"] >= 26 * len(classes) + 40  # + the axis and the legend
+
+
+def test_lift_cells_are_wide_enough_for_their_numbers():
+    """Issue 30: the report's lift heatmap (rendered without a page width) had 20 px
+    cells for numbers like 12.34."""
+    from ui.keypoints_charts import lift_heatmap
+
+    lift = np.full((6, 4), 12.345)
+    chart = lift_heatmap(lift, 0, 0, "Lift over chance").to_dict()
+    text = next(p for p in chart["layer"] if p["mark"].get("type") == "text")
+    size = text["mark"]["fontSize"]
+    digits = len(f"{12.345:{text['encoding']['text']['format']}}")
+    assert chart["width"]["step"] >= 0.6 * size * digits + 6  # a digit is about 0.6 em
+    assert chart["autosize"]["type"] == "pad"
+
+
+def test_both_columns_of_the_compare_page_share_their_scales():
+    from ui.importance_charts import heads_chart
+    from ui.strength_charts import heads_scatter
+
+    values = np.random.rand(6, 4)
+    for chart in (heads_chart(values, None, "t", (0, 0), domain=(-1.0, 5.0)),
+                  heads_scatter(values, 0, 0, "t", 0.5, domain=(-1.0, 5.0))):
+        ys = [p["encoding"]["y"] for p in chart.to_dict()["layer"] if "y" in p.get("encoding", {})
+              and "scale" in p["encoding"]["y"]]
+        assert ys and all(y["scale"]["domain"] == [-1.0, 5.0] for y in ys), ys

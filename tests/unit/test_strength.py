@@ -131,3 +131,16 @@ def test_density_is_a_normalised_peak_at_the_values():
     assert x[0] == 0 and x[-1] == 1 and abs(x[y.argmax()] - 0.3) <= 0.01
     assert np.trapezoid(y, x) == pytest.approx(1, abs=1e-3)
     assert not density(np.array([np.nan]))[1].any()
+
+
+def test_the_entropy_density_is_drawn_over_the_values_not_all_of_0_to_1():
+    """Issue 30: entropies between 0.95 and 1 were drawn on a 0-1 axis (a spike at the
+    right edge); the density's points now span the values and their tails only."""
+    from core.display.strength_view import strength_over_set
+
+    rng = np.random.default_rng(0)
+    arrays = {i: {"entropy": 0.95 + 0.05 * rng.random((2, 3)),
+                  "mean_distance": rng.random((2, 3))} for i in range(200)}
+    view = strength_over_set(arrays, 1, 2)
+    assert 0.85 < view.entropy_x[0] < 0.95 and view.entropy_x[-1] == 1.0
+    assert view.entropy_density[0] < 0.05 * view.entropy_density.max()  # the tail is in view
