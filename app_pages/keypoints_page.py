@@ -44,9 +44,8 @@ def render() -> None:
           "the images whose explanation lies mostly outside the object, a sign that the model "
           "uses a shortcut such as a watermark or the background.",
           "A lift above 1 means a head gives the keypoint patches more attention than chance; "
-          "in the ranking, a high share outside the object together with a probability of "
-          "the predicted class that falls when the outside is filled with the mean colour is "
-          "a likely shortcut.")
+          "in the ranking, a high share outside the object together with a prediction that "
+          "weakens when the outside is filled with the mean colour is a likely shortcut.")
     chosen = selected_image()
     lm, ds, index, layer, head = chosen.lm, chosen.ds, chosen.index, chosen.layer, chosen.head
     one, mine = chosen.arrays(KEYPOINTS), chosen.arrays(OBJECTS)  # (not the maps: costly)

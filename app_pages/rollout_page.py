@@ -216,11 +216,9 @@ def sanity_section(lm: LoadedModel, ds: Dataset, labels: list[str]) -> None:
     if arrays is None:
         return
     steps = [str(s) for s in arrays["steps"]]
-    left, right = st.columns(2)
-    for column, key, measure in ((left, "spearman", "Spearman"), (right, "ssim", "SSIM")):
-        with column:
-            downloads.chart(sanity_chart(steps, arrays[key], labels, measure),
-                            f"sanity_{key}", width="content")
+    downloads.chart(sanity_chart(steps, {"Spearman": arrays["spearman"],
+                                         "SSIM": arrays["ssim"]}, labels),
+                    "sanity_similarity", width="content")
     said = verdicts(arrays)
     names = list(METHOD_NAMES)
     downloads.table(pd.DataFrame(

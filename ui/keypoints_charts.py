@@ -135,11 +135,13 @@ def prompt_rates_chart(alphas: np.ndarray, fix: np.ndarray, keep: np.ndarray,
                                                ("unchanged (the others)", keep))
                           for o, name in enumerate(objects) for k, a in enumerate(alphas)])
     return alt.Chart(frame).mark_line(point=True).encode(
-        x=alt.X("outside weight:Q", title="Weight of the patches outside (0 = ignored, 1 = as is)"),
+        x=alt.X("outside weight:Q", title=lines("Weight of the patches outside (0 = ignored, "
+                                                "1 = as is)")),
         y=alt.Y("percent:Q", title="Images (%)", scale=alt.Scale(domain=[0, 100])),
         color=alt.Color("rate:N", title="Rate", legend=alt.Legend(orient="bottom",
-                                                                  labelLimit=0)),
-        strokeDash=alt.StrokeDash("inside:N", title="Inside is"),
+                                                                  labelLimit=0, columns=1)),
+        strokeDash=alt.StrokeDash("inside:N", title="Inside is",
+                                  legend=alt.Legend(orient="bottom", columns=1)),
         tooltip=["rate", "inside", alt.Tooltip("outside weight:Q", format="g"),
                  alt.Tooltip("percent:Q", format=".1f")],
     ).properties(width=360, height=240)

@@ -11,7 +11,7 @@ import streamlit as st
 
 from core.display.maps import normalise
 from core.model import LoadedModel
-from ui.charts import overlay
+from ui.charts import lines, overlay
 
 
 def map_row(image: np.ndarray, heats: list[np.ndarray], captions: list[str],
@@ -92,19 +92,23 @@ def curves_chart(curves: dict[str, np.ndarray], x: np.ndarray, labels: list[str]
     ).properties(width=300, height=220).facet(facet=alt.Facet("test:N", title=None), columns=2)
 
 
-def sanity_chart(steps: list[str], similarity: np.ndarray, labels: list[str],
-                 measure: str) -> alt.Chart:
-    """Similarity (step x method) of each method's maps to the untouched model's as the
-    model is re-initialised from the top, a line per method."""
-    frame = pd.DataFrame([{"step": step, "method": label, "similarity": float(value)}
-                          for step, row in zip(steps, similarity)
+def sanity_chart(steps: list[str], similarity: dict[str, np.ndarray], labels: list[str]
+                 ) -> alt.FacetChart:
+    """Similarity (measure name -> step x method) of each method's maps to the untouched
+    model's as the model is re-initialised from the top: a line per method, a panel per
+    measure (as the deletion and insertion curves)."""
+    frame = pd.DataFrame([{"measure": measure, "step": step, "method": label,
+                           "similarity": float(value)}
+                          for measure, values in similarity.items()
+                          for step, row in zip(steps, values)
                           for label, value in zip(labels, row)])
     return alt.Chart(frame).mark_line(point=True).encode(
-        x=alt.X("step:N", sort=steps, title="Re-initialised so far (from the top)",
+        x=alt.X("step:N", sort=steps, title=lines("Re-initialised so far (from the top)"),
                 axis=alt.Axis(labelAngle=-45)),
-        y=alt.Y("similarity:Q", title=f"{measure} to the untouched map",
-                scale=alt.Scale(domain=[-1 if measure == "Spearman" else -0.2, 1])),
+        y=alt.Y("similarity:Q", title=lines("Similarity to the untouched map (1 = the same)"),
+                scale=alt.Scale(domain=[-1, 1])),
         color=alt.Color("method:N", title="Method", sort=labels,
                         legend=alt.Legend(orient="bottom", labelLimit=0, columns=2)),
-        tooltip=["step", "method", alt.Tooltip("similarity:Q", format=".2f")],
-    ).properties(width=320, height=240)
+        tooltip=["measure", "step", "method", alt.Tooltip("similarity:Q", format=".2f")],
+    ).properties(width=300, height=220).facet(facet=alt.Facet("measure:N", title=None),
+                                              columns=2)

@@ -322,7 +322,7 @@ def test_four_sessions_computing_at_once_show_the_numbers_of_one_session_alone(
         new_context, first_visit, app_url, prepared, engine_model):
     from core.analyses.faithfulness import METHOD_NAMES
     from core.analyses.faithfulness import METRICS as FAITH_METRICS
-    from core.analyses.importance import METRICS
+    from core.analyses.importance import METRIC_COLUMNS, METRICS, shown
     from core.dataset.faithfulness_table import shown_metrics
     from core.explain import METHODS
     from core.explain.rollout import FUSIONS
@@ -384,12 +384,14 @@ def test_four_sessions_computing_at_once_show_the_numbers_of_one_session_alone(
         want = expected[image]
         if kind == "importance":
             df = got[k, "importance"]
-            assert list(df.columns) == ["layer", "head", *METRICS]
+            columns = [METRIC_COLUMNS[m] for m in METRICS]  # each metric in its shown unit
+            assert list(df.columns) == ["layer", "head", *columns]
             assert (df["layer"].to_numpy() == np.repeat(np.arange(layers), heads)).all()
             assert (df["head"].to_numpy() == np.tile(np.arange(heads), layers)).all()
-            np.testing.assert_allclose(df[list(METRICS)].to_numpy().T,
-                                       want["importance"].reshape(len(METRICS), -1),
-                                       rtol=0, atol=1e-6)
+            for m, metric in enumerate(METRICS):
+                np.testing.assert_allclose(df[columns[m]].to_numpy(),
+                                           shown(metric, want["importance"][m]).ravel(),
+                                           rtol=0, atol=1e-4)
         else:
             maps = got[k, "maps"].set_index("patch")
             np.testing.assert_allclose(maps.to_numpy().T, want["maps"], rtol=0, atol=1e-6)
