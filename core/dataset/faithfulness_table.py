@@ -31,12 +31,19 @@ SEED = 0
 
 
 @dataclass(frozen=True)
-class TableParams:
-    sample: int = 200  # images scored (a stratified sample); 0: every image
+class SampleParams:
+    """The parameters of a step that reads a stratified sample of the set."""
+
+    sample: int = 200  # images read (a stratified sample); 0: every image
 
     def __post_init__(self) -> None:
         if self.sample < 0:
             raise ValueError(f"sample must be 0 (every image) or positive, got {self.sample}")
+
+
+@dataclass(frozen=True)
+class TableParams(SampleParams):
+    sample: int = 200  # images scored
 
 
 def stratified_sample(labels: list[int | None], size: int, seed: int = SEED) -> list[int]:
@@ -58,8 +65,8 @@ def stratified_sample(labels: list[int | None], size: int, seed: int = SEED) -> 
     return sorted(chosen)
 
 
-def sample_of(ds: Dataset, params: TableParams) -> list[int]:
-    """The images the table scores."""
+def sample_of(ds: Dataset, params: SampleParams) -> list[int]:
+    """The images a sampling step reads."""
     return stratified_sample([r.label for r in ds.records], params.sample)
 
 

@@ -38,7 +38,7 @@ from core.analyses.explanations import every_map
 from core.data.inputs import load_batch
 from core.data.records import Dataset
 from core.dataset.base import DatasetStep, Reads, Stage
-from core.dataset.faithfulness_table import stratified_sample
+from core.dataset.faithfulness_table import SampleParams, sample_of
 from core.dataset.statistics import spearman
 from core.explain import METHODS
 from core.model import LoadedModel
@@ -53,16 +53,8 @@ NORMS = (torch.nn.LayerNorm, torch.nn.GroupNorm, torch.nn.modules.batchnorm._Bat
 
 
 @dataclass(frozen=True)
-class SanityParams:
-    sample: int = 50  # images checked (a stratified sample); 0: every image
-
-    def __post_init__(self) -> None:
-        if self.sample < 0:
-            raise ValueError(f"sample must be 0 (every image) or positive, got {self.sample}")
-
-
-def sample_of(ds: Dataset, params: SanityParams) -> list[int]:
-    return stratified_sample([r.label for r in ds.records], params.sample)
+class SanityParams(SampleParams):
+    sample: int = 50  # images checked
 
 
 def randomised(lm: LoadedModel) -> Iterator[tuple[str, LoadedModel]]:
