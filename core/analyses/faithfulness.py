@@ -193,19 +193,21 @@ def road_logits(lm: LoadedModel, x: torch.Tensor, maps: torch.Tensor) -> torch.T
     """Logits (image, method, order, step, output) of the ROAD copies of the images x
     (image, channel, height, width) for maps (image, method, patch): the patches of
     ``perturbation_counts`` removed most relevant first (order 0) or least relevant
-    first (order 1), their pixels imputed (``core.analyses.road.impute``)."""
+    first (order 1), their pixels imputed (``core.analyses.road.impute``, seeded: the
+    same removal gives the same input). Each distinct removal of an image is imputed and
+    run once (the clean image starts every series)."""
     counts = torch.as_tensor(perturbation_counts(maps.shape[-1]), device=maps.device)
     order = torch.stack([ranks(maps), ranks(-maps)], dim=2)  # (image, method, order, patch)
     chosen = order[..., None, :] < counts[:, None]  # (image, method, order, step, patch)
-    pixels = patch_pixels(lm, chosen)[..., 0, :, :].bool().cpu().numpy()
+    b, series = chosen.shape[0], chosen.shape[1:4]
+    distinct, which = distinct_inputs(chosen.reshape(b, -1, chosen.shape[-1]).to(torch.int8))
+    removed = patch_pixels(lm, distinct[:, 1:])[:, 0].bool().cpu().numpy()
     images = x.detach().float().cpu().numpy()
-    inputs = np.empty((*pixels.shape[:4], *images.shape[1:]), dtype=np.float32)
-    for index in np.ndindex(*pixels.shape[:4]):
-        inputs[index] = impute(images[index[0]], pixels[index])
-    flat = torch.from_numpy(inputs).reshape(-1, *images.shape[1:]).to(x.device, x.dtype)
+    inputs = np.stack([impute(images[int(i)], r) for i, r in zip(distinct[:, 0], removed)])
+    flat = torch.from_numpy(inputs).to(x.device, x.dtype)
     per_forward = max(1, TOKENS_PER_FORWARD // lm.num_tokens)
     outputs = torch.cat([logits(lm, chunk) for chunk in flat.split(per_forward)])
-    return outputs.reshape(*pixels.shape[:4], -1)
+    return outputs[which].reshape(b, *series, -1)
 
 
 def localisation(maps: torch.Tensor, on_object: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
