@@ -364,7 +364,7 @@ def _compute_group(lm: LoadedModel, ds: Dataset, group: list[tuple[_Node, RunRes
         now = time.perf_counter()
         for node, _ in group:  # the batch's time shared by the group's analyses
             COSTS.record(lm.identity, node.analysis.name, (now - started) / len(group),
-                         len(batch.indices), cache)
+                         len(batch.indices))
         started = now
         for (node, result), want, got in zip(group, wants, _per_job(computed, len(group))):
             if isinstance(got, str):  # the batch failed where it ran
@@ -377,6 +377,8 @@ def _compute_group(lm: LoadedModel, ds: Dataset, group: list[tuple[_Node, RunRes
                     cache.set(node.keys[i], arrays)
         settled, undecoded = len(batch.indices) + undecoded, 0
         yield settled
+    for node, _ in group:
+        COSTS.store(lm.identity, node.analysis.name, cache)
     yield undecoded
 
 
@@ -465,7 +467,8 @@ def run_step(lm: LoadedModel, ds: Dataset, step: DatasetStep, params: Any = None
     reads = {name: {i: r.arrays[i] for i in sorted(usable)} for name, r in results.items()}
     started = time.perf_counter()
     arrays = step.build(lm, ds, reads, params, stage or no_stage)
-    COSTS.record(lm.identity, step.name, time.perf_counter() - started, len(usable), cache)
+    COSTS.record(lm.identity, step.name, time.perf_counter() - started, len(usable))
+    COSTS.store(lm.identity, step.name, cache)
     if cache is not None:
         cache.set(key, arrays)
     return StepResult(arrays, skipped)

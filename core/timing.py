@@ -35,18 +35,23 @@ class Costs:
         self._measures: dict[tuple[str, str], Measure] = {}
         self._forward: dict[str, float] = {}
 
-    def record(self, model: str, name: str, seconds: float, images: int,
-               cache: ArrayCache | None = None) -> None:
-        """Add `seconds` spent on `images` images of analysis or step `name`; this
-        process's sums are written to `cache` too (the last writer's stay)."""
+    def record(self, model: str, name: str, seconds: float, images: int) -> None:
+        """Add `seconds` spent on `images` images of analysis or step `name`."""
         if images <= 0:
             return
         with self._lock:
             measure = self._measures.setdefault((model, name), Measure())
             measure.seconds += seconds
             measure.images += images
-            sums = {"seconds": np.float64(measure.seconds), "images": np.int64(measure.images)}
-        if cache is not None:
+
+    def store(self, model: str, name: str, cache: ArrayCache | None) -> None:
+        """Write this process's sums for `name` to `cache` (the last writer's stay), once
+        a computation is done: not on every batch."""
+        with self._lock:
+            measure = self._measures.get((model, name))
+            sums = None if measure is None else {"seconds": np.float64(measure.seconds),
+                                                 "images": np.int64(measure.images)}
+        if cache is not None and sums is not None:
             cache.set(_key(model, name), sums)
 
     def per_image(self, model: str, name: str, cache: ArrayCache | None = None
