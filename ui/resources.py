@@ -142,14 +142,15 @@ def _bar(what: str, total: int):
     """A progress bar and its callback ``(done, total)``: images done, and the time
     left at the pace of the images computed so far."""
     bar = st.progress(0.0, text=f"Computing {what}...")
-    first: list[tuple[int, int, float]] = []  # (images done, of, time) at the first
+    first: tuple[int, int, float] | None = None  # (images done, of, time) at the first
     # report of this part (what an analysis reads reports first, as a part of its own)
 
     def report(done: int, count: int) -> None:
+        nonlocal first
         now = time.monotonic()
-        if not first or first[0][1] != count or done < first[0][0]:
-            first[:] = [(done, count, now)]
-        settled, seconds = done - first[0][0], now - first[0][2]
+        if first is None or first[1] != count or done < first[0]:
+            first = (done, count, now)
+        settled, seconds = done - first[0], now - first[2]
         left = (f", about {duration(seconds / settled * (count - done))} left"
                 if settled > 0 and done < count else "")
         bar.progress(done / max(count, 1), text=f"{what}: {done:,} of {count:,} images{left}")

@@ -33,5 +33,6 @@ def compute(lm: LoadedModel, images: torch.Tensor, targets: Targets,
 ABLATION_MAP = Analysis(
     name="ablation_map", params=AblationParams, compute=compute, target="prediction",
     outputs={"map": Output("float32", "patch"), "class": Output("int64")},
-    forwards=ablation_forwards, batch_size=16, precompute=False)  # the faithfulness analysis computes it in the
-    # precompute (its maps hold every method's)
+    forwards=ablation_forwards, batch_size=16,
+    precompute=False)  # the faithfulness analysis computes it in the precompute (its maps
+    # hold every method's)
