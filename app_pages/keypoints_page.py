@@ -24,7 +24,7 @@ from ui.keypoints_charts import (FILL_CHANGES, FILLED_TOP, PROBABILITY, SCORE,
                                  interrelation_frame, keypoints_figure, layer_lift_chart,
                                  lift_heatmap, prompt_rates_chart, shown_ranking)
 from ui.report_html import NOT_COMPUTED, Report, figure_row, paragraph, section
-from ui.state import bound, new_pick, select, select_clicked_head
+from ui.state import bound, new_pick, select, select_clicked_head, table_row
 from ui.views import could_not_be_used, intro, selected_image, thumbnail
 
 HEADING = "Keypoints and shortcuts"
@@ -191,8 +191,7 @@ def render() -> None:
 def pick_ranked(ids: list[str]) -> None:
     """A click on a ranking row (`ids`: the rows' images) selects its image before the
     run it starts: one run a click, not a second one to show the selection."""
-    rows = st.session_state["spurious_table"].selection.rows
-    picked = new_pick("spurious_table", rows[0] if rows else None)
+    picked = new_pick("spurious_table", table_row(st.session_state["spurious_table"]))
     if picked is not None and picked < len(ids):
         select(image=ids[picked])
 
