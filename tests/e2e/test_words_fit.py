@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import TimeoutError
 
-from tests.e2e.helpers import (CHARTS_DRAWN_JS, LAST_ON_CLICKS, NARROW, assert_no_exception,
+from tests.e2e.helpers import (LAST_ON_CLICKS, NARROW, assert_no_exception,
                                keyed, open_app)
 from ui.pages import PAGES
 
@@ -23,6 +23,12 @@ WIDE = {"width": 1400, "height": 1000}
 # marks, its texts cut by an ellipsis and its texts outside the SVG box (role, text,
 # px out sideways, px out up or down). A text's box is its line box: across the text it reaches past the font
 # size, which Vega's layout does not count and no glyph fills; that much is allowed.
+SVGS_DRAWN_JS = """() => {
+  const charts = [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')];
+  const idle = document.querySelector('[data-testid="stApp"]')
+    ?.getAttribute('data-test-script-state') !== 'running';
+  return idle && charts.length > 0 && charts.every(c => c.querySelector('svg.marks'));
+}"""
 MEASURE_JS = """() => {
   const out = [];
   const charts = document.querySelectorAll('[data-testid="stVegaLiteChart"]');
@@ -30,7 +36,7 @@ MEASURE_JS = """() => {
     const keyed = c.closest('[class*="st-key-"]');
     const key = keyed ? keyed.className.match(/st-key-(\\S+)/)[1] : `chart ${i + 1}`;
     const svg = c.querySelector('svg.marks');
-    if (!svg) { out.push({key, svg: false}); return; }
+    if (!svg) { out.push({key, svg: false, marks: 0, cut: [], outside: []}); return; }
     // what a user sees of the SVG: its box, cut by the boxes round it that hide what
     // overflows them (one that scrolls shows all of it)
     const r0 = svg.getBoundingClientRect();
@@ -79,12 +85,16 @@ def test_every_chart_word_fits(page, app_url, prepared, entry, size):
     warnings: list[str] = []
     page.on("console", lambda m: warnings.append(m.text) if m.type == "warning" else None)
     page.set_viewport_size(size)
-    open_app(page, f"{app_url}/{entry.name}?images={prepared.clicks}",
-             page.locator("h1", has_text=entry.heading), keyed(page, LAST_ON_CLICKS[entry.name]))
-    try:
-        page.wait_for_function(CHARTS_DRAWN_JS, polling=100, timeout=30_000)
-    except TimeoutError:  # a chart Vega never drew: measured below as not an SVG
-        pass
+    for attempt in range(2):  # a chart the browser leaves undrawn (Importance at 1,400 px,
+        # now and then when the whole file runs; never drawn in 60 s) gets one more load
+        open_app(page, f"{app_url}/{entry.name}?images={prepared.clicks}",
+                 page.locator("h1", has_text=entry.heading),
+                 keyed(page, LAST_ON_CLICKS[entry.name]))
+        try:  # every chart drawn as the SVG measured here (a rerun redraws them)
+            page.wait_for_function(SVGS_DRAWN_JS, polling=100, timeout=60_000)
+            break
+        except TimeoutError:  # still undrawn after the second load: measured as empty
+            pass
     assert_no_exception(page)
     charts = page.evaluate(MEASURE_JS)
     assert charts
