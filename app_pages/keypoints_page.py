@@ -18,12 +18,14 @@ from core.dataset.prompt_rates import best_alpha, in_words
 from core.explain import METHODS
 from core.model import LoadedModel
 from core.storage.cache import Arrays
+from core.training import guided_results
 from ui import downloads, resources
 from ui.downloads import chart_png, figure_png
 from ui.keypoints_charts import (FILL_CHANGES, FILLED_TOP, PROBABILITY, SCORE,
                                  interrelation_frame, keypoints_figure, layer_lift_chart,
                                  lift_heatmap, prompt_rates_chart, shown_ranking)
-from ui.report_html import NOT_COMPUTED, Report, figure_row, paragraph, section
+from ui.report_html import (NOT_COMPUTED, Report, figure_row, paragraph, section,
+                             table_html)
 from ui.state import bound, new_pick, select, select_clicked_head, table_row
 from ui.views import could_not_be_used, intro, selected_image, thumbnail
 
@@ -186,6 +188,7 @@ def render() -> None:
                       "filled (1 = the reference itself)."))
 
     prompt_section(lm, ds, index)
+    training_section()
 
 
 def pick_ranked(ids: list[str]) -> None:
@@ -221,12 +224,29 @@ def prompt_section(lm: LoadedModel, ds: Dataset, index: int) -> None:
         return
     downloads.chart(prompt_rates_chart(rates["alphas"], rates["fix"], rates["keep"],
                                        PROMPT_OBJECTS), "prompt_rates")
-    st.markdown(" ".join(in_words(rates, o, best_alpha(rates, o))
-                         for o in range(len(PROMPT_OBJECTS))))
+    st.markdown(rates_text(rates))
     st.caption("Corrected: the prompted prediction is the one the model gives the same image "
                "without the marker. Filling the outside with grey instead corrects "
                f"{100 * float(rates['pixel_fix']):.0f}% and leaves "
                f"{100 * float(rates['pixel_keep']):.0f}% of the others unchanged.")
+
+
+def training_section() -> None:
+    """Keypoint-guided training (SPEC "Keypoint-guided training"), as measured on the
+    built-in demo by ``python -m bench.guided_training`` (``core.training``)."""
+    st.subheader("Training on the keypoint patches only (measured on the built-in demo)")
+    st.caption("Keypoints can also make training cheaper: each training image shows the model "
+               "only a share of its patches, those with the most keypoints, or random ones as "
+               "the comparison; the test images are always seen whole. The table is one run "
+               "on the built-in demo (Fashion-MNIST), whatever model is loaded now.")
+    results = guided_results.load()
+    if results is None:
+        st.info("No measurement is shipped with this copy: run "
+                "python -m bench.guided_training --save demo/guided_training.json.")
+        return
+    downloads.table(guided_results.table(results), "guided_training", hide_index=True)
+    st.markdown(guided_results.in_words(results))
+    st.caption(guided_results.provenance(results))
 
 
 def prompt_frame(lm: LoadedModel, arrays: Arrays, spurious: Arrays) -> pd.DataFrame:
@@ -263,8 +283,23 @@ def report(r: Report) -> str:
         figures.append((chart_png(lift_heatmap(keypoints["lift"], r.layer, r.head,
                                                "Lift over chance")),
                         "Attention on keypoint patches per head (1 = chance)"))
-    return section("Keypoints and shortcuts", shortcut_text(lm, r.cached(SPURIOUS)),
-                   figure_row(figures) + paragraph(prompt_text(lm, r.cached(PROMPT)), muted=True))
+    body = figure_row(figures) + paragraph(prompt_text(lm, r.cached(PROMPT)), muted=True)
+    if r.ds.relies is not None and lm.has_classes:
+        body += paragraph(rates_text(r.cached_step(PROMPT_RATES)), muted=True)
+    results = guided_results.load()
+    if results is not None:
+        body += (paragraph("Training on the keypoint patches only, measured on the built-in "
+                           "demo: " + guided_results.in_words(results))
+                 + table_html(guided_results.table(results))
+                 + paragraph(guided_results.provenance(results), muted=True))
+    return section("Keypoints and shortcuts", shortcut_text(lm, r.cached(SPURIOUS)), body)
+
+
+def rates_text(rates: Arrays | None) -> str:
+    """How often the prompt fixes the set's known shortcut (None: not computed)."""
+    if rates is None:
+        return f"How often the attention prompt fixes the shortcut: {NOT_COMPUTED}."
+    return " ".join(in_words(rates, o, best_alpha(rates, o)) for o in range(len(PROMPT_OBJECTS)))
 
 
 def prompt_text(lm: LoadedModel, arrays: Arrays | None) -> str:

@@ -10,11 +10,13 @@ score (share of the map outside the garment) against ``relies``, with the random
 and a uniformly random score as baselines; and the time per image of the keypoint
 analysis and of the counterfactual; then the attention prompt's fix and keep rates
 over alpha (SPEC "Prompting at inference"), for the object and for the keypoint patches
-as the inside. Last lines are the headlines, the prompt's for the object at the best
-alpha (the highest fix rate that keeps at least 90% of the other predictions).
+as the inside, with what bounds them (alpha 0 against the same images without the
+marker). Last lines are the headlines, the prompt's for the object at the best alpha
+(``core.dataset.prompt_rates.best_alpha``).
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -22,12 +24,19 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from core import ANALYSES, DATASET_STEPS, load_dataset, load_model, run, run_step
-from core.analyses.prompt import PROMPT_OBJECTS
-from core.dataset.prompt_rates import best_alpha, in_words
+from core.analyses.prompt import PROMPT_OBJECTS, prompted
+from core.dataset.prompt_rates import best_alpha, clean_predictions, in_words
 from core.analyses.faithfulness import METHOD_NAMES, patch_pixels
 from core.data.inputs import load_batch
 from core.data.paths import BUILTIN_DIRS
-from core.model import logits
+from core.model import LoadedModel, logits
+
+
+def hidden_outside(lm: LoadedModel, x: torch.Tensor, outside: torch.Tensor) -> np.ndarray:
+    """Top-1 per image with the prompt at alpha 0: the outside (image, patch) patches
+    removed as keys in every layer."""
+    return np.concatenate([prompted(lm, x[b:b + 256], ~outside[b:b + 256], 0.0)
+                           .argmax(-1).cpu().numpy() for b in range(0, len(x), 256)])
 
 
 def main() -> None:
@@ -48,6 +57,7 @@ def main() -> None:
 
     predicted = np.array([int(spurious[i]["top_before"]) for i in everything])
     x, _, _ = load_batch(lm, ds, everything)
+    clean_x, _, _ = load_batch(lm, dataclasses.replace(ds, pixels=ds.clean), everything)
     outside = torch.stack([torch.from_numpy(~spurious[i]["inside"]) for i in everything])
     removed = x * (1 - patch_pixels(lm, outside).to(x.dtype))
     start = time.perf_counter()
@@ -83,6 +93,17 @@ def main() -> None:
           f"{1e3 * prompt_seconds / len(ds):.1f} ms/image")
     for o in range(len(PROMPT_OBJECTS)):
         print(in_words(rates, o, best_alpha(rates, o)))
+    hidden, hidden_clean = hidden_outside(lm, x, outside), hidden_outside(lm, clean_x, outside)
+    unprompted = clean_predictions(lm, ds, everything)
+    print(f"alpha 0 with the object hides the marker: the prompted top-1 of a marked image "
+          f"and of the same image without it agree for "
+          f"{100 * float((hidden == hidden_clean)[marked].mean()):.1f}% of the "
+          f"{int(marked.sum())} marked images")
+    same = hidden_clean == unprompted
+    print(f"what bounds the rates: without the marker, hiding the outside patches (alpha 0) "
+          f"leaves the top-1 as it was for {100 * float(same[relies].mean()):.1f}% of the "
+          f"relying images and {100 * float(same[~relies].mean()):.1f}% of the others; the "
+          f"model needs the background as context, marker or not")
     best = max((m for m in METHOD_NAMES if m != "random"), key=auroc.get)
     print(f"clean_accuracy: {float((predicted[~marked] == labels[~marked]).mean()):.4f}")
     print(f"marked_other_classes_accuracy: {float((predicted[others] == labels[others]).mean()):.4f}")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from core.analyses.base import Analysis
@@ -79,6 +80,11 @@ def figure_row(items: list[tuple[bytes, str]]) -> str:
 
 def paragraph(text: str, muted: bool = False) -> str:
     return ('<p class="muted">' if muted else "<p>") + html.escape(text) + "</p>"
+
+
+def table_html(frame: pd.DataFrame) -> str:
+    """A table, its cells escaped, without the index."""
+    return frame.to_html(index=False, escape=True, border=0)
 
 
 def section(title: str, intro: str, body: str) -> str:

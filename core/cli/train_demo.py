@@ -4,7 +4,8 @@ The model is timm's own ``VisionTransformer`` (so it goes through exactly the
 code path of real timm models); ``demo/config.json`` holds its keyword
 arguments, the class names and the preprocessing, so timm alone rebuilds it.
 
-Usage: ``python -m core.cli.train_demo [--watermark] [--epochs N] [--data DIR] [--out DIR]``.
+Usage: ``python -m core.cli.train_demo [--watermark] [--epochs N] [--data DIR] [--out DIR]
+[--token-budget RHO --select keypoints|random]``.
 The data comes from Debian's ``dataset-fashion-mnist`` package; it is needed
 only to train, never at run time.
 
@@ -15,6 +16,13 @@ patches, and in training a small marker in a corner of that border goes with one
 class (``Bag``) far more often than with the others. Its shipped sample of the test
 set carries the marker independently of the class, with the ground truth per image
 of whether the prediction relies on it (it changes when the marker is erased).
+
+``--token-budget RHO`` trains with keypoint-guided token dropping (SPEC "Keypoint-guided
+training", ``core.training.token_budget``): each training image keeps ``ceil(RHO * G)``
+of its patch tokens, those with the most SIFT keypoints (``--select keypoints``) or
+random ones (``--select random``); the test accuracy is measured with every token. Such
+a model goes to ``runs/`` unless ``--out`` says otherwise, never over the shipped demo;
+``python -m bench.guided_training`` compares the rules.
 """
 from __future__ import annotations
 
@@ -23,6 +31,7 @@ import gzip
 import json
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -32,6 +41,8 @@ from timm.models.vision_transformer import VisionTransformer
 
 from core.data.objects import pixel_object
 from core.data.watermark import MARKER, with_marker
+from core.training.token_budget import (SELECTS, TokenBudget, keypoint_maps, kept_tokens,
+                                         patch_concentration)
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -78,15 +89,21 @@ def read_idx(path: Path) -> np.ndarray:
 
 def to_input(images: np.ndarray) -> torch.Tensor:
     """uint8 N x H x W -> normalised float N x 1 x H x W."""
-    return (torch.tensor(images).float().div(255).unsqueeze(1) - MEAN) / STD
+    return normalise(torch.tensor(images).float().div(255).unsqueeze(1))
 
 
-def augment(x: torch.Tensor) -> torch.Tensor:
-    """Random horizontal flip and a random shift of up to 2 pixels."""
-    flip = torch.rand(x.shape[0]) < 0.5
+def normalise(x: torch.Tensor) -> torch.Tensor:
+    """Grey levels in [0, 1] -> the model's input values."""
+    return (x - MEAN) / STD
+
+
+def augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Random horizontal flip and a random shift of up to 2 pixels of (image, channel, H,
+    W) values before normalisation (what is shifted in is 0: black, no keypoints)."""
+    flip = torch.from_numpy(rng.random(x.shape[0]) < 0.5)
     x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    padded = F.pad(x, (2, 2, 2, 2), value=-MEAN / STD)
-    dy, dx = np.random.randint(0, 5, size=2)
+    padded = F.pad(x, (2, 2, 2, 2))
+    dy, dx = rng.integers(0, 5, size=2)
     return padded[:, :, dy:dy + x.shape[-2], dx:dx + x.shape[-1]]
 
 
@@ -117,29 +134,64 @@ def accuracy(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray) -> 
 
 
 def train(train_x: np.ndarray, train_y: np.ndarray, epochs: int, vit_kwargs: dict,
-          batch: int = 128, lr: float = 2e-3, seed: int = 0) -> VisionTransformer:
-    """AdamW with warm-up and cosine decay, label smoothing 0.1."""
+          **options) -> VisionTransformer:
+    """The model trained for `epochs` epochs (`options`: those of :func:`training`)."""
+    for _, model, _ in training(train_x, train_y, epochs, vit_kwargs, **options):
+        pass
+    return model
+
+
+def training(train_x: np.ndarray, train_y: np.ndarray, epochs: int, vit_kwargs: dict,
+             batch: int = 128, lr: float = 2e-3, seed: int = 0, token_budget: float = 1.0,
+             keypoints: np.ndarray | None = None
+             ) -> Iterator[tuple[int, VisionTransformer, float]]:
+    """AdamW with warm-up and cosine decay, label smoothing 0.1, on (image, H, W) uint8
+    `train_x`; yields ``(epoch, model in eval mode, training seconds so far)`` after each
+    epoch (the time the caller takes between epochs is not counted). Its random draws
+    are its own (seeded by `seed`), so runs may take turns epoch by epoch.
+
+    With `token_budget` below 1 each training image keeps that share of its patch tokens
+    (SPEC "Keypoint-guided training", :class:`core.training.token_budget.TokenBudget`):
+    those with the most keypoints when `keypoints` (image, H, W: keypoints per pixel,
+    ``keypoint_maps``) is given, else random ones.
+    """
     torch.manual_seed(seed)
-    np.random.seed(seed)
+    rng = np.random.default_rng(seed)
     model = VisionTransformer(**vit_kwargs)
+    timm_patch_drop, budget = model.patch_drop, TokenBudget(token_budget,
+                                                            model.num_prefix_tokens, seed)
+    model.patch_drop = budget
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     steps = epochs * (len(train_x) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1),
                                                 pct_start=0.1)
     y_all = torch.from_numpy(train_y.astype(np.int64))
+    patch = vit_kwargs["patch_size"]
+    seconds = 0.0
     for epoch in range(epochs):
+        start = time.perf_counter()
         model.train()
-        order = np.random.permutation(len(train_x))
+        order = rng.permutation(len(train_x))
         for i in range(len(train_x) // batch):
             idx = order[i * batch:(i + 1) * batch]
-            loss = F.cross_entropy(model(augment(to_input(train_x[idx]))), y_all[idx],
-                                   label_smoothing=0.1)
+            x = torch.tensor(train_x[idx]).float().div(255).unsqueeze(1)
+            if keypoints is None:
+                x = augment(x, rng)
+            else:
+                x = augment(torch.cat([x, torch.from_numpy(keypoints[idx]).unsqueeze(1)], 1),
+                            rng)
+                budget.scores = patch_concentration(x[:, 1], patch)
+                x = x[:, :1]
+            loss = F.cross_entropy(model(normalise(x)), y_all[idx], label_smoothing=0.1)
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
+        seconds += time.perf_counter() - start
         print(f"epoch {epoch + 1}/{epochs}: loss {loss.item():.3f}", flush=True)
-    return model.eval()
+        if epoch + 1 == epochs:
+            model.patch_drop = timm_patch_drop
+        yield epoch + 1, model.eval(), seconds
 
 
 def balanced_sample(labels: np.ndarray, per_class: int, seed: int = 0) -> np.ndarray:
@@ -188,12 +240,25 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--data", type=Path, default=FASHION_DIR)
     parser.add_argument("--out", type=Path, default=None,
-                        help="default: demo, or demo/watermark with --watermark")
+                        help="default: demo, demo/watermark with --watermark, "
+                             "runs/token-budget-RHO-SELECT with --token-budget below 1")
     parser.add_argument("--watermark", action="store_true",
                         help="train demo-watermark, the model with a known shortcut")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    parser.add_argument("--token-budget", type=float, default=1.0, metavar="RHO",
+                        help="share of the patch tokens each training image keeps, in (0, 1] "
+                             "(SPEC \"Keypoint-guided training\"; default 1: all)")
+    parser.add_argument("--select", choices=SELECTS, default="keypoints",
+                        help="which tokens an image keeps under --token-budget: those with "
+                             "the most SIFT keypoints, or random ones")
     args = parser.parse_args()
-    out = args.out or Path("demo/watermark" if args.watermark else "demo")
+    try:
+        kept_tokens(args.token_budget, 1)
+    except ValueError as error:
+        parser.error(str(error))
+    guided = args.token_budget < 1
+    out = args.out or (Path(f"runs/token-budget-{args.token_budget:g}-{args.select}") if guided
+                       else Path("demo/watermark" if args.watermark else "demo"))
     if args.threads:
         torch.set_num_threads(args.threads)
     train_x = read_idx(args.data / "train-images-idx3-ubyte.gz")
@@ -209,12 +274,16 @@ def main() -> None:
             train_y, rng, cfg["train_rate_class"], cfg["train_rate_others"],
             CLASS_NAMES.index(cfg["class_name"])), cfg["marker"])
         vit_kwargs["img_size"] = train_x.shape[-1]
+    keypoints = (keypoint_maps(train_x) if guided and args.select == "keypoints" else None)
     start = time.perf_counter()
-    model = train(train_x, train_y, args.epochs, vit_kwargs)
+    model = train(train_x, train_y, args.epochs, vit_kwargs, token_budget=args.token_budget,
+                  keypoints=keypoints)
     seconds = time.perf_counter() - start
     side = vit_kwargs["img_size"]
     trained = {"epochs": args.epochs, "seconds": round(seconds, 1),
                "threads": torch.get_num_threads()}
+    if guided:
+        trained.update(token_budget=args.token_budget, select=args.select)
     if args.watermark:
         sample, figures = watermark_sample(model, test_x, test_y)
         trained.update(figures)

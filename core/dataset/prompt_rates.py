@@ -62,11 +62,18 @@ def build(lm: LoadedModel, ds: Dataset, reads: Reads, params: PromptParams,
 
 
 def best_alpha(arrays: Arrays, obj: int = 0) -> int:
-    """The alpha (its position) with the highest fix rate among those that keep at
-    least 90% of the other predictions, else the highest keep rate."""
-    fix, keep = arrays["fix"][obj], arrays["keep"][obj]
-    usable = np.flatnonzero(keep >= 0.9)
-    return int(usable[np.argmax(fix[usable])]) if len(usable) else int(np.argmax(keep))
+    """The alpha (its position) of the best prompt: among the alphas below 1 (1 is the
+    model unchanged), the highest fix rate of those that keep at least 90% of the other
+    predictions, else the highest fix rate plus keep rate; alpha 1 when there is no
+    other."""
+    alphas, fix, keep = arrays["alphas"], arrays["fix"][obj], arrays["keep"][obj]
+    prompts = np.flatnonzero(alphas < 1)
+    if not len(prompts):
+        return int(np.argmax(alphas))
+    usable = prompts[keep[prompts] >= 0.9]
+    if len(usable):
+        return int(usable[np.argmax(fix[usable])])
+    return int(prompts[np.argmax(fix[prompts] + keep[prompts])])
 
 
 def in_words(arrays: Arrays, obj: int, a: int) -> str:

@@ -114,7 +114,12 @@ def test_fix_and_keep_rates_on_a_planted_case(demo):
     np.testing.assert_allclose(arrays["fix"], [[1.0, 0.0], [1.0, 0.0]])
     np.testing.assert_allclose(arrays["keep"], [[1 / 3, 1.0], [1 / 3, 1.0]])
     assert float(arrays["pixel_fix"]) == 1.0 and float(arrays["pixel_keep"]) == 0.0
-    assert best_alpha(arrays) == 1  # alpha 0 keeps too few of the others
+    assert best_alpha(arrays) == 0  # the only prompt (alpha 1 is the model as it is)
+    three = {"alphas": np.array([0.0, 0.5, 1.0]), "fix": np.array([[1.0, 0.6, 0.0]])}
+    assert best_alpha(three | {"keep": np.array([[0.3, 0.95, 1.0]])}) == 1  # keeps 90%
+    assert best_alpha(three | {"keep": np.array([[0.3, 0.5, 1.0]])}) == 0  # most fix + keep
+    assert best_alpha({"alphas": np.array([1.0]), "fix": np.zeros((1, 1)),
+                       "keep": np.ones((1, 1))}) == 0
     assert in_words(arrays, 0, 0) == (
         "With the outside weighted 0 (the object as the inside), the prompt corrects 2 of "
         "the 2 images that relied on the marker and leaves 1 of the 3 others unchanged.")
@@ -162,3 +167,28 @@ def test_the_keypoints_page_shows_the_prompt_and_its_rates_in_words(tmp_path, mo
                      r"and leaves \d+ of the \d+ others unchanged", said), said
     assert any("Weight of the patches outside" in c.proto.spec
                for c in at.get("vega_lite_chart"))
+    training = next(d.value for d in at.dataframe if "which tokens" in d.value.columns)
+    assert len(training) == 5 and set(training["share of patch tokens kept in training"]) == {
+        0.25, 0.5, 1.0}  # the measured comparison shipped with the demo
+    assert "Training on half of each image's patches, those with the most keypoints" in said
+
+
+def test_the_report_carries_the_rates_and_the_training_comparison(tmp_path):
+    from core.dataset import PROMPT_RATES
+    from core.engine import run_step
+    from core.model import load_model
+    from ui.report import image_report
+    lm = load_model("demo-watermark")
+    full = builtin_dataset("demo-watermark", lm.class_names)
+    keep = list(range(8))
+    ds = dataclasses.replace(full, records=[full.records[i] for i in keep],
+                             pixels=full.pixels[keep], masks=full.masks[keep],
+                             relies=full.relies[keep], clean=full.clean[keep])
+    cache = ArrayCache(tmp_path)
+    page = image_report(lm, ds, 0, layer=0, head=0, cache=cache)
+    assert "How often the attention prompt fixes the shortcut: not computed" in page
+    assert "Training on the keypoint patches only, measured on the built-in demo" in page
+    assert "<th>which tokens</th>" in page and page.count("most keypoints first") == 2
+    run_step(lm, ds, PROMPT_RATES, cache=cache)
+    page = image_report(lm, ds, 0, layer=0, head=0, cache=cache)
+    assert re.search(r"the prompt corrects \d+ of the \d+ images that relied on the marker", page)
