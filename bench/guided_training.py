@@ -9,8 +9,8 @@ epoch, so that a slow moment of a shared machine hits them alike. After each epo
 test accuracy on the 10,000 test images, with every token (not counted as training
 time). Keypoints are detected once for the training set before training; that time is
 printed apart. Per run: training seconds per epoch (wall; the process's CPU seconds
-beside them), test accuracy after the last epoch, and the training time to 85% test
-accuracy (at an epoch's end). The last lines are the headlines:
+beside them), test accuracy after the last epoch, and the training time to 80% and to
+85% test accuracy (at an epoch's end). The last lines are the headlines:
 ``guided_vs_random_accuracy_at_half`` (percentage points) and
 ``speedup_per_epoch_at_half`` (seconds per epoch with every token / with half of them,
 chosen by keypoints).
@@ -35,7 +35,7 @@ from core.training.token_budget import kept_tokens, keypoint_maps, patch_concent
 
 RUNS = ((1.0, "all"), (0.5, "keypoints"), (0.5, "random"), (0.25, "keypoints"),
         (0.25, "random"))
-TARGET = 0.85  # the stated test accuracy
+TARGETS = (0.8, 0.85)  # the stated test accuracies
 
 
 def main() -> None:
@@ -67,7 +67,7 @@ def main() -> None:
 
     runs = [{"token_budget": budget, "select": select,
              "kept_tokens": kept_tokens(budget, patches), "accuracy_per_epoch": [],
-             "seconds_per_epoch_so_far": [], "cpu_seconds": 0.0} for budget, select in RUNS]
+             "seconds_after_epoch": [], "cpu_seconds": 0.0} for budget, select in RUNS]
     trainings = [training(train_x, train_y, args.epochs, VIT_KWARGS, token_budget=budget,
                           keypoints=maps if select == "keypoints" else None)
                  for budget, select in RUNS]
@@ -77,21 +77,17 @@ def main() -> None:
             _, model, seconds = next(steps)
             run["cpu_seconds"] += time.process_time() - cpu
             run["accuracy_per_epoch"].append(accuracy(model, test_x, test_y))
-            run["seconds_per_epoch_so_far"].append(seconds)
+            run["seconds_after_epoch"].append(seconds)
             print(f"epoch {epoch + 1}: rho {run['token_budget']:g} {run['select']}: "
                   f"{seconds / (epoch + 1):.1f} s/epoch, test accuracy "
                   f"{100 * run['accuracy_per_epoch'][-1]:.2f}%", flush=True)
     for run, steps in zip(runs, trainings):
         next(steps, None)  # the end of the training: timm's patch_drop is back
-        accuracies, seconds = run["accuracy_per_epoch"], run.pop("seconds_per_epoch_so_far")
-        reached = next((k for k, a in enumerate(accuracies) if a >= TARGET), None)
-        run.update(seconds_per_epoch=seconds[-1] / args.epochs,
+        run.update(seconds_per_epoch=run["seconds_after_epoch"][-1] / args.epochs,
                    cpu_seconds_per_epoch=run.pop("cpu_seconds") / args.epochs,
-                   test_accuracy=accuracies[-1],
-                   epochs_to_target=None if reached is None else reached + 1,
-                   seconds_to_target=None if reached is None else seconds[reached])
+                   test_accuracy=run["accuracy_per_epoch"][-1])
     results = {"epochs": args.epochs, "train_images": len(train_x),
-               "target_accuracy": TARGET, "keypoint_detection_seconds": detection,
+               "targets": TARGETS, "keypoint_detection_seconds": detection,
                "threads": torch.get_num_threads(),
                "machine": f"{platform.processor() or platform.machine()}, "
                           f"{os.cpu_count()} CPUs, no GPU" if not torch.cuda.is_available()

@@ -181,29 +181,31 @@ def test_the_training_script_refuses_a_bad_budget_before_reading_data(monkeypatc
 
 
 def test_the_saved_comparison_reads_back_and_says_it_in_words(tmp_path):
-    def run(budget, select, seconds, acc, reach):
+    def run(budget, select, seconds, accuracies):
         return {"token_budget": budget, "select": select, "kept_tokens": kept_tokens(budget, 49),
-                "seconds_per_epoch": seconds, "test_accuracy": acc,
-                "seconds_to_target": reach, "epochs_to_target": None}
-    results = {"epochs": 6, "target_accuracy": 0.85, "train_images": 60000, "threads": 2,
+                "seconds_per_epoch": seconds, "test_accuracy": accuracies[-1],
+                "accuracy_per_epoch": accuracies,
+                "seconds_after_epoch": [seconds * (k + 1) for k in range(len(accuracies))]}
+    results = {"epochs": 3, "targets": [0.8, 0.85], "train_images": 60000, "threads": 2,
                "date": "2026-12-03", "machine": "x86_64, 2 CPUs, no GPU",
                "keypoint_detection_seconds": 212.4, "runs": [
-        run(1.0, "all", 100.0, 0.86, 480.0), run(0.5, "keypoints", 50.0, 0.80, None),
-        run(0.5, "random", 52.0, 0.84, None), run(0.25, "keypoints", 30.0, 0.7, None),
-        run(0.25, "random", 31.0, 0.75, None)]}
+                   run(1.0, "all", 100.0, [0.7, 0.85, 0.86]),
+                   run(0.5, "keypoints", 50.0, [0.6, 0.8, 0.8]),
+                   run(0.5, "random", 52.0, [0.6, 0.7, 0.84]),
+                   run(0.25, "keypoints", 30.0, [0.5, 0.6, 0.7]),
+                   run(0.25, "random", 31.0, [0.5, 0.6, 0.75])]}
     save(results, tmp_path / "g.json")
     assert load(tmp_path / "g.json") == results and load(tmp_path / "none.json") is None
     assert run_of(results, 1.0, "random")["select"] == "all"
     words = in_words(results)
     assert "50 s an epoch against 100 s" in words and "2.00 times as fast" in words
-    assert "80.0% test accuracy after 6 epochs, 4.0 points below" in words
+    assert "80.0% test accuracy after 3 epochs, 4.0 points below" in words
     frame = table(results)
-    assert list(frame["training time to 85% test accuracy (s)"]) == [480, "not reached",
-                                                                      "not reached",
-                                                                      "not reached",
-                                                                      "not reached"]
-    assert list(frame["test accuracy after 6 epochs (%)"]) == [86.0, 80.0, 84.0, 70.0, 75.0]
-    assert ("6 epochs on 60,000 training images" in provenance(results)
+    assert list(frame["training time to 85% test accuracy (s)"]) == [200] + ["not reached"] * 4
+    assert list(frame["training time to 80% test accuracy (s)"]) == [
+        200, 100, 156, "not reached", "not reached"]
+    assert list(frame["test accuracy after 3 epochs (%)"]) == [86.0, 80.0, 84.0, 70.0, 75.0]
+    assert ("3 epochs on 60,000 training images" in provenance(results)
             and "took 212 s once" in provenance(results))
 
 
@@ -214,7 +216,8 @@ def test_the_shipped_comparison_has_every_budget_and_rule_measured_in_one_run():
         (1.0, "all"), (0.5, "keypoints"), (0.5, "random"), (0.25, "keypoints"),
         (0.25, "random")}
     for r in results["runs"]:
-        assert len(r["accuracy_per_epoch"]) == results["epochs"]
+        assert len(r["accuracy_per_epoch"]) == len(r["seconds_after_epoch"]) == results["epochs"]
+        assert r["seconds_after_epoch"] == sorted(r["seconds_after_epoch"])
         assert r["test_accuracy"] == r["accuracy_per_epoch"][-1]
         assert r["kept_tokens"] == kept_tokens(r["token_budget"], 49)
         assert 0.1 < r["test_accuracy"] <= 1 and r["seconds_per_epoch"] > 0
