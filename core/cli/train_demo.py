@@ -89,7 +89,12 @@ def read_idx(path: Path) -> np.ndarray:
 
 def to_input(images: np.ndarray) -> torch.Tensor:
     """uint8 N x H x W -> normalised float N x 1 x H x W."""
-    return normalise(torch.tensor(images).float().div(255).unsqueeze(1))
+    return normalise(grey_levels(images))
+
+
+def grey_levels(images: np.ndarray) -> torch.Tensor:
+    """uint8 N x H x W -> float N x 1 x H x W in [0, 1]."""
+    return torch.tensor(images).float().div(255).unsqueeze(1)
 
 
 def normalise(x: torch.Tensor) -> torch.Tensor:
@@ -174,7 +179,7 @@ def training(train_x: np.ndarray, train_y: np.ndarray, epochs: int, vit_kwargs: 
         order = rng.permutation(len(train_x))
         for i in range(len(train_x) // batch):
             idx = order[i * batch:(i + 1) * batch]
-            x = torch.tensor(train_x[idx]).float().div(255).unsqueeze(1)
+            x = grey_levels(train_x[idx])
             if keypoints is None:
                 x = augment(x, rng)
             else:
